@@ -1,0 +1,103 @@
+# eventstream-operator — see README.md. `make help` lists the targets.
+
+# Tool versions (installed into ./bin with `go install` from the Go module proxy).
+CONTROLLER_TOOLS_VERSION ?= v0.23.0
+GOLANGCI_LINT_VERSION ?= v2.15.0
+NATS_SERVER_VERSION ?= v2.15.2
+HELM_VERSION ?= v3.22.0
+# Kubernetes version of envtest's kube-apiserver (built by hack/envtest/build.sh).
+ENVTEST_K8S_VERSION ?= 1.37.2
+
+IMG ?= ghcr.io/giia/eventstream-operator:dev
+
+SHELL = /usr/bin/env bash -o pipefail
+.SHELLFLAGS = -ec
+
+LOCALBIN ?= $(shell pwd)/bin
+$(LOCALBIN):
+	mkdir -p $(LOCALBIN)
+
+CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen
+GOLANGCI_LINT ?= $(LOCALBIN)/golangci-lint
+NATS_SERVER ?= $(LOCALBIN)/nats-server
+
+##@ General
+
+.PHONY: help
+help: ## Show this help.
+	@awk 'BEGIN {FS = ":.*##"; printf "Usage: make <target>\n"} /^[a-zA-Z_0-9-]+:.*?##/ { printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2 } /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) } ' $(MAKEFILE_LIST)
+
+##@ Development
+
+.PHONY: manifests
+manifests: controller-gen ## Generate the CRDs and RBAC under config/.
+	$(CONTROLLER_GEN) rbac:roleName=manager-role crd:allowDangerousTypes=false webhook paths="./..." output:crd:artifacts:config=config/crd/bases
+
+.PHONY: generate
+generate: controller-gen ## Generate deepcopy code for the API types.
+	$(CONTROLLER_GEN) object:headerFile="hack/boilerplate.go.txt" paths="./..."
+
+.PHONY: fmt
+fmt: ## go fmt.
+	go fmt ./...
+
+.PHONY: vet
+vet: ## go vet.
+	go vet ./...
+
+.PHONY: lint
+lint: golangci-lint ## Run golangci-lint.
+	$(GOLANGCI_LINT) run
+
+.PHONY: test
+test: manifests generate fmt vet envtest nats-server ## Run every unit and controller test (envtest + embedded NATS).
+	KUBEBUILDER_ASSETS="$$(hack/envtest/build.sh)" go test ./... -count=1 -timeout 20m
+
+.PHONY: check-generated
+check-generated: manifests generate ## Fail when generated files differ from what is committed.
+	@git diff --exit-code -- api config charts || { echo "generated files are stale: run 'make manifests generate' and commit"; exit 1; }
+
+##@ Build
+
+.PHONY: build
+build: ## Build the manager binary into bin/manager.
+	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o $(LOCALBIN)/manager ./cmd
+
+.PHONY: run
+run: manifests generate fmt vet ## Run the manager against the current kubeconfig (NATS_URL, default nats://127.0.0.1:4222).
+	go run ./cmd --nats-url "$${NATS_URL:-nats://127.0.0.1:4222}"
+
+##@ Dependencies
+
+.PHONY: envtest
+envtest: ## Build kube-apiserver and etcd for envtest from the Go module proxy (reused when present).
+	@hack/envtest/build.sh >/dev/null
+
+.PHONY: controller-gen
+controller-gen: $(CONTROLLER_GEN) ## Install controller-gen.
+$(CONTROLLER_GEN): $(LOCALBIN)
+	$(call go-install-tool,$(CONTROLLER_GEN),sigs.k8s.io/controller-tools/cmd/controller-gen,$(CONTROLLER_TOOLS_VERSION))
+
+.PHONY: golangci-lint
+golangci-lint: $(GOLANGCI_LINT) ## Install golangci-lint.
+$(GOLANGCI_LINT): $(LOCALBIN)
+	$(call go-install-tool,$(GOLANGCI_LINT),github.com/golangci/golangci-lint/v2/cmd/golangci-lint,$(GOLANGCI_LINT_VERSION))
+
+.PHONY: nats-server
+nats-server: $(NATS_SERVER) ## Install the nats-server binary (end-to-end tests, local stack).
+$(NATS_SERVER): $(LOCALBIN)
+	$(call go-install-tool,$(NATS_SERVER),github.com/nats-io/nats-server/v2,$(NATS_SERVER_VERSION))
+
+# go-install-tool installs a versioned binary ($1-$3) and links $1 to it, so
+# that changing a version above reinstalls the tool.
+define go-install-tool
+@[ -f "$(1)-$(3)" ] && [ "$$(readlink -- "$(1)" 2>/dev/null)" = "$$(basename "$(1)-$(3)")" ] || { \
+set -e; \
+package=$(2)@$(3) ; \
+echo "Installing $${package}" ; \
+rm -f "$(1)" ; \
+GOBIN="$(LOCALBIN)" go install $${package} ; \
+mv "$(LOCALBIN)/$$(basename "$(1)")" "$(1)-$(3)" ; \
+ln -sf "$$(basename "$(1)-$(3)")" "$(1)" ; \
+}
+endef

@@ -1,0 +1,283 @@
+package v1alpha1
+
+import (
+	"strings"
+
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// RetentionPolicy decides when JetStream removes messages.
+// +kubebuilder:validation:Enum=Limits;Interest;WorkQueue
+type RetentionPolicy string
+
+const (
+	RetentionLimits    RetentionPolicy = "Limits"
+	RetentionInterest  RetentionPolicy = "Interest"
+	RetentionWorkQueue RetentionPolicy = "WorkQueue"
+)
+
+// StorageType is where JetStream keeps messages.
+// +kubebuilder:validation:Enum=File;Memory
+type StorageType string
+
+const (
+	StorageFile   StorageType = "File"
+	StorageMemory StorageType = "Memory"
+)
+
+// DiscardPolicy decides what happens when a stream reaches a limit.
+// +kubebuilder:validation:Enum=Old;New
+type DiscardPolicy string
+
+const (
+	DiscardOld DiscardPolicy = "Old"
+	DiscardNew DiscardPolicy = "New"
+)
+
+// Compression of a file-backed stream.
+// +kubebuilder:validation:Enum=None;S2
+type Compression string
+
+const (
+	CompressionNone Compression = "None"
+	CompressionS2   Compression = "S2"
+)
+
+// Placement pins a stream's replicas to a cluster and/or servers with tags.
+type Placement struct {
+	// Cluster is the name of the JetStream cluster.
+	// +optional
+	Cluster string `json:"cluster,omitempty"`
+	// Tags the servers must have.
+	// +optional
+	// +listType=set
+	Tags []string `json:"tags,omitempty"`
+}
+
+// StreamSource names another stream (in the same JetStream account) to
+// mirror or source messages from.
+type StreamSource struct {
+	// Name of the JetStream stream.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=255
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[A-Za-z0-9_-]+$')",message="must contain only letters, digits, '_' and '-'"
+	Name string `json:"name"`
+	// FilterSubject takes only messages on this subject.
+	// +optional
+	FilterSubject string `json:"filterSubject,omitempty"`
+	// OptStartSeq starts at this stream sequence.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	OptStartSeq int64 `json:"optStartSeq,omitempty"`
+}
+
+// EventStreamSpec declares a JetStream stream. Unset fields take the house
+// defaults: file storage, limits retention, 7 days, 1 GiB, discard old,
+// a 2-minute duplicate window, one replica.
+// +kubebuilder:validation:XValidation:rule="has(self.name) == has(oldSelf.name) && (!has(self.name) || self.name == oldSelf.name)",message="name is immutable: JetStream cannot rename a stream; create a new EventStream instead",fieldPath=".name"
+// +kubebuilder:validation:XValidation:rule="(has(self.subjects) && size(self.subjects) > 0) || has(self.mirror) || (has(self.sources) && size(self.sources) > 0)",message="at least one subject is required unless the stream is a mirror or has sources",fieldPath=".subjects"
+// +kubebuilder:validation:XValidation:rule="!has(self.mirror) || !has(self.subjects) || size(self.subjects) == 0",message="a mirror stream cannot have subjects of its own",fieldPath=".subjects"
+// +kubebuilder:validation:XValidation:rule="has(self.mirror) == has(oldSelf.mirror) && (!has(self.mirror) || self.mirror == oldSelf.mirror)",message="mirror is immutable: JetStream cannot change a stream's mirror after creation",fieldPath=".mirror"
+type EventStreamSpec struct {
+	// Name of the JetStream stream. Defaults to metadata.name upper-cased with
+	// '-' replaced by '_' (auth-events → AUTH_EVENTS). Immutable.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=255
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[A-Za-z0-9_-]+$')",message="must be a JetStream stream name: only letters, digits, '_' and '-'"
+	Name string `json:"name,omitempty"`
+
+	// Description of the stream.
+	// +optional
+	// +kubebuilder:validation:MaxLength=4096
+	Description string `json:"description,omitempty"`
+
+	// Subjects the stream captures, e.g. "auth.>". Required unless the
+	// stream is a mirror or has sources.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=256
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=255
+	// +kubebuilder:validation:items:Pattern=`^[^\s]+$`
+	Subjects []string `json:"subjects,omitempty"`
+
+	// Retention policy. Cannot change to or from WorkQueue.
+	// +kubebuilder:default=Limits
+	// +kubebuilder:validation:XValidation:rule="(self == 'WorkQueue') == (oldSelf == 'WorkQueue')",message="retention cannot change to or from WorkQueue: JetStream cannot convert a stream's retention in place"
+	// +optional
+	Retention RetentionPolicy `json:"retention,omitempty"`
+
+	// MaxAge is how long messages are kept; "0" keeps them until another
+	// limit removes them.
+	// +kubebuilder:default="168h"
+	// +optional
+	MaxAge Duration `json:"maxAge,omitempty"`
+
+	// MaxBytes is the most the stream stores, e.g. 1Gi; -1 is unlimited.
+	// JetStream reserves it against the server's storage limit.
+	// +kubebuilder:default="1Gi"
+	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).compareTo(quantity('-1')) >= 0",message="must be -1 (unlimited) or a size such as 512Mi or 1Gi"
+	// +optional
+	MaxBytes *resource.Quantity `json:"maxBytes,omitempty"`
+
+	// MaxMsgs is the most messages the stream stores; -1 is unlimited.
+	// +kubebuilder:validation:Minimum=-1
+	// +optional
+	MaxMsgs *int64 `json:"maxMsgs,omitempty"`
+
+	// MaxMsgSize is the largest message the stream accepts, in bytes; -1 is
+	// unlimited (the server's max payload still applies).
+	// +kubebuilder:validation:Minimum=-1
+	// +kubebuilder:validation:Maximum=2147483647
+	// +optional
+	MaxMsgSize *int32 `json:"maxMsgSize,omitempty"`
+
+	// MaxMsgsPerSubject is the most messages kept per subject; -1 is unlimited.
+	// +kubebuilder:validation:Minimum=-1
+	// +optional
+	MaxMsgsPerSubject *int64 `json:"maxMsgsPerSubject,omitempty"`
+
+	// DuplicateWindow is how long message IDs are remembered for deduplication.
+	// +kubebuilder:default="2m"
+	// +optional
+	DuplicateWindow Duration `json:"duplicateWindow,omitempty"`
+
+	// Storage type. Immutable.
+	// +kubebuilder:default=File
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="storage is immutable: JetStream cannot move a stream between file and memory storage"
+	// +optional
+	Storage StorageType `json:"storage,omitempty"`
+
+	// Discard policy when a limit is reached.
+	// +kubebuilder:default=Old
+	// +optional
+	Discard DiscardPolicy `json:"discard,omitempty"`
+
+	// Replicas of the stream in a JetStream cluster (1 to 5).
+	// +kubebuilder:default=1
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=5
+	// +optional
+	Replicas int32 `json:"replicas,omitempty"`
+
+	// Placement of the replicas.
+	// +optional
+	Placement *Placement `json:"placement,omitempty"`
+
+	// Compression of file storage.
+	// +kubebuilder:default=None
+	// +optional
+	Compression Compression `json:"compression,omitempty"`
+
+	// AllowDirect lets any replica answer direct get requests.
+	// +optional
+	AllowDirect bool `json:"allowDirect,omitempty"`
+
+	// DenyDelete forbids deleting single messages.
+	// +optional
+	DenyDelete bool `json:"denyDelete,omitempty"`
+
+	// DenyPurge forbids purging the stream.
+	// +optional
+	DenyPurge bool `json:"denyPurge,omitempty"`
+
+	// Mirror makes this stream a read-only copy of another. Immutable.
+	// +optional
+	Mirror *StreamSource `json:"mirror,omitempty"`
+
+	// Sources are streams whose messages are copied into this one.
+	// +optional
+	// +kubebuilder:validation:MaxItems=64
+	Sources []StreamSource `json:"sources,omitempty"`
+
+	// Metadata is copied into the stream's JetStream metadata. Keys in the
+	// events.giia.io/ and _nats. prefixes are reserved.
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="self.all(k, !k.startsWith('events.giia.io/') && !k.startsWith('_nats.'))",message="keys starting with events.giia.io/ or _nats. are reserved"
+	Metadata map[string]string `json:"metadata,omitempty"`
+
+	// DeletionPolicy: Delete removes the JetStream stream (and its messages)
+	// with this resource; Retain keeps it.
+	// +kubebuilder:default=Delete
+	// +optional
+	DeletionPolicy DeletionPolicy `json:"deletionPolicy,omitempty"`
+}
+
+// EventStreamState is a summary of the stream's state, refreshed at each
+// resync.
+type EventStreamState struct {
+	// Messages stored.
+	Messages int64 `json:"messages"`
+	// Bytes stored.
+	Bytes int64 `json:"bytes"`
+	// FirstSequence is the sequence of the oldest stored message.
+	FirstSequence int64 `json:"firstSequence"`
+	// LastSequence is the sequence of the newest stored message.
+	LastSequence int64 `json:"lastSequence"`
+	// Consumers on the stream.
+	Consumers int32 `json:"consumers"`
+}
+
+// EventStreamStatus is what the operator last saw.
+type EventStreamStatus struct {
+	// ObservedGeneration is the generation the conditions describe.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// Conditions: Ready summarises the stream.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+	// StreamName is the name of the JetStream stream.
+	// +optional
+	StreamName string `json:"streamName,omitempty"`
+	// State of the stream.
+	// +optional
+	State *EventStreamState `json:"state,omitempty"`
+}
+
+// EventStream is a NATS JetStream stream managed by the operator.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=evs,categories=events
+// +kubebuilder:validation:XValidation:rule="has(self.spec.name) || self.metadata.name.matches('^[a-z0-9-]+$')",message="metadata.name contains '.', which a JetStream stream name cannot: set spec.name"
+// +kubebuilder:printcolumn:name="Stream",type=string,JSONPath=`.status.streamName`
+// +kubebuilder:printcolumn:name="Subjects",type=string,JSONPath=`.spec.subjects`
+// +kubebuilder:printcolumn:name="Messages",type=integer,JSONPath=`.status.state.messages`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type EventStream struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   EventStreamSpec   `json:"spec"`
+	Status EventStreamStatus `json:"status,omitempty"`
+}
+
+// EventStreamList is a list of EventStreams.
+// +kubebuilder:object:root=true
+type EventStreamList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []EventStream `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&EventStream{}, &EventStreamList{})
+}
+
+// JetStreamName is the name of the JetStream stream: spec.name, or
+// metadata.name upper-cased with '-' replaced by '_' (auth-events →
+// AUTH_EVENTS).
+func (s *EventStream) JetStreamName() string {
+	if s.Spec.Name != "" {
+		return s.Spec.Name
+	}
+	return strings.ToUpper(strings.ReplaceAll(s.Name, "-", "_"))
+}
+
+// OwnerMarker is the value of OwnerMetadataKey for this resource.
+func (s *EventStream) OwnerMarker() string { return s.Namespace + "/" + s.Name }

@@ -1,0 +1,368 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"golang.org/x/time/rate"
+	"k8s.io/client-go/util/workqueue"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/recorder"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	eventsv1 "github.com/giia/eventstream-operator/api/v1alpha1"
+	"github.com/giia/eventstream-operator/pkg/events"
+)
+
+// JetStreamProvider hands out the JetStream context of a connection, or an
+// events.ErrConnection error when NATS is not reachable right now.
+type JetStreamProvider interface {
+	JetStream() (jetstream.JetStream, error)
+}
+
+// streamNameIndex indexes EventStreams by the name of their JetStream stream,
+// so that an advisory about a stream finds its resources.
+const streamNameIndex = "jetStreamName"
+
+// requestTimeout bounds each JetStream call of a reconcile.
+const requestTimeout = 10 * time.Second
+
+// EventStreamReconciler makes a JetStream stream match each EventStream.
+type EventStreamReconciler struct {
+	client.Client
+	Recorder recorder.EventRecorder
+	NATS     JetStreamProvider
+	// ResyncInterval is how often an in-sync stream is checked again (with
+	// 10% jitter); drift is also caught at once through advisories.
+	ResyncInterval time.Duration
+	// MaxConcurrentReconciles is the number of workers.
+	MaxConcurrentReconciles int
+	// Triggers, when set, receives stream names whose resources must be
+	// reconciled now (from JetStream advisories and reconnects).
+	Triggers <-chan event.GenericEvent
+	// OwnWrites, when set, is told before each stream write so that the
+	// advisory it causes is not taken for drift.
+	OwnWrites interface{ ExpectOwnWrite(stream string) }
+}
+
+// +kubebuilder:rbac:groups=events.giia.io,resources=eventstreams,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=events.giia.io,resources=eventstreams/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=events.giia.io,resources=eventstreams/finalizers,verbs=update
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// Reconcile is level-triggered and idempotent: it reads the resource, makes
+// JetStream match it, and writes status only when status changed.
+func (r *EventStreamReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	evs := &eventsv1.EventStream{}
+	if err := r.Get(ctx, req.NamespacedName, evs); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !evs.DeletionTimestamp.IsZero() {
+		return r.finalize(ctx, evs)
+	}
+	if !controllerutil.ContainsFinalizer(evs, eventsv1.Finalizer) {
+		patch := client.MergeFromWithOptions(evs.DeepCopy(), client.MergeFromWithOptimisticLock{})
+		controllerutil.AddFinalizer(evs, eventsv1.Finalizer)
+		if err := r.Patch(ctx, evs, patch); err != nil {
+			return ctrl.Result{}, client.IgnoreNotFound(err)
+		}
+	}
+
+	before := evs.Status.DeepCopy()
+	result, syncErr := r.sync(ctx, evs)
+	if err := r.patchStatus(ctx, evs, before); err != nil {
+		return ctrl.Result{}, errors.Join(syncErr, err)
+	}
+	return result, syncErr
+}
+
+// sync creates, adopts or updates the stream, and fills in evs.Status.
+func (r *EventStreamReconciler) sync(ctx context.Context, evs *eventsv1.EventStream) (ctrl.Result, error) {
+	log := logf.FromContext(ctx)
+	gen := evs.Generation
+	name := evs.JetStreamName()
+	evs.Status.ObservedGeneration = gen
+	evs.Status.StreamName = name
+
+	fail := func(err error) (ctrl.Result, error) {
+		reason, transient := failureReason(err)
+		msg := failureMessage(reason, err)
+		setReady(&evs.Status.Conditions, gen, metav1.ConditionFalse, reason, msg)
+		if transient {
+			// Returned so that the workqueue retries with exponential backoff.
+			return ctrl.Result{}, err
+		}
+		r.event(evs, corev1.EventTypeWarning, reason, "Reconcile", msg)
+		// Only a change to the spec or to JetStream can fix it: both trigger
+		// a reconcile; the resync is the safety net.
+		return ctrl.Result{RequeueAfter: r.resync()}, nil
+	}
+
+	desired, err := streamConfig(evs)
+	if err != nil {
+		return fail(err)
+	}
+	js, err := r.NATS.JetStream()
+	if err != nil {
+		return fail(err)
+	}
+
+	info, err := r.getStream(ctx, js, name)
+	var reason, action string
+	switch {
+	case errors.Is(err, events.ErrNotFound):
+		r.expectOwnWrite(name)
+		info, err = r.call(ctx, "create_stream", func(ctx context.Context) (*jetstream.StreamInfo, error) {
+			return events.CreateStream(ctx, js, desired)
+		})
+		if err != nil {
+			return fail(err)
+		}
+		reason, action = eventsv1.ReasonCreated, "Create"
+	case err != nil:
+		return fail(err)
+	default:
+		if owner := info.Config.Metadata[eventsv1.OwnerMetadataKey]; owner != "" && owner != evs.OwnerMarker() {
+			return fail(fmt.Errorf("%w: stream %s is owned by EventStream %s; this resource will not change or delete it",
+				events.ErrConflict, name, owner))
+		}
+		diff := events.DiffStream(desired, info.Config)
+		if len(diff) == 0 {
+			reason = eventsv1.ReasonInSync
+			break
+		}
+		if err := events.CheckStreamUpdate(desired, info.Config); err != nil {
+			return fail(err)
+		}
+		adopting := info.Config.Metadata[eventsv1.OwnerMetadataKey] == ""
+		log.Info("updating stream", "stream", name, "fields", diff, "adopt", adopting)
+		r.expectOwnWrite(name)
+		info, err = r.call(ctx, "update_stream", func(ctx context.Context) (*jetstream.StreamInfo, error) {
+			return events.UpdateStream(ctx, js, desired)
+		})
+		if err != nil {
+			return fail(err)
+		}
+		reason, action = eventsv1.ReasonUpdated, "Update"
+		if adopting {
+			reason, action = eventsv1.ReasonAdopted, "Adopt"
+		}
+		defer r.event(evs, corev1.EventTypeNormal, reason, action, fmt.Sprintf("stream %s: %v", name, diff))
+	}
+	if reason == eventsv1.ReasonCreated {
+		r.event(evs, corev1.EventTypeNormal, reason, action, fmt.Sprintf("stream %s created", name))
+	}
+	setReadyTrue(&evs.Status.Conditions, gen, reason, readyMessage(reason, name))
+	evs.Status.State = streamState(info.State)
+	return ctrl.Result{RequeueAfter: r.resync()}, nil
+}
+
+func readyMessage(reason, name string) string {
+	switch reason {
+	case eventsv1.ReasonCreated:
+		return "stream " + name + " created"
+	case eventsv1.ReasonUpdated:
+		return "stream " + name + " updated to match the spec"
+	case eventsv1.ReasonAdopted:
+		return "existing stream " + name + " adopted"
+	}
+	return "stream " + name + " matches the spec"
+}
+
+func streamState(s jetstream.StreamState) *eventsv1.EventStreamState {
+	return &eventsv1.EventStreamState{
+		Messages:      int64(s.Msgs),
+		Bytes:         int64(s.Bytes),
+		FirstSequence: int64(s.FirstSeq),
+		LastSequence:  int64(s.LastSeq),
+		Consumers:     int32(s.Consumers),
+	}
+}
+
+// finalize handles a deleted EventStream according to its deletion policy,
+// and never touches a stream another resource owns.
+func (r *EventStreamReconciler) finalize(ctx context.Context, evs *eventsv1.EventStream) (ctrl.Result, error) {
+	if !controllerutil.ContainsFinalizer(evs, eventsv1.Finalizer) {
+		return ctrl.Result{}, nil
+	}
+	name := evs.JetStreamName()
+	if err := r.release(ctx, evs, name); err != nil {
+		before := evs.Status.DeepCopy()
+		reason, _ := failureReason(err)
+		msg := fmt.Sprintf("deleting (policy %s): %s", evs.Spec.DeletionPolicy, failureMessage(reason, err))
+		setReady(&evs.Status.Conditions, evs.Generation, metav1.ConditionFalse, eventsv1.ReasonDeleting, msg)
+		return ctrl.Result{}, errors.Join(err, r.patchStatus(ctx, evs, before))
+	}
+	patch := client.MergeFromWithOptions(evs.DeepCopy(), client.MergeFromWithOptimisticLock{})
+	controllerutil.RemoveFinalizer(evs, eventsv1.Finalizer)
+	return ctrl.Result{}, client.IgnoreNotFound(r.Patch(ctx, evs, patch))
+}
+
+// release deletes (policy Delete) or disowns (policy Retain) the stream if
+// this resource owns it.
+func (r *EventStreamReconciler) release(ctx context.Context, evs *eventsv1.EventStream, name string) error {
+	js, err := r.NATS.JetStream()
+	if err != nil {
+		return err
+	}
+	info, err := r.getStream(ctx, js, name)
+	if errors.Is(err, events.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if owner := info.Config.Metadata[eventsv1.OwnerMetadataKey]; owner != evs.OwnerMarker() {
+		if owner != "" {
+			r.event(evs, corev1.EventTypeNormal, "NotDeleted", "Delete",
+				fmt.Sprintf("stream %s is owned by %s and was left alone", name, owner))
+		}
+		return nil
+	}
+	start := time.Now()
+	cctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	if evs.Spec.DeletionPolicy == eventsv1.DeletionPolicyRetain {
+		err = events.RemoveStreamMetadata(cctx, js, name, eventsv1.OwnerMetadataKey, eventsv1.UIDMetadataKey)
+		observe("update_stream", start, err)
+		if err == nil {
+			r.event(evs, corev1.EventTypeNormal, "Retained", "Delete", fmt.Sprintf("stream %s retained (deletionPolicy Retain)", name))
+		}
+		return client.IgnoreNotFound(ignoreStreamNotFound(err))
+	}
+	err = events.DeleteStream(cctx, js, name)
+	observe("delete_stream", start, err)
+	if err == nil {
+		r.event(evs, corev1.EventTypeNormal, "Deleted", "Delete", fmt.Sprintf("stream %s deleted", name))
+	}
+	return ignoreStreamNotFound(err)
+}
+
+func ignoreStreamNotFound(err error) error {
+	if errors.Is(err, events.ErrNotFound) {
+		return nil
+	}
+	return err
+}
+
+func (r *EventStreamReconciler) getStream(ctx context.Context, js jetstream.JetStream, name string) (*jetstream.StreamInfo, error) {
+	return r.call(ctx, "stream_info", func(ctx context.Context) (*jetstream.StreamInfo, error) {
+		return events.GetStreamInfo(ctx, js, name)
+	})
+}
+
+// call runs one JetStream request with a timeout and records its metrics.
+func (r *EventStreamReconciler) call(ctx context.Context, op string, fn func(context.Context) (*jetstream.StreamInfo, error)) (*jetstream.StreamInfo, error) {
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	start := time.Now()
+	info, err := fn(ctx)
+	observe(op, start, err)
+	return info, err
+}
+
+// patchStatus writes the status subresource only if it changed.
+func (r *EventStreamReconciler) patchStatus(ctx context.Context, evs *eventsv1.EventStream, before *eventsv1.EventStreamStatus) error {
+	if equality.Semantic.DeepEqual(*before, evs.Status) {
+		return nil
+	}
+	orig := evs.DeepCopy()
+	orig.Status = *before
+	err := r.Status().Patch(ctx, evs, client.MergeFrom(orig))
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	return err
+}
+
+func (r *EventStreamReconciler) event(obj *eventsv1.EventStream, eventType, reason, action, note string) {
+	if r.Recorder != nil {
+		r.Recorder.Eventf(obj, nil, eventType, reason, action, "%s", note)
+	}
+}
+
+func (r *EventStreamReconciler) expectOwnWrite(stream string) {
+	if r.OwnWrites != nil {
+		r.OwnWrites.ExpectOwnWrite(stream)
+	}
+}
+
+func (r *EventStreamReconciler) resync() time.Duration {
+	d := r.ResyncInterval
+	if d <= 0 {
+		d = time.Minute
+	}
+	return wait.Jitter(d, 0.1)
+}
+
+// SetupWithManager registers the controller, the stream-name index and the
+// trigger source.
+func (r *EventStreamReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &eventsv1.EventStream{}, streamNameIndex,
+		func(o client.Object) []string { return []string{o.(*eventsv1.EventStream).JetStreamName()} }); err != nil {
+		return err
+	}
+	b := ctrl.NewControllerManagedBy(mgr).
+		For(&eventsv1.EventStream{}, builder.WithPredicates(predicate.Or(
+			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{},
+			predicate.LabelChangedPredicate{}, deletionPredicate{}))).
+		Named("eventstream").
+		WithOptions(controller.Options{
+			MaxConcurrentReconciles: max(r.MaxConcurrentReconciles, 1),
+			RateLimiter: workqueue.NewTypedMaxOfRateLimiter(
+				workqueue.NewTypedItemExponentialFailureRateLimiter[ctrl.Request](250*time.Millisecond, 2*time.Minute),
+				&workqueue.TypedBucketRateLimiter[ctrl.Request]{Limiter: defaultBucket()},
+			),
+		})
+	if r.Triggers != nil {
+		b = b.WatchesRawSource(source.Channel(r.Triggers, handler.EnqueueRequestsFromMapFunc(r.requestsForStream)))
+	}
+	return b.Complete(r)
+}
+
+// requestsForStream maps a trigger (an object carrying only a stream name, or
+// "*" for every stream) to the EventStreams it concerns.
+func (r *EventStreamReconciler) requestsForStream(ctx context.Context, obj client.Object) []ctrl.Request {
+	list := &eventsv1.EventStreamList{}
+	var opts []client.ListOption
+	if name := obj.GetName(); name != AllStreams {
+		opts = append(opts, client.MatchingFields{streamNameIndex: name})
+	}
+	if err := r.List(ctx, list, opts...); err != nil {
+		logf.FromContext(ctx).Error(err, "listing EventStreams for a JetStream advisory")
+		return nil
+	}
+	reqs := make([]ctrl.Request, 0, len(list.Items))
+	for _, evs := range list.Items {
+		reqs = append(reqs, ctrl.Request{NamespacedName: client.ObjectKeyFromObject(&evs)})
+	}
+	return reqs
+}
+
+// deletionPredicate lets through updates that mark the resource deleted,
+// whether or not the API server bumped its generation.
+type deletionPredicate struct{ predicate.Funcs }
+
+func (deletionPredicate) Update(e event.UpdateEvent) bool {
+	return e.ObjectNew != nil && !e.ObjectNew.GetDeletionTimestamp().IsZero()
+}
+
+// defaultBucket is controller-runtime's overall rate limit (10 qps, burst 100)
+// raised for operators that manage hundreds of streams.
+func defaultBucket() *rate.Limiter { return rate.NewLimiter(rate.Limit(100), 1000) }

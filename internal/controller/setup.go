@@ -1,0 +1,35 @@
+package controller
+
+import (
+	"time"
+
+	ctrl "sigs.k8s.io/controller-runtime"
+
+	"github.com/giia/eventstream-operator/internal/natsconn"
+)
+
+// Options configure the controllers.
+type Options struct {
+	ResyncInterval          time.Duration
+	MaxConcurrentReconciles int
+}
+
+// Setup adds every controller of the operator, and the JetStream advisory
+// watcher that feeds them, to mgr. The manager binary and the test suites
+// both call it, so tests run exactly what ships.
+func Setup(mgr ctrl.Manager, nc *natsconn.Conn, o Options) error {
+	triggers := NewStreamTriggers(nc.NATS(), mgr.GetLogger().WithName("advisories"))
+	nc.OnReconnect(triggers.ResyncAll)
+	if err := mgr.Add(triggers); err != nil {
+		return err
+	}
+	return (&EventStreamReconciler{
+		Client:                  mgr.GetClient(),
+		Recorder:                mgr.GetEventRecorder("eventstream-operator"),
+		NATS:                    nc,
+		ResyncInterval:          o.ResyncInterval,
+		MaxConcurrentReconciles: o.MaxConcurrentReconciles,
+		Triggers:                triggers.Channel(),
+		OwnWrites:               triggers,
+	}).SetupWithManager(mgr)
+}

@@ -1,0 +1,116 @@
+// Package natsconn owns the operator's default NATS connection: built from the
+// manager's flags, connected in the background (the manager starts even while
+// NATS is down), observed by the readiness probe, and announcing reconnects so
+// that every resource is reconciled again at once.
+package natsconn
+
+import (
+	"errors"
+	"net/http"
+	"sync"
+
+	"github.com/go-logr/logr"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/giia/eventstream-operator/pkg/events"
+)
+
+// Options are the connection settings; file paths come from mounted Secrets.
+type Options struct {
+	URL       string
+	CredsFile string
+	TLSCA     string
+	TLSCert   string
+	TLSKey    string
+	Name      string
+}
+
+// Conn is a NATS connection with its JetStream context.
+type Conn struct {
+	nc  *nats.Conn
+	js  jetstream.JetStream
+	log logr.Logger
+
+	mu          sync.Mutex
+	onReconnect []func()
+}
+
+// Connect starts connecting to NATS and returns at once: if the server is
+// unreachable the connection keeps retrying in the background (forever), and
+// JetStream calls fail fast with events.ErrConnection until it is up.
+func Connect(o Options, log logr.Logger) (*Conn, error) {
+	c := &Conn{log: log}
+	connected := func(nc *nats.Conn) {
+		log.Info("connected to NATS", "server", nc.ConnectedUrlRedacted())
+		c.mu.Lock()
+		fns := append([]func(){}, c.onReconnect...)
+		c.mu.Unlock()
+		for _, fn := range fns {
+			fn()
+		}
+	}
+	opts := []events.ConnectOption{
+		events.WithName(o.Name),
+		// Connected in the background: ConnectHandler fires when the first
+		// connection is made after a failed start, ReconnectHandler after each
+		// reconnection.
+		events.WithNATSOptions(nats.RetryOnFailedConnect(true), nats.ConnectHandler(connected)),
+		events.WithReconnectHandler(connected),
+		events.WithDisconnectHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				log.Info("disconnected from NATS", "error", err.Error())
+			}
+		}),
+	}
+	if o.CredsFile != "" {
+		opts = append(opts, events.WithCredsFile(o.CredsFile))
+	}
+	if o.TLSCA != "" || o.TLSCert != "" {
+		opts = append(opts, events.WithTLS(o.TLSCA, o.TLSCert, o.TLSKey))
+	}
+	nc, err := events.Connect(o.URL, opts...)
+	if err != nil {
+		return nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	c.nc, c.js = nc, js
+	return c, nil
+}
+
+// NATS returns the underlying connection.
+func (c *Conn) NATS() *nats.Conn { return c.nc }
+
+// JetStream returns the JetStream context, or an events.ErrConnection error
+// when the connection is not up (so callers fail fast instead of waiting for
+// a request timeout).
+func (c *Conn) JetStream() (jetstream.JetStream, error) {
+	if !c.nc.IsConnected() {
+		return nil, &events.OpError{Op: "connect", Name: events.RedactURL(c.nc.Opts.Url), Kind: events.ErrConnection,
+			Err: errors.New("not connected to NATS (" + c.nc.Status().String() + ")")}
+	}
+	return c.js, nil
+}
+
+// OnReconnect registers fn to run each time the connection is (re-)established,
+// including the first connection made in the background.
+func (c *Conn) OnReconnect(fn func()) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.onReconnect = append(c.onReconnect, fn)
+}
+
+// ReadyCheck is a healthz checker: not ready while NATS is unreachable.
+func (c *Conn) ReadyCheck(_ *http.Request) error {
+	if !c.nc.IsConnected() {
+		return errors.New("NATS is not connected: " + c.nc.Status().String())
+	}
+	return nil
+}
+
+// Close closes the connection.
+func (c *Conn) Close() { c.nc.Close() }

@@ -1,0 +1,172 @@
+package events
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// ConnectOption configures Connect.
+type ConnectOption func(*connectOptions) error
+
+type connectOptions struct {
+	nats []nats.Option
+	tls  *tlsFiles
+}
+
+type tlsFiles struct{ ca, cert, key string }
+
+// WithName sets the connection name the server shows in its monitoring.
+func WithName(name string) ConnectOption {
+	return natsOption(nats.Name(name))
+}
+
+// WithCredsFile authenticates with a NATS credentials file (JWT + nkey seed).
+func WithCredsFile(path string) ConnectOption {
+	return func(o *connectOptions) error {
+		if _, err := os.Stat(path); err != nil {
+			return &ValidationError{Field: "credsFile", Reason: err.Error()}
+		}
+		o.nats = append(o.nats, nats.UserCredentials(path))
+		return nil
+	}
+}
+
+// WithNKeyFile authenticates with an nkey seed file.
+func WithNKeyFile(path string) ConnectOption {
+	return func(o *connectOptions) error {
+		opt, err := nats.NkeyOptionFromSeed(path)
+		if err != nil {
+			return &ValidationError{Field: "nkeyFile", Reason: err.Error()}
+		}
+		o.nats = append(o.nats, opt)
+		return nil
+	}
+}
+
+// WithUserPassword authenticates with a user name and password.
+func WithUserPassword(user, password string) ConnectOption {
+	return natsOption(nats.UserInfo(user, password))
+}
+
+// WithToken authenticates with a token.
+func WithToken(token string) ConnectOption {
+	return natsOption(nats.Token(token))
+}
+
+// WithTLS enables TLS. caFile verifies the server (empty: the system roots);
+// certFile and keyFile, when both are set, are the client certificate.
+func WithTLS(caFile, certFile, keyFile string) ConnectOption {
+	return func(o *connectOptions) error {
+		if (certFile == "") != (keyFile == "") {
+			return &ValidationError{Field: "tls", Reason: "a client certificate needs both a certificate and a key file"}
+		}
+		o.tls = &tlsFiles{ca: caFile, cert: certFile, key: keyFile}
+		return nil
+	}
+}
+
+// WithDisconnectHandler is called when the connection is lost.
+func WithDisconnectHandler(fn func(nc *nats.Conn, err error)) ConnectOption {
+	return natsOption(nats.DisconnectErrHandler(fn))
+}
+
+// WithReconnectHandler is called after the connection is re-established.
+func WithReconnectHandler(fn func(nc *nats.Conn)) ConnectOption {
+	return natsOption(nats.ReconnectHandler(fn))
+}
+
+// WithClosedHandler is called when the connection is closed for good.
+func WithClosedHandler(fn func(nc *nats.Conn)) ConnectOption {
+	return natsOption(nats.ClosedHandler(fn))
+}
+
+// WithMaxReconnects bounds reconnection attempts; the default, -1, reconnects
+// forever.
+func WithMaxReconnects(n int) ConnectOption {
+	return natsOption(nats.MaxReconnects(n))
+}
+
+// WithReconnectWait sets the pause between reconnection attempts (default 2s,
+// with jitter).
+func WithReconnectWait(d time.Duration) ConnectOption {
+	return natsOption(nats.ReconnectWait(d))
+}
+
+// WithNATSOptions passes options straight to nats.go, for what this package
+// does not wrap.
+func WithNATSOptions(opts ...nats.Option) ConnectOption {
+	return func(o *connectOptions) error {
+		o.nats = append(o.nats, opts...)
+		return nil
+	}
+}
+
+func natsOption(opt nats.Option) ConnectOption {
+	return func(o *connectOptions) error {
+		o.nats = append(o.nats, opt)
+		return nil
+	}
+}
+
+// Connect connects to NATS at url (a comma-separated list of servers is
+// accepted). The initial connection is not retried, but
+// once connected it reconnects forever, buffering what is published while
+// disconnected. A connection failure is ErrConnection; a bad option is
+// ErrValidation.
+func Connect(url string, opts ...ConnectOption) (*nats.Conn, error) {
+	o := connectOptions{nats: []nats.Option{
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(2 * time.Second),
+		nats.ReconnectJitter(500*time.Millisecond, 2*time.Second),
+	}}
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			return nil, err
+		}
+	}
+	if o.tls != nil {
+		cfg, err := o.tls.config()
+		if err != nil {
+			return nil, err
+		}
+		o.nats = append(o.nats, nats.Secure(cfg))
+	}
+	nc, err := nats.Connect(url, o.nats...)
+	if err != nil {
+		var verr *ValidationError
+		if errors.As(err, &verr) {
+			return nil, err
+		}
+		return nil, &OpError{Op: "connect", Name: redactURL(url), Kind: ErrConnection, Err: err}
+	}
+	return nc, nil
+}
+
+func (f *tlsFiles) config() (*tls.Config, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if f.ca != "" {
+		pem, err := os.ReadFile(f.ca)
+		if err != nil {
+			return nil, &ValidationError{Field: "tls.ca", Reason: err.Error()}
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, &ValidationError{Field: "tls.ca", Reason: fmt.Sprintf("no PEM certificate in %s", f.ca)}
+		}
+		cfg.RootCAs = pool
+	}
+	if f.cert != "" {
+		cert, err := tls.LoadX509KeyPair(f.cert, f.key)
+		if err != nil {
+			return nil, &ValidationError{Field: "tls.cert", Reason: err.Error()}
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
+}

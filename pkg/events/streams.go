@@ -1,0 +1,547 @@
+package events
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"reflect"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// House defaults for streams. The operator's CRD defaults and the Helm chart
+// refer to these values; change them here.
+const (
+	DefaultMaxAge          = 7 * 24 * time.Hour
+	DefaultMaxBytes        = int64(1 << 30) // 1 GiB
+	DefaultDuplicateWindow = 2 * time.Minute
+	DefaultReplicas        = 1
+	DefaultStorage         = jetstream.FileStorage
+	DefaultRetention       = jetstream.LimitsPolicy
+	DefaultDiscard         = jetstream.DiscardOld
+	// MaxReplicas is the most replicas JetStream allows for a stream.
+	MaxReplicas = 5
+	// Unlimited is the value JetStream uses for "no limit" on MaxMsgs,
+	// MaxBytes, MaxMsgSize and MaxMsgsPerSubject.
+	Unlimited = -1
+)
+
+// StreamSource names another stream a stream mirrors or sources from.
+type StreamSource struct {
+	Name          string
+	FilterSubject string
+	OptStartSeq   uint64
+}
+
+// StreamConfig is a JetStream stream as this project declares it. Start from
+// NewStreamConfig, which fills in the house defaults; a zero limit means what
+// it means to JetStream (no limit), so the defaults are applied only there.
+type StreamConfig struct {
+	Name              string
+	Description       string
+	Subjects          []string
+	Retention         jetstream.RetentionPolicy
+	MaxAge            time.Duration // 0: no limit
+	MaxBytes          int64         // 0 or -1: no limit
+	MaxMsgs           int64         // 0 or -1: no limit
+	MaxMsgSize        int32         // 0 or -1: no limit
+	MaxMsgsPerSubject int64         // 0 or -1: no limit
+	DuplicateWindow   time.Duration // 0: JetStream's default (2m, or MaxAge if shorter)
+	Storage           jetstream.StorageType
+	Discard           jetstream.DiscardPolicy
+	Replicas          int
+	Placement         *jetstream.Placement
+	Compression       jetstream.StoreCompression
+	AllowDirect       bool
+	DenyDelete        bool
+	DenyPurge         bool
+	Mirror            *StreamSource
+	Sources           []StreamSource
+	Metadata          map[string]string
+}
+
+// NewStreamConfig returns a stream with the house defaults: file storage,
+// limits retention, 7 days max age, 1 GiB max bytes, discard old, a 2-minute
+// duplicate window and one replica.
+func NewStreamConfig(name string, subjects ...string) StreamConfig {
+	return StreamConfig{
+		Name:              name,
+		Subjects:          subjects,
+		Retention:         DefaultRetention,
+		MaxAge:            DefaultMaxAge,
+		MaxBytes:          DefaultMaxBytes,
+		MaxMsgs:           Unlimited,
+		MaxMsgSize:        Unlimited,
+		MaxMsgsPerSubject: Unlimited,
+		DuplicateWindow:   DefaultDuplicateWindow,
+		Storage:           DefaultStorage,
+		Discard:           DefaultDiscard,
+		Replicas:          DefaultReplicas,
+	}
+}
+
+// The streams every environment gets: one per service, and the dead-letter
+// stream.
+const (
+	StreamAuth      = "AUTH_EVENTS"
+	StreamCatalog   = "CATALOG_EVENTS"
+	StreamDDMRP     = "DDMRP_EVENTS"
+	StreamExecution = "EXECUTION_EVENTS"
+	StreamAnalytics = "ANALYTICS_EVENTS"
+	StreamAIAgent   = "AI_AGENT_EVENTS"
+	StreamDLQ       = "DLQ_EVENTS"
+)
+
+// DefaultStreams returns the seven standard streams with the house defaults.
+func DefaultStreams() []StreamConfig {
+	def := func(name, subject, description string) StreamConfig {
+		c := NewStreamConfig(name, subject)
+		c.Description = description
+		return c
+	}
+	return []StreamConfig{
+		def(StreamAuth, "auth.>", "Authentication and user events"),
+		def(StreamCatalog, "catalog.>", "Product catalog events"),
+		def(StreamDDMRP, "ddmrp.>", "DDMRP buffer and planning events"),
+		def(StreamExecution, "execution.>", "Order execution events"),
+		def(StreamAnalytics, "analytics.>", "Analytics events"),
+		def(StreamAIAgent, "ai_agent.>", "AI agent events"),
+		def(StreamDLQ, "dlq.>", "Dead-lettered events from every stream"),
+	}
+}
+
+// Validate checks the configuration before anything is sent to JetStream;
+// the error is a *ValidationError naming the field.
+func (c StreamConfig) Validate() error {
+	invalid := func(field, format string, args ...any) error {
+		return &ValidationError{Field: field, Reason: fmt.Sprintf(format, args...)}
+	}
+	if err := ValidateName(c.Name); err != nil {
+		return invalid("name", "%v", err)
+	}
+	if c.Mirror != nil && len(c.Subjects) > 0 {
+		return invalid("subjects", "a mirror cannot have subjects of its own")
+	}
+	if len(c.Subjects) == 0 && c.Mirror == nil && len(c.Sources) == 0 {
+		return invalid("subjects", "at least one subject is required unless the stream is a mirror or has sources")
+	}
+	for i, s := range c.Subjects {
+		if err := validateSubject(s, true); err != nil {
+			return invalid(fmt.Sprintf("subjects[%d]", i), "%v", err)
+		}
+	}
+	switch c.Retention {
+	case jetstream.LimitsPolicy, jetstream.InterestPolicy, jetstream.WorkQueuePolicy:
+	default:
+		return invalid("retention", "unknown retention policy %d", c.Retention)
+	}
+	switch c.Storage {
+	case jetstream.FileStorage, jetstream.MemoryStorage:
+	default:
+		return invalid("storage", "unknown storage type %d", c.Storage)
+	}
+	switch c.Discard {
+	case jetstream.DiscardOld, jetstream.DiscardNew:
+	default:
+		return invalid("discard", "unknown discard policy %d", c.Discard)
+	}
+	if c.MaxAge < 0 {
+		return invalid("maxAge", "must not be negative")
+	}
+	if c.DuplicateWindow < 0 {
+		return invalid("duplicateWindow", "must not be negative")
+	}
+	if c.MaxAge > 0 && c.DuplicateWindow > c.MaxAge {
+		return invalid("duplicateWindow", "%s is longer than maxAge %s", c.DuplicateWindow, c.MaxAge)
+	}
+	for field, v := range map[string]int64{"maxBytes": c.MaxBytes, "maxMsgs": c.MaxMsgs, "maxMsgSize": int64(c.MaxMsgSize), "maxMsgsPerSubject": c.MaxMsgsPerSubject} {
+		if v < Unlimited {
+			return invalid(field, "must be -1 (unlimited) or more, got %d", v)
+		}
+	}
+	if c.Replicas < 0 || c.Replicas > MaxReplicas {
+		return invalid("replicas", "must be between 1 and %d, got %d", MaxReplicas, c.Replicas)
+	}
+	if c.Mirror != nil {
+		if err := ValidateName(c.Mirror.Name); err != nil {
+			return invalid("mirror.name", "%v", err)
+		}
+	}
+	for i, s := range c.Sources {
+		if err := ValidateName(s.Name); err != nil {
+			return invalid(fmt.Sprintf("sources[%d].name", i), "%v", err)
+		}
+	}
+	return nil
+}
+
+// ValidateName checks a stream or consumer name against JetStream's rules:
+// not empty, at most 255 bytes, no whitespace, '.', '*', '>', path separators
+// or non-printable characters.
+func ValidateName(name string) error {
+	if name == "" {
+		return errors.New("must not be empty")
+	}
+	if len(name) > 255 {
+		return fmt.Errorf("must be at most 255 bytes, got %d", len(name))
+	}
+	for _, r := range name {
+		if r <= ' ' || r == 0x7f || strings.ContainsRune(".*>/\\", r) {
+			return fmt.Errorf("%q contains %q; names cannot contain whitespace, '.', '*', '>', '/', '\\' or control characters", name, r)
+		}
+	}
+	return nil
+}
+
+// validateSubject checks a NATS subject (with wildcards when allowed).
+func validateSubject(subject string, wildcards bool) error {
+	if subject == "" {
+		return errors.New("must not be empty")
+	}
+	tokens := strings.Split(subject, ".")
+	for i, t := range tokens {
+		if t == "" {
+			return fmt.Errorf("%q has an empty token", subject)
+		}
+		if strings.ContainsAny(t, " \t\r\n") {
+			return fmt.Errorf("%q contains whitespace", subject)
+		}
+		if !wildcards && (t == "*" || t == ">") {
+			return fmt.Errorf("%q contains a wildcard", subject)
+		}
+		if t == ">" && i != len(tokens)-1 {
+			return fmt.Errorf("%q: '>' must be the last token", subject)
+		}
+	}
+	return nil
+}
+
+// JetStream translates the configuration to nats.go's. Managed limits that
+// are zero become JetStream's "unlimited" (-1) so that what is sent is what
+// the server stores back.
+func (c StreamConfig) JetStream() jetstream.StreamConfig {
+	cfg := jetstream.StreamConfig{
+		Name:              c.Name,
+		Description:       c.Description,
+		Subjects:          slices.Clone(c.Subjects),
+		Retention:         c.Retention,
+		MaxConsumers:      Unlimited,
+		MaxMsgs:           orUnlimited(c.MaxMsgs),
+		MaxBytes:          orUnlimited(c.MaxBytes),
+		Discard:           c.Discard,
+		MaxAge:            c.MaxAge,
+		MaxMsgsPerSubject: orUnlimited(c.MaxMsgsPerSubject),
+		MaxMsgSize:        int32(orUnlimited(int64(c.MaxMsgSize))),
+		Storage:           c.Storage,
+		Replicas:          max(c.Replicas, 1),
+		Duplicates:        c.DuplicateWindow,
+		Compression:       c.Compression,
+		AllowDirect:       c.AllowDirect,
+		DenyDelete:        c.DenyDelete,
+		DenyPurge:         c.DenyPurge,
+		Metadata:          maps.Clone(c.Metadata),
+	}
+	if cfg.Duplicates == 0 {
+		cfg.Duplicates = DefaultDuplicateWindow
+		if c.MaxAge > 0 && c.MaxAge < cfg.Duplicates {
+			cfg.Duplicates = c.MaxAge
+		}
+	}
+	if c.Placement != nil {
+		p := *c.Placement
+		p.Tags = slices.Clone(p.Tags)
+		cfg.Placement = &p
+	}
+	if c.Mirror != nil {
+		cfg.Mirror = c.Mirror.jetStream()
+	}
+	for _, s := range c.Sources {
+		cfg.Sources = append(cfg.Sources, s.jetStream())
+	}
+	return cfg
+}
+
+func (s StreamSource) jetStream() *jetstream.StreamSource {
+	return &jetstream.StreamSource{Name: s.Name, FilterSubject: s.FilterSubject, OptStartSeq: s.OptStartSeq}
+}
+
+func orUnlimited(v int64) int64 {
+	if v == 0 {
+		return Unlimited
+	}
+	return v
+}
+
+// managedStream is the part of a JetStream stream configuration this package
+// manages, normalised so that a configuration and the server's echo of it
+// compare equal. Field names, with a lower-case first letter, are the ones
+// the CRD uses; DiffStream reports them that way.
+type managedStream struct {
+	Description       string
+	Subjects          []string
+	Retention         jetstream.RetentionPolicy
+	MaxAge            time.Duration
+	MaxBytes          int64
+	MaxMsgs           int64
+	MaxMsgSize        int64
+	MaxMsgsPerSubject int64
+	DuplicateWindow   time.Duration
+	Storage           jetstream.StorageType
+	Discard           jetstream.DiscardPolicy
+	Replicas          int
+	Placement         jetstream.Placement
+	Compression       jetstream.StoreCompression
+	AllowDirect       bool
+	DenyDelete        bool
+	DenyPurge         bool
+	Mirror            jetstream.StreamSource
+	Sources           []jetstream.StreamSource
+	Metadata          map[string]string
+}
+
+func normaliseStream(c jetstream.StreamConfig) managedStream {
+	m := managedStream{
+		Description:       c.Description,
+		Subjects:          c.Subjects,
+		Retention:         c.Retention,
+		MaxAge:            c.MaxAge,
+		MaxBytes:          limit(c.MaxBytes),
+		MaxMsgs:           limit(c.MaxMsgs),
+		MaxMsgSize:        limit(int64(c.MaxMsgSize)),
+		MaxMsgsPerSubject: limit(c.MaxMsgsPerSubject),
+		DuplicateWindow:   c.Duplicates,
+		Storage:           c.Storage,
+		Discard:           c.Discard,
+		Replicas:          max(c.Replicas, 1),
+		Compression:       c.Compression,
+		AllowDirect:       c.AllowDirect,
+		DenyDelete:        c.DenyDelete,
+		DenyPurge:         c.DenyPurge,
+		Metadata:          userMetadata(c.Metadata),
+	}
+	if len(m.Subjects) == 0 {
+		m.Subjects = nil
+	}
+	if c.Placement != nil {
+		m.Placement = jetstream.Placement{Cluster: c.Placement.Cluster, Tags: nilIfEmpty(c.Placement.Tags)}
+	}
+	if c.Mirror != nil {
+		m.Mirror = normaliseSource(*c.Mirror)
+	}
+	for _, s := range c.Sources {
+		if s != nil {
+			m.Sources = append(m.Sources, normaliseSource(*s))
+		}
+	}
+	return m
+}
+
+func normaliseSource(s jetstream.StreamSource) jetstream.StreamSource {
+	return jetstream.StreamSource{Name: s.Name, FilterSubject: s.FilterSubject, OptStartSeq: s.OptStartSeq}
+}
+
+func limit(v int64) int64 {
+	if v <= 0 {
+		return Unlimited
+	}
+	return v
+}
+
+func nilIfEmpty(s []string) []string {
+	if len(s) == 0 {
+		return nil
+	}
+	return s
+}
+
+// userMetadata drops the keys the server adds itself ("_nats.*").
+func userMetadata(md map[string]string) map[string]string {
+	var out map[string]string
+	for k, v := range md {
+		if strings.HasPrefix(k, "_nats.") {
+			continue
+		}
+		if out == nil {
+			out = map[string]string{}
+		}
+		out[k] = v
+	}
+	return out
+}
+
+// DiffStream compares the desired configuration with the one the server has
+// (StreamInfo.Config) over every managed field, after normalising the values
+// the server fills in itself (unlimited limits, replicas, its own metadata).
+// It returns the names of the fields that differ, in a stable order; nil means
+// the stream is in sync and no update is needed.
+func DiffStream(desired StreamConfig, actual jetstream.StreamConfig) []string {
+	want, have := normaliseStream(desired.JetStream()), normaliseStream(actual)
+	var diff []string
+	wv, hv := reflect.ValueOf(want), reflect.ValueOf(have)
+	t := wv.Type()
+	for i := range t.NumField() {
+		if !reflect.DeepEqual(wv.Field(i).Interface(), hv.Field(i).Interface()) {
+			n := t.Field(i).Name
+			diff = append(diff, strings.ToLower(n[:1])+n[1:])
+		}
+	}
+	return diff
+}
+
+// CheckStreamUpdate returns an *ImmutableFieldError when JetStream cannot
+// change the stream from actual to desired in place: its storage type, a
+// retention change to or from WorkQueue, or its mirror.
+func CheckStreamUpdate(desired StreamConfig, actual jetstream.StreamConfig) error {
+	immutable := func(field, reason string) error {
+		return &ImmutableFieldError{Kind: "stream", Name: desired.Name, Field: field, Reason: reason}
+	}
+	if desired.Storage != actual.Storage {
+		return immutable("storage", fmt.Sprintf("the stream stores to %s; the storage type cannot change after creation", actual.Storage))
+	}
+	if desired.Retention != actual.Retention &&
+		(desired.Retention == jetstream.WorkQueuePolicy || actual.Retention == jetstream.WorkQueuePolicy) {
+		return immutable("retention", fmt.Sprintf("retention cannot change to or from WorkQueue (stream has %s)", actual.Retention))
+	}
+	var wantMirror, haveMirror jetstream.StreamSource
+	if desired.Mirror != nil {
+		wantMirror = normaliseSource(*desired.Mirror.jetStream())
+	}
+	if actual.Mirror != nil {
+		haveMirror = normaliseSource(*actual.Mirror)
+	}
+	if !reflect.DeepEqual(wantMirror, haveMirror) {
+		return immutable("mirror", "a stream's mirror cannot change after creation")
+	}
+	return nil
+}
+
+// GetStreamInfo returns the stream's configuration and state (one JetStream
+// request). A missing stream is ErrNotFound.
+func GetStreamInfo(ctx context.Context, js jetstream.StreamManager, name string) (*jetstream.StreamInfo, error) {
+	if err := ValidateName(name); err != nil {
+		return nil, &ValidationError{Field: "name", Reason: err.Error()}
+	}
+	s, err := js.Stream(ctx, name)
+	if err != nil {
+		return nil, wrap("get stream", name, err)
+	}
+	return s.CachedInfo(), nil
+}
+
+// CreateStream validates cfg and creates the stream. A stream of that name
+// with another configuration is ErrConflict; subjects that overlap another
+// stream's are ErrConflict; no room on the server is ErrInsufficientResources.
+func CreateStream(ctx context.Context, js jetstream.StreamManager, cfg StreamConfig) (*jetstream.StreamInfo, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s, err := js.CreateStream(ctx, cfg.JetStream())
+	if err != nil {
+		return nil, wrap("create stream", cfg.Name, err)
+	}
+	return s.CachedInfo(), nil
+}
+
+// UpdateStream validates cfg and applies it to the existing stream. A change
+// JetStream cannot make in place comes back as an *ImmutableFieldError naming
+// the field; a missing stream is ErrNotFound.
+func UpdateStream(ctx context.Context, js jetstream.StreamManager, cfg StreamConfig) (*jetstream.StreamInfo, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s, err := js.UpdateStream(ctx, cfg.JetStream())
+	if err != nil {
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && apiErr.ErrorCode == codeStreamInvalidConfig {
+			if field := immutableFieldFromMessage(apiErr.Description); field != "" {
+				return nil, &ImmutableFieldError{Kind: "stream", Name: cfg.Name, Field: field, Reason: apiErr.Description}
+			}
+		}
+		return nil, wrap("update stream", cfg.Name, err)
+	}
+	return s.CachedInfo(), nil
+}
+
+// immutableFieldFromMessage recognises JetStream's "can not change" messages
+// (error 10052 carries the reason only in its text).
+func immutableFieldFromMessage(msg string) string {
+	m := strings.ToLower(msg)
+	if !strings.Contains(m, "can not change") && !strings.Contains(m, "cannot change") &&
+		!strings.Contains(m, "can not be changed") && !strings.Contains(m, "can not be updated") {
+		return ""
+	}
+	for _, f := range []struct{ needle, field string }{
+		{"storage", "storage"},
+		{"retention", "retention"},
+		{"mirror", "mirror"},
+		{"deny delete", "denyDelete"},
+		{"deny purge", "denyPurge"},
+		{"max consumers", "maxConsumers"},
+		{"sealed", "sealed"},
+		{"subject", "subjects"},
+		{"replicas", "replicas"},
+		{"name", "name"},
+	} {
+		if strings.Contains(m, f.needle) {
+			return f.field
+		}
+	}
+	return "unknown"
+}
+
+// DeleteStream deletes the stream; a missing stream is ErrNotFound.
+func DeleteStream(ctx context.Context, js jetstream.StreamManager, name string) error {
+	if err := ValidateName(name); err != nil {
+		return &ValidationError{Field: "name", Reason: err.Error()}
+	}
+	return wrap("delete stream", name, js.DeleteStream(ctx, name))
+}
+
+// CreateDefaultStreams makes sure the DefaultStreams exist: missing ones are
+// created, ones that differ from the defaults are updated, ones in sync are
+// left alone. Every failure is returned, joined.
+func CreateDefaultStreams(ctx context.Context, js jetstream.StreamManager) error {
+	var errs []error
+	for _, cfg := range DefaultStreams() {
+		info, err := GetStreamInfo(ctx, js, cfg.Name)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			_, err = CreateStream(ctx, js, cfg)
+		case err == nil && len(DiffStream(cfg, info.Config)) > 0:
+			_, err = UpdateStream(ctx, js, cfg)
+		}
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// RemoveStreamMetadata deletes the given keys from the stream's metadata and
+// changes nothing else (the operator uses it to drop its ownership marker from
+// a stream it retains). It makes no write when none of the keys is present.
+func RemoveStreamMetadata(ctx context.Context, js jetstream.StreamManager, name string, keys ...string) error {
+	info, err := GetStreamInfo(ctx, js, name)
+	if err != nil {
+		return err
+	}
+	cfg := info.Config
+	md := maps.Clone(cfg.Metadata)
+	changed := false
+	for _, k := range keys {
+		if _, ok := md[k]; ok {
+			delete(md, k)
+			changed = true
+		}
+	}
+	if !changed {
+		return nil
+	}
+	cfg.Metadata = userMetadata(md)
+	_, err = js.UpdateStream(ctx, cfg)
+	return wrap("update stream", name, err)
+}
