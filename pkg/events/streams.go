@@ -379,17 +379,7 @@ func userMetadata(md map[string]string) map[string]string {
 // It returns the names of the fields that differ, in a stable order; nil means
 // the stream is in sync and no update is needed.
 func DiffStream(desired StreamConfig, actual jetstream.StreamConfig) []string {
-	want, have := normaliseStream(desired.JetStream()), normaliseStream(actual)
-	var diff []string
-	wv, hv := reflect.ValueOf(want), reflect.ValueOf(have)
-	t := wv.Type()
-	for i := range t.NumField() {
-		if !reflect.DeepEqual(wv.Field(i).Interface(), hv.Field(i).Interface()) {
-			n := t.Field(i).Name
-			diff = append(diff, strings.ToLower(n[:1])+n[1:])
-		}
-	}
-	return diff
+	return diffFields(normaliseStream(desired.JetStream()), normaliseStream(actual))
 }
 
 // CheckStreamUpdate returns an *ImmutableFieldError when JetStream cannot

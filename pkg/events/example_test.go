@@ -1,0 +1,132 @@
+package events_test
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/giia/eventstream-operator/pkg/events"
+	"github.com/giia/eventstream-operator/pkg/events/eventstest"
+)
+
+// A fixed clock makes the event's timestamp reproducible; services use
+// events.SystemClock{} in production.
+func ExampleNewEvent() {
+	clock := events.ClockFunc(func() time.Time { return time.Date(2026, 3, 14, 15, 9, 26, 0, time.UTC) })
+	e, err := events.NewEvent("user.created", "auth-service", "org-42", clock.Now(), map[string]any{
+		"userId": "u-1",
+		"email":  "ada@example.com",
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(e.Type, e.Source, e.OrganizationID)
+	fmt.Println(e.Timestamp.Format(time.RFC3339), e.SchemaVersion, len(e.ID))
+
+	e.OrganizationID = ""
+	fmt.Println(e.Validate())
+	// Output:
+	// user.created auth-service org-42
+	// 2026-03-14T15:09:26Z 1.0 36
+	// events: invalid organizationid: must not be empty
+}
+
+// exampleServer starts an embedded JetStream server with the auth and
+// dead-letter streams, standing in for the platform's NATS.
+func exampleServer() (*eventstest.Server, jetstream.JetStream) {
+	srv, err := eventstest.StartJetStream("")
+	if err != nil {
+		log.Fatal(err)
+	}
+	nc, err := events.Connect(srv.URL())
+	if err != nil {
+		log.Fatal(err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		log.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, s := range []struct{ name, subject string }{{events.StreamAuth, "auth.>"}, {events.StreamDLQ, "dlq.>"}} {
+		cfg := events.NewStreamConfig(s.name, s.subject)
+		cfg.Storage, cfg.MaxBytes = jetstream.MemoryStorage, 64<<20
+		if _, err := events.CreateStream(ctx, js, cfg); err != nil {
+			log.Fatal(err)
+		}
+	}
+	return srv, js
+}
+
+func ExamplePublisher_Publish() {
+	srv, js := exampleServer()
+	defer srv.Close()
+
+	nc, err := events.Connect(srv.URL())
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer nc.Close()
+	pub, err := events.NewPublisher(nc)
+	if err != nil {
+		log.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	defer pub.Close(ctx)
+
+	e, err := events.NewEvent("user.created", "auth-service", "org-42", time.Now(), map[string]any{"userId": "u-1"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	// Publishing the same event twice stores it once: its ID is the
+	// message ID JetStream deduplicates on.
+	for range 2 {
+		if err := pub.Publish(ctx, "auth.user.created", e); err != nil {
+			log.Fatal(err)
+		}
+	}
+	info, err := events.GetStreamInfo(ctx, js, events.StreamAuth)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("stored:", info.State.Msgs)
+	// Output:
+	// stored: 1
+}
+
+func ExampleSubscribeDurable() {
+	srv, js := exampleServer()
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	pub, err := events.NewPublisher(js.Conn())
+	if err != nil {
+		log.Fatal(err)
+	}
+	e, _ := events.NewEvent("user.login.failed", "auth-service", "org-42", time.Now(), map[string]any{"reason": "bad password"})
+	if err := pub.Publish(ctx, "auth.user.login.failed", e); err != nil {
+		log.Fatal(err)
+	}
+
+	handled := make(chan struct{})
+	sub, err := events.SubscribeDurable(ctx, js, events.StreamAuth, "audit", func(ctx context.Context, e *events.Event) error {
+		// Handlers must be idempotent: key side effects on e.ID.
+		fmt.Println(e.Type, e.OrganizationID, e.Data["reason"])
+		close(handled)
+		return nil
+	}, events.SubscriberConfig{FilterSubjects: []string{"auth.user.>"}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	<-handled
+	// Stop drains: no new messages, running handlers finish.
+	if err := sub.Stop(ctx); err != nil {
+		log.Fatal(err)
+	}
+	// Output:
+	// user.login.failed org-42 bad password
+}

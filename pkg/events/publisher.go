@@ -1,0 +1,522 @@
+package events
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// EventPublisher is what services depend on to publish events, so that unit
+// tests can swap in eventstest.Recorder for the JetStream Publisher.
+type EventPublisher interface {
+	// Publish validates e, publishes it on subject and waits until the
+	// stream has stored it, retrying transient failures.
+	Publish(ctx context.Context, subject string, e *Event) error
+	// PublishAsync validates e and returns without waiting for the stream;
+	// failures that remain after retries go to the error handler.
+	PublishAsync(ctx context.Context, subject string, e *Event) error
+	// Flush waits until every accepted asynchronous publish has finished.
+	Flush(ctx context.Context) error
+	// Close flushes, then refuses further publishes.
+	Close(ctx context.Context) error
+}
+
+// ErrorHandler receives an asynchronous publish that failed for good.
+type ErrorHandler func(subject string, e *Event, err error)
+
+// Publisher defaults.
+const (
+	DefaultRetries        = 3
+	DefaultRetryBackoff   = time.Second
+	DefaultMaxBackoff     = 30 * time.Second
+	DefaultMaxInFlight    = 4000
+	DefaultPublishTimeout = 5 * time.Second
+)
+
+// PublisherOption configures NewPublisher.
+type PublisherOption func(*publisherOptions) error
+
+type publisherOptions struct {
+	retries        int
+	backoff        time.Duration
+	maxBackoff     time.Duration
+	mode           Mode
+	maxInFlight    int
+	onError        ErrorHandler
+	publishTimeout time.Duration
+}
+
+// WithRetry sets how many times a transient failure is retried (0: never)
+// and the first pause; each further pause doubles, up to WithMaxBackoff.
+// The default is 3 retries after 1s, 2s and 4s.
+func WithRetry(attempts int, initial time.Duration) PublisherOption {
+	return func(o *publisherOptions) error {
+		if attempts < 0 {
+			return &ValidationError{Field: "retry.attempts", Reason: "must not be negative"}
+		}
+		if initial < 0 || (attempts > 0 && initial == 0) {
+			return &ValidationError{Field: "retry.initial", Reason: "must be positive"}
+		}
+		o.retries, o.backoff = attempts, initial
+		return nil
+	}
+}
+
+// WithMaxBackoff caps the pause between retries (default 30s).
+func WithMaxBackoff(d time.Duration) PublisherOption {
+	return func(o *publisherOptions) error {
+		if d <= 0 {
+			return &ValidationError{Field: "maxBackoff", Reason: "must be positive"}
+		}
+		o.maxBackoff = d
+		return nil
+	}
+}
+
+// WithStructuredMode publishes whole events as CloudEvents JSON instead of
+// binary mode, for consumers that cannot read headers.
+func WithStructuredMode() PublisherOption {
+	return func(o *publisherOptions) error {
+		o.mode = ModeStructured
+		return nil
+	}
+}
+
+// WithMaxInFlight bounds how many asynchronous publishes may wait for their
+// ack at once (default 4000); PublishAsync blocks while the window is full,
+// so a slow or absent server pushes back instead of growing memory.
+func WithMaxInFlight(n int) PublisherOption {
+	return func(o *publisherOptions) error {
+		if n <= 0 {
+			return &ValidationError{Field: "maxInFlight", Reason: "must be positive"}
+		}
+		o.maxInFlight = n
+		return nil
+	}
+}
+
+// WithErrorHandler receives asynchronous publishes that failed for good
+// (after retries, or at once for a permanent failure). The default drops
+// them; a service should at least log them.
+func WithErrorHandler(fn ErrorHandler) PublisherOption {
+	return func(o *publisherOptions) error {
+		o.onError = fn
+		return nil
+	}
+}
+
+// WithPublishTimeout bounds each attempt's wait for the stream's ack
+// (default 5s); the caller's context bounds the whole call.
+func WithPublishTimeout(d time.Duration) PublisherOption {
+	return func(o *publisherOptions) error {
+		if d <= 0 {
+			return &ValidationError{Field: "publishTimeout", Reason: "must be positive"}
+		}
+		o.publishTimeout = d
+		return nil
+	}
+}
+
+// Publisher publishes events to JetStream. It is safe for concurrent use.
+// Every message carries the event ID as Nats-Msg-Id, so retries (its own or
+// the caller's) are stored once within the stream's duplicate window.
+type Publisher struct {
+	nc   *nats.Conn
+	js   jetstream.JetStream
+	opts publisherOptions
+
+	closed atomic.Bool
+	sem    chan struct{} // async in-flight window
+
+	mu       sync.Mutex
+	pending  int                   // accepted async publishes not finished
+	idle     chan struct{}         // closed when pending drops to 0
+	inflight map[*nats.Msg]*outMsg // async publishes awaiting an ack
+
+	pool sync.Pool // *outMsg
+}
+
+// outMsg is one message on its way out, with the buffers it was encoded
+// into. It goes back to the pool once JetStream has acknowledged it (or it
+// failed for good): nothing refers to the message after that, since nats.go
+// serialises a message when it is published.
+type outMsg struct {
+	msg     nats.Msg
+	enc     encoder
+	subject string
+	event   *Event
+	retries int
+}
+
+// maxPooledBody: messages whose body buffer grew beyond this are not
+// pooled, so one large event does not pin memory.
+const maxPooledBody = 64 << 10
+
+func (p *Publisher) get() *outMsg {
+	if m, ok := p.pool.Get().(*outMsg); ok {
+		return m
+	}
+	return &outMsg{}
+}
+
+func (p *Publisher) put(m *outMsg) {
+	if m.enc.buf.Cap() > maxPooledBody {
+		return
+	}
+	clear(m.msg.Header)
+	m.msg.Data, m.msg.Subject, m.event, m.subject, m.retries = nil, "", nil, "", 0
+	p.pool.Put(m)
+}
+
+var _ EventPublisher = (*Publisher)(nil)
+
+// NewPublisher returns a publisher on nc. nc stays the caller's: Close does
+// not close it.
+func NewPublisher(nc *nats.Conn, opts ...PublisherOption) (*Publisher, error) {
+	if nc == nil {
+		return nil, &ValidationError{Field: "conn", Reason: "is nil"}
+	}
+	o := publisherOptions{
+		retries:        DefaultRetries,
+		backoff:        DefaultRetryBackoff,
+		maxBackoff:     DefaultMaxBackoff,
+		maxInFlight:    DefaultMaxInFlight,
+		publishTimeout: DefaultPublishTimeout,
+	}
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			return nil, err
+		}
+	}
+	p := &Publisher{
+		nc:       nc,
+		opts:     o,
+		sem:      make(chan struct{}, o.maxInFlight),
+		inflight: make(map[*nats.Msg]*outMsg),
+	}
+	js, err := jetstream.New(nc,
+		jetstream.WithPublishAsyncAckHandler(p.onAck),
+		jetstream.WithPublishAsyncErrHandler(p.onErr),
+		// Our window bounds what is pending; jetstream's own must never
+		// stall below it.
+		jetstream.WithPublishAsyncMaxPending(2*o.maxInFlight),
+		jetstream.WithPublishAsyncTimeout(o.publishTimeout),
+	)
+	if err != nil {
+		return nil, wrap("new publisher", "", err)
+	}
+	p.js = js
+	return p, nil
+}
+
+// JetStream API error codes that mean a publish may succeed if retried.
+const (
+	codeJetStreamUnavailable   = 10008 // JetStream system temporarily unavailable
+	codeExpectedSeqUnavailable = 10163 // expected last sequence per subject temporarily unavailable
+)
+
+// ValidateSubject checks a subject events can be published on: non-empty
+// dot-separated tokens, no whitespace, no wildcards. The error is a
+// *ValidationError for field "subject".
+func ValidateSubject(subject string) error {
+	if !isPublishSubject(subject) {
+		// Slow path for the message.
+		reason := "not a valid subject"
+		if err := validateSubject(subject, false); err != nil {
+			reason = err.Error()
+		}
+		return &ValidationError{Field: "subject", Reason: reason}
+	}
+	return nil
+}
+
+// isPublishSubject is validateSubject(s, false) without allocating, for the
+// hot path.
+func isPublishSubject(s string) bool {
+	if s == "" {
+		return false
+	}
+	start := 0
+	for i := 0; i <= len(s); i++ {
+		if i < len(s) {
+			switch s[i] {
+			case ' ', '\t', '\r', '\n':
+				return false
+			case '.':
+			default:
+				continue
+			}
+		}
+		tok := s[start:i]
+		if tok == "" || tok == "*" || tok == ">" {
+			return false
+		}
+		start = i + 1
+	}
+	return true
+}
+
+// encode validates e and fills m for subject, checking the size against
+// the server's max payload.
+func (p *Publisher) encode(m *outMsg, subject string, e *Event) error {
+	msg := &m.msg
+	if err := ValidateSubject(subject); err != nil {
+		return err
+	}
+	if err := e.validateAttributes(); err != nil {
+		return err
+	}
+	msg.Subject = subject
+	if err := m.enc.encode(msg, e, p.opts.mode, e.ID); err != nil {
+		return err
+	}
+	if limit := p.nc.MaxPayload(); limit > 0 {
+		if size := encodedSize(msg); int64(size) > limit {
+			return &ValidationError{Field: "size", Reason: fmt.Sprintf("encoded event is %d bytes, the server accepts at most %d", size, limit)}
+		}
+	}
+	return nil
+}
+
+// backoff is the pause before retry n (1-based).
+func (p *Publisher) backoff(n int) time.Duration {
+	d := p.opts.backoff
+	for i := 1; i < n && d < p.opts.maxBackoff; i++ {
+		d *= 2
+	}
+	return min(d, p.opts.maxBackoff)
+}
+
+// publishError classifies a failed publish: transient failures keep
+// ErrConnection or ErrTimeout, anything else JetStream refused is ErrPublish.
+// JetStream answers a publish it refuses to store (limits reached, a failed
+// expectation) with an API error, some of them with status 503; only these
+// codes mean "try again".
+func publishError(subject string, err error) error {
+	kind := classify(err)
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && apiErr.ErrorCode != 0 {
+		switch apiErr.ErrorCode {
+		case codeJetStreamUnavailable, codeExpectedSeqUnavailable:
+			kind = ErrConnection
+		default:
+			kind = ErrPublish
+		}
+	}
+	switch kind {
+	case nil:
+		return err
+	case ErrConnection, ErrTimeout:
+	default:
+		kind = ErrPublish
+	}
+	return &OpError{Op: "publish", Name: subject, Kind: kind, Err: err}
+}
+
+func closedError(subject string) error {
+	return &OpError{Op: "publish", Name: subject, Kind: ErrPublish, Err: ErrClosed}
+}
+
+// Publish validates e, publishes it on subject with Nats-Msg-Id set to e.ID
+// and waits for the stream's ack. Transient failures (no responders,
+// timeout, disconnection) are retried with exponential backoff; invalid
+// events and refusals are not. ctx bounds the whole call, waits included.
+// Errors: *ValidationError (ErrValidation), or *OpError matching
+// ErrConnection, ErrTimeout or ErrPublish.
+func (p *Publisher) Publish(ctx context.Context, subject string, e *Event) error {
+	if p.closed.Load() {
+		return closedError(subject)
+	}
+	m := p.get()
+	defer p.put(m) // the request has been written (or abandoned) on return
+	if err := p.encode(m, subject, e); err != nil {
+		return err
+	}
+	msg := &m.msg
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for attempt := 0; ; attempt++ {
+		err := p.publishOnce(ctx, msg)
+		if err == nil {
+			return nil
+		}
+		perr := publishError(subject, err)
+		if !IsTransient(perr) || attempt >= p.opts.retries || ctx.Err() != nil {
+			return perr
+		}
+		wait := p.backoff(attempt + 1)
+		if timer == nil {
+			timer = time.NewTimer(wait)
+		} else {
+			timer.Reset(wait)
+		}
+		select {
+		case <-timer.C:
+		case <-ctx.Done():
+			return &OpError{Op: "publish", Name: subject, Kind: ErrTimeout, Err: errors.Join(ctx.Err(), err)}
+		}
+	}
+}
+
+// publishOnce makes one attempt, bounded by the publish timeout.
+func (p *Publisher) publishOnce(ctx context.Context, msg *nats.Msg) error {
+	if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > p.opts.publishTimeout {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, p.opts.publishTimeout)
+		defer cancel()
+	}
+	_, err := p.js.PublishMsg(ctx, msg)
+	return err
+}
+
+// PublishAsync validates and encodes e at once (an invalid event is an
+// error and nothing is sent), then sends it without waiting for the ack.
+// When the in-flight window is full it blocks until a slot frees or ctx
+// ends (ErrTimeout). ctx covers only that wait: retries happen in the
+// background with the same message ID, and a publish that fails for good
+// goes to the error handler. Flush waits for all of them.
+func (p *Publisher) PublishAsync(ctx context.Context, subject string, e *Event) error {
+	if p.closed.Load() {
+		return closedError(subject)
+	}
+	rec := p.get()
+	if err := p.encode(rec, subject, e); err != nil {
+		p.put(rec)
+		return err
+	}
+	select {
+	case p.sem <- struct{}{}:
+	default:
+		select {
+		case p.sem <- struct{}{}:
+		case <-ctx.Done():
+			p.put(rec)
+			return &OpError{Op: "publish", Name: subject, Kind: ErrTimeout, Err: ctx.Err()}
+		}
+	}
+	rec.subject, rec.event = subject, e
+	p.mu.Lock()
+	p.inflight[&rec.msg] = rec
+	if p.pending == 0 {
+		p.idle = make(chan struct{})
+	}
+	p.pending++
+	p.mu.Unlock()
+	p.send(rec)
+	return nil
+}
+
+// send (re)publishes rec; an immediate failure takes the same path as a
+// failed ack.
+func (p *Publisher) send(rec *outMsg) {
+	if _, err := p.js.PublishMsgAsync(&rec.msg); err != nil {
+		p.failed(rec, err)
+	}
+}
+
+// onAck is jetstream's ack callback: the publish is done.
+func (p *Publisher) onAck(_ jetstream.JetStream, msg *nats.Msg, _ *jetstream.PubAck) {
+	p.mu.Lock()
+	rec, ok := p.inflight[msg]
+	if !ok {
+		p.mu.Unlock()
+		return
+	}
+	delete(p.inflight, msg)
+	p.doneLocked()
+	p.mu.Unlock()
+	p.put(rec)
+}
+
+// onErr is jetstream's error callback. It may run with jetstream's lock
+// held, so it must not publish: retries are scheduled on a timer.
+func (p *Publisher) onErr(_ jetstream.JetStream, msg *nats.Msg, err error) {
+	p.mu.Lock()
+	rec := p.inflight[msg]
+	p.mu.Unlock()
+	if rec != nil {
+		p.failed(rec, err)
+	}
+}
+
+// failed retries rec after a backoff when err is transient and retries are
+// left, otherwise reports it to the error handler and releases its slot.
+func (p *Publisher) failed(rec *outMsg, err error) {
+	perr := publishError(rec.subject, err)
+	if IsTransient(perr) && rec.retries < p.opts.retries {
+		rec.retries++
+		time.AfterFunc(p.backoff(rec.retries), func() { p.send(rec) })
+		return
+	}
+	// The handler is user code: run it off jetstream's callback goroutine
+	// and count it as pending so Flush waits for it.
+	go func() {
+		if p.opts.onError != nil {
+			p.opts.onError(rec.subject, rec.event, perr)
+		}
+		p.mu.Lock()
+		_, ok := p.inflight[&rec.msg]
+		if ok {
+			delete(p.inflight, &rec.msg)
+			p.doneLocked()
+		}
+		p.mu.Unlock()
+		if ok {
+			p.put(rec)
+		}
+	}()
+}
+
+// doneLocked finishes one async publish. p.mu must be held.
+func (p *Publisher) doneLocked() {
+	<-p.sem
+	p.pending--
+	if p.pending == 0 && p.idle != nil {
+		close(p.idle)
+		p.idle = nil
+	}
+}
+
+// Pending returns how many asynchronous publishes have not finished.
+func (p *Publisher) Pending() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.pending
+}
+
+// Flush waits until every accepted asynchronous publish is acked or has
+// been handed to the error handler. If ctx ends first it returns an
+// *OpError matching ErrTimeout.
+func (p *Publisher) Flush(ctx context.Context) error {
+	p.mu.Lock()
+	idle := p.idle
+	pending := p.pending
+	p.mu.Unlock()
+	if pending == 0 || idle == nil {
+		return nil
+	}
+	select {
+	case <-idle:
+		return nil
+	case <-ctx.Done():
+		return &OpError{Op: "flush", Kind: ErrTimeout, Err: fmt.Errorf("%d publishes still pending: %w", p.Pending(), ctx.Err())}
+	}
+}
+
+// Close refuses new publishes and waits, within ctx, for the pending ones
+// (see Flush). It does not close the NATS connection, which belongs to the
+// caller. Closing twice is harmless.
+func (p *Publisher) Close(ctx context.Context) error {
+	p.closed.Store(true)
+	return p.Flush(ctx)
+}
