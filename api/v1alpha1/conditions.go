@@ -44,7 +44,17 @@ const (
 	ReasonJetStreamError = "JetStreamError"
 	// ReasonDeleting: the resource is being deleted.
 	ReasonDeleting = "Deleting"
+	// ReasonStreamNotReady: the consumer's EventStream is missing or not
+	// Ready yet; the consumer is created once it is.
+	ReasonStreamNotReady = "StreamNotReady"
+	// ReasonDeadLetterNotStored: the consumer is Ready but no stream captures
+	// its dead-letter subject, so dead letters would be lost.
+	ReasonDeadLetterNotStored = "DeadLetterNotStored"
 )
+
+// DeadLetterPrefix is prepended to a message's subject to make its default
+// dead-letter subject ("dlq.<original subject>"), matching pkg/events.
+const DeadLetterPrefix = "dlq."
 
 // DeletionPolicy says what happens to the JetStream object when its resource
 // is deleted.

@@ -9,31 +9,39 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/nats-io/nats.go"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 )
 
-// AllStreams is the trigger name that asks for every EventStream to be
+// All is the trigger name that asks for every object of a kind to be
 // reconciled (sent after NATS reconnects).
-const AllStreams = "*"
+const All = "*"
 
-// streamAdvisorySubject is where JetStream announces stream changes:
-// $JS.EVENT.ADVISORY.STREAM.<CREATED|UPDATED|DELETED>.<stream>.
-const streamAdvisorySubject = "$JS.EVENT.ADVISORY.STREAM.>"
-
-// StreamTriggers turns JetStream stream advisories and NATS reconnects into
-// reconcile triggers, so that a stream deleted or changed out of band is put
-// back in about a second instead of at the next resync. It runs only on the
-// leader.
-type StreamTriggers struct {
-	NATS *nats.Conn
-	Log  logr.Logger
-	ch   chan event.GenericEvent
-
-	mu  sync.Mutex
-	own map[string]ownWrite // streams the operator itself just wrote
+// JetStream announces changes on $JS.EVENT.ADVISORY.STREAM.<KIND>.<stream>
+// and $JS.EVENT.ADVISORY.CONSUMER.<KIND>.<stream>.<consumer>.
+var advisorySubjects = []string{
+	"$JS.EVENT.ADVISORY.STREAM.CREATED.*",
+	"$JS.EVENT.ADVISORY.STREAM.UPDATED.*",
+	"$JS.EVENT.ADVISORY.STREAM.DELETED.*",
+	"$JS.EVENT.ADVISORY.CONSUMER.CREATED.*.*",
+	"$JS.EVENT.ADVISORY.CONSUMER.DELETED.*.*",
 }
 
-// ownWrite counts the advisories the operator's own writes to a stream will
+// Triggers turns JetStream advisories, NATS reconnects and dead-letter
+// forwarding into reconcile triggers, so that a stream or consumer deleted or
+// changed out of band is put back in about a second instead of at the next
+// resync. It runs only on the leader.
+type Triggers struct {
+	nc        *nats.Conn
+	log       logr.Logger
+	streams   chan event.GenericEvent
+	consumers chan event.GenericEvent
+
+	mu  sync.Mutex
+	own map[string]ownWrite // "stream" or "stream/consumer" the operator itself just wrote
+}
+
+// ownWrite counts the advisories the operator's own writes to an object will
 // cause, until a deadline.
 type ownWrite struct {
 	n     int
@@ -44,86 +52,155 @@ type ownWrite struct {
 // out-of-band change inside this window is still caught at the resync.
 const ownWriteWindow = 3 * time.Second
 
-// NewStreamTriggers returns triggers for conn; pass Channel() to the
-// EventStreamReconciler and add the value to the manager.
-func NewStreamTriggers(conn *nats.Conn, log logr.Logger) *StreamTriggers {
-	return &StreamTriggers{NATS: conn, Log: log, ch: make(chan event.GenericEvent, 4096), own: map[string]ownWrite{}}
+// NewTriggers returns the triggers for conn; add them to the manager and hand
+// Streams() and Consumers() to the reconcilers.
+func NewTriggers(conn *nats.Conn, log logr.Logger) *Triggers {
+	return &Triggers{
+		nc: conn, log: log,
+		streams:   make(chan event.GenericEvent, 4096),
+		consumers: make(chan event.GenericEvent, 4096),
+		own:       map[string]ownWrite{},
+	}
 }
 
-// Channel is the source of triggers for the controller.
-func (t *StreamTriggers) Channel() <-chan event.GenericEvent { return t.ch }
+// Streams is the source of triggers for the EventStream controller: objects
+// named after a JetStream stream (or All).
+func (t *Triggers) Streams() <-chan event.GenericEvent { return t.streams }
+
+// Consumers is the source of triggers for the EventConsumer controller; see
+// consumerTrigger.
+func (t *Triggers) Consumers() <-chan event.GenericEvent { return t.consumers }
 
 // NeedLeaderElection: only the leader reacts to advisories.
-func (t *StreamTriggers) NeedLeaderElection() bool { return true }
+func (t *Triggers) NeedLeaderElection() bool { return true }
 
-// Start subscribes to stream advisories until ctx ends.
-func (t *StreamTriggers) Start(ctx context.Context) error {
-	sub, err := t.NATS.Subscribe(streamAdvisorySubject, func(m *nats.Msg) {
-		// $JS.EVENT.ADVISORY.STREAM.<KIND>.<stream>
-		tokens := strings.Split(m.Subject, ".")
-		if len(tokens) != 6 {
-			return
+// Start subscribes to the advisories until ctx ends.
+func (t *Triggers) Start(ctx context.Context) error {
+	var subs []*nats.Subscription
+	defer func() {
+		for _, s := range subs {
+			_ = s.Unsubscribe()
 		}
-		switch tokens[4] {
-		case "CREATED", "UPDATED":
-			if t.consumeOwnWrite(tokens[5]) {
-				return // the reconcile that wrote it already recorded the result
-			}
-		case "DELETED":
-		default:
-			return
+	}()
+	for _, subj := range advisorySubjects {
+		sub, err := t.nc.Subscribe(subj, func(m *nats.Msg) { t.handle(ctx, m.Subject) })
+		if err != nil {
+			return err
 		}
-		select {
-		case t.ch <- trigger(tokens[5]):
-		case <-ctx.Done():
-		}
-	})
-	if err != nil {
-		return err
+		subs = append(subs, sub)
 	}
-	t.Log.Info("watching JetStream stream advisories", "subject", streamAdvisorySubject)
+	t.log.Info("watching JetStream advisories", "subjects", advisorySubjects)
 	<-ctx.Done()
-	return sub.Unsubscribe()
+	return nil
 }
 
-// ResyncAll asks for every EventStream to be reconciled; it never blocks
-// (a full queue already holds work that will read fresh state).
-func (t *StreamTriggers) ResyncAll() {
+func (t *Triggers) handle(ctx context.Context, subject string) {
+	tokens := strings.Split(subject, ".")
+	if len(tokens) < 6 {
+		return
+	}
+	kind, action, stream := tokens[3], tokens[4], tokens[5]
+	send := func(ch chan event.GenericEvent, ev event.GenericEvent) {
+		select {
+		case ch <- ev:
+		case <-ctx.Done():
+		}
+	}
+	switch {
+	case kind == "STREAM":
+		// A stream created or deleted takes its consumers with it: they are
+		// checked whoever did it.
+		if action != "UPDATED" {
+			send(t.consumers, consumerTrigger(stream, All))
+		}
+		if action != "DELETED" && t.consumeOwnWrite(stream) {
+			return // the reconcile that wrote it already recorded the result
+		}
+		send(t.streams, streamTrigger(stream))
+	case kind == "CONSUMER" && len(tokens) == 7:
+		consumer := tokens[6]
+		if action == "CREATED" && t.consumeOwnWrite(stream+"/"+consumer) {
+			return
+		}
+		send(t.consumers, consumerTrigger(stream, consumer))
+	}
+}
+
+// ResyncAll asks for every object to be reconciled; it never blocks (a full
+// queue already holds work that will read fresh state).
+func (t *Triggers) ResyncAll() {
+	for ch, ev := range map[chan event.GenericEvent]event.GenericEvent{
+		t.streams: streamTrigger(All), t.consumers: consumerTrigger(All, All),
+	} {
+		select {
+		case ch <- ev:
+		default:
+		}
+	}
+}
+
+// Reconcile asks for one EventConsumer to be reconciled now (the dead-letter
+// forwarder uses it to get its count into status); it never blocks.
+func (t *Triggers) Reconcile(key types.NamespacedName) {
 	select {
-	case t.ch <- trigger(AllStreams):
+	case t.consumers <- directTrigger(key):
 	default:
 	}
 }
 
-func trigger(streamName string) event.GenericEvent {
-	return event.GenericEvent{Object: &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Name: streamName}}}
-}
-
-// ExpectOwnWrite records that the operator is about to create or update
-// stream, so that the advisory this causes does not trigger a reconcile that
-// would read its own write back (from a cache that may not have the status it
-// just wrote yet).
-func (t *StreamTriggers) ExpectOwnWrite(stream string) {
+// ExpectOwnWrite records that the operator is about to create or update a
+// stream (consumer == "") or a consumer, so that the advisory this causes does
+// not trigger a reconcile that would read its own write back from a cache
+// that may not have the status it just wrote yet.
+func (t *Triggers) ExpectOwnWrite(stream, consumer string) {
+	key := stream
+	if consumer != "" {
+		key += "/" + consumer
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	w := t.own[stream]
+	w := t.own[key]
 	w.n++
 	w.until = time.Now().Add(ownWriteWindow)
-	t.own[stream] = w
+	t.own[key] = w
 }
 
-func (t *StreamTriggers) consumeOwnWrite(stream string) bool {
+func (t *Triggers) consumeOwnWrite(key string) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	w, ok := t.own[stream]
+	w, ok := t.own[key]
 	if !ok {
 		return false
 	}
 	if w.n <= 1 || time.Now().After(w.until) {
-		delete(t.own, stream)
+		delete(t.own, key)
 	} else {
 		w.n--
-		t.own[stream] = w
+		t.own[key] = w
 	}
 	return !time.Now().After(w.until)
+}
+
+// Trigger objects carry what the map functions need in their metadata.
+const (
+	triggerStreamLabel = "jetstream.events.giia.io/stream"
+	triggerDirectLabel = "events.giia.io/direct"
+)
+
+func streamTrigger(stream string) event.GenericEvent {
+	return event.GenericEvent{Object: &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Name: stream}}}
+}
+
+// consumerTrigger names a JetStream consumer (or All) of a stream (or All).
+func consumerTrigger(stream, consumer string) event.GenericEvent {
+	return event.GenericEvent{Object: &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{
+		Name: consumer, Labels: map[string]string{triggerStreamLabel: stream},
+	}}}
+}
+
+// directTrigger names an EventConsumer resource.
+func directTrigger(key types.NamespacedName) event.GenericEvent {
+	return event.GenericEvent{Object: &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{
+		Namespace: key.Namespace, Name: key.Name, Labels: map[string]string{triggerDirectLabel: "true"},
+	}}}
 }

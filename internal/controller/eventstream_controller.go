@@ -7,58 +7,33 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"golang.org/x/time/rate"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
-	"sigs.k8s.io/controller-runtime/pkg/recorder"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	eventsv1 "github.com/giia/eventstream-operator/api/v1alpha1"
 	"github.com/giia/eventstream-operator/pkg/events"
 )
 
-// JetStreamProvider hands out the JetStream context of a connection, or an
-// events.ErrConnection error when NATS is not reachable right now.
-type JetStreamProvider interface {
-	JetStream() (jetstream.JetStream, error)
-}
-
 // streamNameIndex indexes EventStreams by the name of their JetStream stream,
 // so that an advisory about a stream finds its resources.
 const streamNameIndex = "jetStreamName"
 
-// requestTimeout bounds each JetStream call of a reconcile.
-const requestTimeout = 10 * time.Second
-
 // EventStreamReconciler makes a JetStream stream match each EventStream.
 type EventStreamReconciler struct {
-	client.Client
-	Recorder recorder.EventRecorder
-	NATS     JetStreamProvider
-	// ResyncInterval is how often an in-sync stream is checked again (with
-	// 10% jitter); drift is also caught at once through advisories.
-	ResyncInterval time.Duration
-	// MaxConcurrentReconciles is the number of workers.
-	MaxConcurrentReconciles int
+	reconciler
 	// Triggers, when set, receives stream names whose resources must be
 	// reconciled now (from JetStream advisories and reconnects).
 	Triggers <-chan event.GenericEvent
-	// OwnWrites, when set, is told before each stream write so that the
-	// advisory it causes is not taken for drift.
-	OwnWrites interface{ ExpectOwnWrite(stream string) }
 }
 
 // +kubebuilder:rbac:groups=events.giia.io,resources=eventstreams,verbs=get;list;watch;update;patch
@@ -76,17 +51,13 @@ func (r *EventStreamReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	if !evs.DeletionTimestamp.IsZero() {
 		return r.finalize(ctx, evs)
 	}
-	if !controllerutil.ContainsFinalizer(evs, eventsv1.Finalizer) {
-		patch := client.MergeFromWithOptions(evs.DeepCopy(), client.MergeFromWithOptimisticLock{})
-		controllerutil.AddFinalizer(evs, eventsv1.Finalizer)
-		if err := r.Patch(ctx, evs, patch); err != nil {
-			return ctrl.Result{}, client.IgnoreNotFound(err)
-		}
+	if err := r.ensureFinalizer(ctx, evs); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 
-	before := evs.Status.DeepCopy()
+	orig := evs.DeepCopy()
 	result, syncErr := r.sync(ctx, evs)
-	if err := r.patchStatus(ctx, evs, before); err != nil {
+	if err := r.patchStatus(ctx, evs, orig, !equality.Semantic.DeepEqual(orig.Status, evs.Status)); err != nil {
 		return ctrl.Result{}, errors.Join(syncErr, err)
 	}
 	return result, syncErr
@@ -127,8 +98,8 @@ func (r *EventStreamReconciler) sync(ctx context.Context, evs *eventsv1.EventStr
 	var reason, action string
 	switch {
 	case errors.Is(err, events.ErrNotFound):
-		r.expectOwnWrite(name)
-		info, err = r.call(ctx, "create_stream", func(ctx context.Context) (*jetstream.StreamInfo, error) {
+		r.expectOwnWrite(name, "")
+		info, err = call(ctx, "create_stream", func(ctx context.Context) (*jetstream.StreamInfo, error) {
 			return events.CreateStream(ctx, js, desired)
 		})
 		if err != nil {
@@ -152,8 +123,8 @@ func (r *EventStreamReconciler) sync(ctx context.Context, evs *eventsv1.EventStr
 		}
 		adopting := info.Config.Metadata[eventsv1.OwnerMetadataKey] == ""
 		log.Info("updating stream", "stream", name, "fields", diff, "adopt", adopting)
-		r.expectOwnWrite(name)
-		info, err = r.call(ctx, "update_stream", func(ctx context.Context) (*jetstream.StreamInfo, error) {
+		r.expectOwnWrite(name, "")
+		info, err = call(ctx, "update_stream", func(ctx context.Context) (*jetstream.StreamInfo, error) {
 			return events.UpdateStream(ctx, js, desired)
 		})
 		if err != nil {
@@ -203,15 +174,13 @@ func (r *EventStreamReconciler) finalize(ctx context.Context, evs *eventsv1.Even
 	}
 	name := evs.JetStreamName()
 	if err := r.release(ctx, evs, name); err != nil {
-		before := evs.Status.DeepCopy()
+		orig := evs.DeepCopy()
 		reason, _ := failureReason(err)
 		msg := fmt.Sprintf("deleting (policy %s): %s", evs.Spec.DeletionPolicy, failureMessage(reason, err))
 		setReady(&evs.Status.Conditions, evs.Generation, metav1.ConditionFalse, eventsv1.ReasonDeleting, msg)
-		return ctrl.Result{}, errors.Join(err, r.patchStatus(ctx, evs, before))
+		return ctrl.Result{}, errors.Join(err, r.patchStatus(ctx, evs, orig, !equality.Semantic.DeepEqual(orig.Status, evs.Status)))
 	}
-	patch := client.MergeFromWithOptions(evs.DeepCopy(), client.MergeFromWithOptimisticLock{})
-	controllerutil.RemoveFinalizer(evs, eventsv1.Finalizer)
-	return ctrl.Result{}, client.IgnoreNotFound(r.Patch(ctx, evs, patch))
+	return ctrl.Result{}, r.removeFinalizer(ctx, evs)
 }
 
 // release deletes (policy Delete) or disowns (policy Retain) the stream if
@@ -262,53 +231,9 @@ func ignoreStreamNotFound(err error) error {
 }
 
 func (r *EventStreamReconciler) getStream(ctx context.Context, js jetstream.JetStream, name string) (*jetstream.StreamInfo, error) {
-	return r.call(ctx, "stream_info", func(ctx context.Context) (*jetstream.StreamInfo, error) {
+	return call(ctx, "stream_info", func(ctx context.Context) (*jetstream.StreamInfo, error) {
 		return events.GetStreamInfo(ctx, js, name)
 	})
-}
-
-// call runs one JetStream request with a timeout and records its metrics.
-func (r *EventStreamReconciler) call(ctx context.Context, op string, fn func(context.Context) (*jetstream.StreamInfo, error)) (*jetstream.StreamInfo, error) {
-	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
-	defer cancel()
-	start := time.Now()
-	info, err := fn(ctx)
-	observe(op, start, err)
-	return info, err
-}
-
-// patchStatus writes the status subresource only if it changed.
-func (r *EventStreamReconciler) patchStatus(ctx context.Context, evs *eventsv1.EventStream, before *eventsv1.EventStreamStatus) error {
-	if equality.Semantic.DeepEqual(*before, evs.Status) {
-		return nil
-	}
-	orig := evs.DeepCopy()
-	orig.Status = *before
-	err := r.Status().Patch(ctx, evs, client.MergeFrom(orig))
-	if apierrors.IsNotFound(err) {
-		return nil
-	}
-	return err
-}
-
-func (r *EventStreamReconciler) event(obj *eventsv1.EventStream, eventType, reason, action, note string) {
-	if r.Recorder != nil {
-		r.Recorder.Eventf(obj, nil, eventType, reason, action, "%s", note)
-	}
-}
-
-func (r *EventStreamReconciler) expectOwnWrite(stream string) {
-	if r.OwnWrites != nil {
-		r.OwnWrites.ExpectOwnWrite(stream)
-	}
-}
-
-func (r *EventStreamReconciler) resync() time.Duration {
-	d := r.ResyncInterval
-	if d <= 0 {
-		d = time.Minute
-	}
-	return wait.Jitter(d, 0.1)
 }
 
 // SetupWithManager registers the controller, the stream-name index and the
@@ -323,13 +248,7 @@ func (r *EventStreamReconciler) SetupWithManager(mgr ctrl.Manager) error {
 			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{},
 			predicate.LabelChangedPredicate{}, deletionPredicate{}))).
 		Named("eventstream").
-		WithOptions(controller.Options{
-			MaxConcurrentReconciles: max(r.MaxConcurrentReconciles, 1),
-			RateLimiter: workqueue.NewTypedMaxOfRateLimiter(
-				workqueue.NewTypedItemExponentialFailureRateLimiter[ctrl.Request](250*time.Millisecond, 2*time.Minute),
-				&workqueue.TypedBucketRateLimiter[ctrl.Request]{Limiter: defaultBucket()},
-			),
-		})
+		WithOptions(r.controllerOptions())
 	if r.Triggers != nil {
 		b = b.WatchesRawSource(source.Channel(r.Triggers, handler.EnqueueRequestsFromMapFunc(r.requestsForStream)))
 	}
@@ -341,7 +260,7 @@ func (r *EventStreamReconciler) SetupWithManager(mgr ctrl.Manager) error {
 func (r *EventStreamReconciler) requestsForStream(ctx context.Context, obj client.Object) []ctrl.Request {
 	list := &eventsv1.EventStreamList{}
 	var opts []client.ListOption
-	if name := obj.GetName(); name != AllStreams {
+	if name := obj.GetName(); name != All {
 		opts = append(opts, client.MatchingFields{streamNameIndex: name})
 	}
 	if err := r.List(ctx, list, opts...); err != nil {
@@ -362,7 +281,3 @@ type deletionPredicate struct{ predicate.Funcs }
 func (deletionPredicate) Update(e event.UpdateEvent) bool {
 	return e.ObjectNew != nil && !e.ObjectNew.GetDeletionTimestamp().IsZero()
 }
-
-// defaultBucket is controller-runtime's overall rate limit (10 qps, burst 100)
-// raised for operators that manage hundreds of streams.
-func defaultBucket() *rate.Limiter { return rate.NewLimiter(rate.Limit(100), 1000) }

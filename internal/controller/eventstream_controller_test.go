@@ -165,12 +165,11 @@ func deleteAndWait(e *eventsv1.EventStream) {
 
 var _ = Describe("EventStream controller", Ordered, func() {
 	ctx := context.Background()
-	var stop func()
 
 	// A one-minute resync, as in production: anything that happens within
 	// seconds is the work of watches and JetStream advisories.
-	BeforeAll(func() { stop = startManager(time.Minute) })
-	AfterAll(func() { stop() })
+	// Stopped by DeferCleanup, which runs after the specs\' own cleanups.
+	BeforeAll(func() { DeferCleanup(startManager(time.Minute)) })
 
 	Context("when an EventStream is created", func() {
 		It("creates the stream with the house defaults, the owner marker and a Ready status", func() {
@@ -437,11 +436,10 @@ var _ = Describe("EventStream controller", Ordered, func() {
 
 var _ = Describe("EventStream controller in steady state", Ordered, func() {
 	ctx := context.Background()
-	var stop func()
 	const resync = time.Second
 
-	BeforeAll(func() { stop = startManager(resync) })
-	AfterAll(func() { stop() })
+	// Stopped by DeferCleanup, which runs after the specs\' own cleanups.
+	BeforeAll(func() { DeferCleanup(startManager(resync)) })
 
 	It("makes no JetStream write and no status write over several resyncs", func() {
 		evs := newStream(uniqueName("steady"))
@@ -473,10 +471,9 @@ var _ = Describe("EventStream controller in steady state", Ordered, func() {
 
 var _ = Describe("EventStream controller when NATS goes away", Ordered, func() {
 	ctx := context.Background()
-	var stop func()
 
-	BeforeAll(func() { stop = startManager(time.Minute) })
-	AfterAll(func() { stop() })
+	// Stopped by DeferCleanup, which runs after the specs\' own cleanups.
+	BeforeAll(func() { DeferCleanup(startManager(time.Minute)) })
 
 	It("reports NatsUnavailable, and is Ready again once NATS is back, without intervention", func() {
 		evs := newStream(uniqueName("outage"))

@@ -18,18 +18,21 @@ type Options struct {
 // watcher that feeds them, to mgr. The manager binary and the test suites
 // both call it, so tests run exactly what ships.
 func Setup(mgr ctrl.Manager, nc *natsconn.Conn, o Options) error {
-	triggers := NewStreamTriggers(nc.NATS(), mgr.GetLogger().WithName("advisories"))
+	triggers := NewTriggers(nc.NATS(), mgr.GetLogger().WithName("advisories"))
 	nc.OnReconnect(triggers.ResyncAll)
 	if err := mgr.Add(triggers); err != nil {
 		return err
 	}
-	return (&EventStreamReconciler{
+	base := reconciler{
 		Client:                  mgr.GetClient(),
 		Recorder:                mgr.GetEventRecorder("eventstream-operator"),
 		NATS:                    nc,
 		ResyncInterval:          o.ResyncInterval,
 		MaxConcurrentReconciles: o.MaxConcurrentReconciles,
-		Triggers:                triggers.Channel(),
 		OwnWrites:               triggers,
-	}).SetupWithManager(mgr)
+	}
+	if err := (&EventStreamReconciler{reconciler: base, Triggers: triggers.Streams()}).SetupWithManager(mgr); err != nil {
+		return err
+	}
+	return (&EventConsumerReconciler{reconciler: base, Triggers: triggers.Consumers()}).SetupWithManager(mgr)
 }

@@ -105,3 +105,80 @@ func retention(r eventsv1.RetentionPolicy) (jetstream.RetentionPolicy, error) {
 func streamSource(s eventsv1.StreamSource) events.StreamSource {
 	return events.StreamSource{Name: s.Name, FilterSubject: s.FilterSubject, OptStartSeq: uint64(max(s.OptStartSeq, 0))}
 }
+
+// consumerConfig translates an EventConsumer into the library's
+// ConsumerConfig, ownership marker included.
+func consumerConfig(evc *eventsv1.EventConsumer) (events.ConsumerConfig, error) {
+	s := evc.Spec
+	cfg := events.NewConsumerConfig(evc.JetStreamName(), s.FilterSubjects...)
+	cfg.Description = s.Description
+	switch s.DeliverPolicy {
+	case eventsv1.DeliverAll, "":
+		cfg.DeliverPolicy = jetstream.DeliverAllPolicy
+	case eventsv1.DeliverLast:
+		cfg.DeliverPolicy = jetstream.DeliverLastPolicy
+	case eventsv1.DeliverNew:
+		cfg.DeliverPolicy = jetstream.DeliverNewPolicy
+	case eventsv1.DeliverByStartSequence:
+		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+	case eventsv1.DeliverByStartTime:
+		cfg.DeliverPolicy = jetstream.DeliverByStartTimePolicy
+	case eventsv1.DeliverLastPerSubject:
+		cfg.DeliverPolicy = jetstream.DeliverLastPerSubjectPolicy
+	default:
+		return cfg, &events.ValidationError{Field: "deliverPolicy", Reason: fmt.Sprintf("unknown deliver policy %q", s.DeliverPolicy)}
+	}
+	if s.OptStartSeq != nil {
+		cfg.OptStartSeq = uint64(max(*s.OptStartSeq, 0))
+	}
+	if s.OptStartTime != nil {
+		t := s.OptStartTime.UTC()
+		cfg.OptStartTime = &t
+	}
+	switch s.AckPolicy {
+	case eventsv1.AckExplicit, "":
+		cfg.AckPolicy = jetstream.AckExplicitPolicy
+	case eventsv1.AckAll:
+		cfg.AckPolicy = jetstream.AckAllPolicy
+	case eventsv1.AckNone:
+		cfg.AckPolicy = jetstream.AckNonePolicy
+	default:
+		return cfg, &events.ValidationError{Field: "ackPolicy", Reason: fmt.Sprintf("unknown ack policy %q", s.AckPolicy)}
+	}
+	var err error
+	if s.AckWait != "" {
+		if cfg.AckWait, err = s.AckWait.Get(); err != nil {
+			return cfg, &events.ValidationError{Field: "ackWait", Reason: err.Error()}
+		}
+	}
+	if s.MaxDeliver != 0 {
+		cfg.MaxDeliver = int(s.MaxDeliver)
+	}
+	for i, b := range s.Backoff {
+		d, err := b.Get()
+		if err != nil {
+			return cfg, &events.ValidationError{Field: fmt.Sprintf("backoff[%d]", i), Reason: err.Error()}
+		}
+		cfg.BackOff = append(cfg.BackOff, d)
+	}
+	if s.MaxAckPending != nil {
+		cfg.MaxAckPending = int(*s.MaxAckPending)
+	}
+	if s.MaxWaiting != nil {
+		cfg.MaxWaiting = int(*s.MaxWaiting)
+	}
+	cfg.Replicas = int(s.Replicas)
+	cfg.MemoryStorage = s.MemoryStorage
+	if s.InactiveThreshold != "" {
+		if cfg.InactiveThreshold, err = s.InactiveThreshold.Get(); err != nil {
+			return cfg, &events.ValidationError{Field: "inactiveThreshold", Reason: err.Error()}
+		}
+	}
+	cfg.Metadata = maps.Clone(s.Metadata)
+	if cfg.Metadata == nil {
+		cfg.Metadata = map[string]string{}
+	}
+	cfg.Metadata[eventsv1.OwnerMetadataKey] = evc.OwnerMarker()
+	cfg.Metadata[eventsv1.UIDMetadataKey] = string(evc.UID)
+	return cfg, cfg.Validate()
+}

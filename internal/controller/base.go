@@ -1,0 +1,121 @@
+package controller
+
+import (
+	"context"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/time/rate"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/util/workqueue"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/recorder"
+
+	eventsv1 "github.com/giia/eventstream-operator/api/v1alpha1"
+)
+
+// JetStreamProvider hands out the JetStream context of a connection, or an
+// events.ErrConnection error when NATS is not reachable right now.
+type JetStreamProvider interface {
+	JetStream() (jetstream.JetStream, error)
+}
+
+// OwnWrites is told before the operator writes a JetStream object, so that
+// the advisory the write causes is not taken for drift.
+type OwnWrites interface {
+	ExpectOwnWrite(stream, consumer string)
+}
+
+// requestTimeout bounds each JetStream call of a reconcile.
+const requestTimeout = 10 * time.Second
+
+// reconciler holds what every reconciler of the operator shares.
+type reconciler struct {
+	client.Client
+	Recorder recorder.EventRecorder
+	NATS     JetStreamProvider
+	// ResyncInterval is how often an in-sync object is checked again (with
+	// 10% jitter); drift is also caught at once through advisories.
+	ResyncInterval time.Duration
+	// MaxConcurrentReconciles is the number of workers.
+	MaxConcurrentReconciles int
+	// OwnWrites, when set, is told before each JetStream write.
+	OwnWrites OwnWrites
+}
+
+func (r *reconciler) controllerOptions() controller.Options {
+	return controller.Options{
+		MaxConcurrentReconciles: max(r.MaxConcurrentReconciles, 1),
+		// Transient failures back off from 250ms to 2m; the overall bucket
+		// is raised from controller-runtime's 10 qps for operators that
+		// manage hundreds of objects.
+		RateLimiter: workqueue.NewTypedMaxOfRateLimiter(
+			workqueue.NewTypedItemExponentialFailureRateLimiter[ctrl.Request](250*time.Millisecond, 2*time.Minute),
+			&workqueue.TypedBucketRateLimiter[ctrl.Request]{Limiter: rate.NewLimiter(rate.Limit(100), 1000)},
+		),
+	}
+}
+
+func (r *reconciler) resync() time.Duration {
+	d := r.ResyncInterval
+	if d <= 0 {
+		d = time.Minute
+	}
+	return wait.Jitter(d, 0.1)
+}
+
+func (r *reconciler) expectOwnWrite(stream, consumer string) {
+	if r.OwnWrites != nil {
+		r.OwnWrites.ExpectOwnWrite(stream, consumer)
+	}
+}
+
+func (r *reconciler) event(obj client.Object, eventType, reason, action, note string) {
+	if r.Recorder != nil {
+		r.Recorder.Eventf(obj, nil, eventType, reason, action, "%s", note)
+	}
+}
+
+// ensureFinalizer adds the finalizer with one optimistic-locked patch.
+func (r *reconciler) ensureFinalizer(ctx context.Context, obj client.Object) error {
+	if controllerutil.ContainsFinalizer(obj, eventsv1.Finalizer) {
+		return nil
+	}
+	patch := client.MergeFromWithOptions(obj.DeepCopyObject().(client.Object), client.MergeFromWithOptimisticLock{})
+	controllerutil.AddFinalizer(obj, eventsv1.Finalizer)
+	return r.Patch(ctx, obj, patch)
+}
+
+// removeFinalizer lets the API server delete the object.
+func (r *reconciler) removeFinalizer(ctx context.Context, obj client.Object) error {
+	patch := client.MergeFromWithOptions(obj.DeepCopyObject().(client.Object), client.MergeFromWithOptimisticLock{})
+	controllerutil.RemoveFinalizer(obj, eventsv1.Finalizer)
+	return client.IgnoreNotFound(r.Patch(ctx, obj, patch))
+}
+
+// patchStatus writes obj's status, as a merge patch against orig, only when
+// changed; a resource deleted meanwhile is not an error.
+func (r *reconciler) patchStatus(ctx context.Context, obj, orig client.Object, changed bool) error {
+	if !changed {
+		return nil
+	}
+	err := r.Status().Patch(ctx, obj, client.MergeFrom(orig))
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	return err
+}
+
+// call runs one JetStream request with a timeout and records its metrics.
+func call[T any](ctx context.Context, op string, fn func(context.Context) (T, error)) (T, error) {
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	start := time.Now()
+	v, err := fn(ctx)
+	observe(op, start, err)
+	return v, err
+}
