@@ -14,8 +14,8 @@ type Options struct {
 	MaxConcurrentReconciles int
 }
 
-// Setup adds every controller of the operator, and the JetStream advisory
-// watcher that feeds them, to mgr. The manager binary and the test suites
+// Setup adds every controller of the operator, the JetStream advisory watcher
+// that feeds them and the dead-letter forwarder to mgr. The manager binary and the test suites
 // both call it, so tests run exactly what ships.
 func Setup(mgr ctrl.Manager, nc *natsconn.Conn, o Options) error {
 	triggers := NewTriggers(nc.NATS(), mgr.GetLogger().WithName("advisories"))
@@ -34,5 +34,10 @@ func Setup(mgr ctrl.Manager, nc *natsconn.Conn, o Options) error {
 	if err := (&EventStreamReconciler{reconciler: base, Triggers: triggers.Streams()}).SetupWithManager(mgr); err != nil {
 		return err
 	}
-	return (&EventConsumerReconciler{reconciler: base, Triggers: triggers.Consumers()}).SetupWithManager(mgr)
+	counts := newDeadLetterCounts()
+	if err := (&EventConsumerReconciler{reconciler: base, Triggers: triggers.Consumers(), DeadLetters: counts}).SetupWithManager(mgr); err != nil {
+		return err
+	}
+	// After the controllers: the forwarder's resolver uses their indexes.
+	return mgr.Add(newDeadLetterForwarder(nc.NATS(), mgr.GetClient(), counts, triggers, mgr.GetLogger().WithName("dead-letters")))
 }
