@@ -229,10 +229,6 @@ type EventConsumerList struct {
 	Items           []EventConsumer `json:"items"`
 }
 
-func init() {
-	SchemeBuilder.Register(&EventConsumer{}, &EventConsumerList{})
-}
-
 // JetStreamName is the durable name of the JetStream consumer:
 // spec.durableName, or metadata.name.
 func (c *EventConsumer) JetStreamName() string {

@@ -265,10 +265,6 @@ type EventStreamList struct {
 	Items           []EventStream `json:"items"`
 }
 
-func init() {
-	SchemeBuilder.Register(&EventStream{}, &EventStreamList{})
-}
-
 // JetStreamName is the name of the JetStream stream: spec.name, or
 // metadata.name upper-cased with '-' replaced by '_' (auth-events →
 // AUTH_EVENTS).

@@ -1,12 +1,13 @@
 // Package v1alpha1 contains the API of eventstream-operator: EventStream (a
-// JetStream stream) and, later, EventConsumer.
+// JetStream stream) and EventConsumer (a durable consumer on one).
 // +kubebuilder:object:generate=true
 // +groupName=events.giia.io
 package v1alpha1
 
 import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"sigs.k8s.io/controller-runtime/pkg/scheme"
 )
 
 var (
@@ -14,8 +15,17 @@ var (
 	GroupVersion = schema.GroupVersion{Group: "events.giia.io", Version: "v1alpha1"}
 
 	// SchemeBuilder registers the types with a runtime.Scheme.
-	SchemeBuilder = &scheme.Builder{GroupVersion: GroupVersion}
+	SchemeBuilder = runtime.NewSchemeBuilder(addKnownTypes)
 
 	// AddToScheme adds the types in this group-version to a scheme.
 	AddToScheme = SchemeBuilder.AddToScheme
 )
+
+func addKnownTypes(s *runtime.Scheme) error {
+	s.AddKnownTypes(GroupVersion,
+		&EventStream{}, &EventStreamList{},
+		&EventConsumer{}, &EventConsumerList{},
+	)
+	metav1.AddToGroupVersion(s, GroupVersion)
+	return nil
+}

@@ -228,7 +228,7 @@ func TestDecodeMixedCaseHeaders(t *testing.T) {
 		b := []byte(k)
 		for i := range b {
 			if i%2 == 0 {
-				b[i] = byte(strings.ToUpper(string(b[i]))[0])
+				b[i] = strings.ToUpper(string(b[i]))[0]
 			}
 		}
 		mixed[string(b)] = v

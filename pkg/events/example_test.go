@@ -75,7 +75,7 @@ func ExamplePublisher_Publish() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	defer pub.Close(ctx)
+	defer func() { _ = pub.Close(ctx) }()
 
 	e, err := events.NewEvent("user.created", "auth-service", "org-42", time.Now(), map[string]any{"userId": "u-1"})
 	if err != nil {

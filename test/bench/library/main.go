@@ -114,7 +114,7 @@ func main() {
 	}
 	fmt.Printf("events library vs raw jetstream: n=%d, data=%d bytes, storage=%s, median of %d runs\n\n", *n, len(b.body), *storage, *runs)
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario\tlibrary msgs/s\traw msgs/s\tratio\t")
+	_, _ = fmt.Fprintln(tw, "scenario\tlibrary msgs/s\traw msgs/s\tratio\t")
 	for _, r := range rows {
 		if *only != "" && !strings.Contains(r.name, *only) {
 			continue
@@ -131,9 +131,9 @@ func main() {
 			}
 		}
 		lib, raw := median(libs), median(raws)
-		fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%.2f\t\n", r.name, lib, raw, lib/raw)
+		_, _ = fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%.2f\t\n", r.name, lib, raw, lib/raw)
 	}
-	tw.Flush()
+	_ = tw.Flush()
 }
 
 func (b *bench) purge() {
