@@ -43,6 +43,7 @@ type options struct {
 	metricsAddr             string
 	probeAddr               string
 	secureMetrics           bool
+	allowResourceConns      bool
 }
 
 func main() {
@@ -59,6 +60,7 @@ func main() {
 	flag.StringVar(&o.leaderElectionNamespace, "leader-election-namespace", "", "Namespace of the leader election lease (default: the pod's namespace).")
 	flag.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "Address of the metrics endpoint; \"0\" disables it.")
 	flag.BoolVar(&o.secureMetrics, "metrics-secure", false, "Serve metrics over HTTPS with authentication and authorization.")
+	flag.BoolVar(&o.allowResourceConns, "allow-resource-connections", true, "Let EventStreams name their own NATS server and credentials through spec.connection.secretRef (the operator then reads those Secrets, and only those).")
 	flag.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
@@ -110,8 +112,9 @@ func run(o options) error {
 	defer nc.Close()
 
 	if err := controller.Setup(mgr, nc, controller.Options{
-		ResyncInterval:          o.resyncInterval,
-		MaxConcurrentReconciles: o.maxConcurrentReconciles,
+		ResyncInterval:           o.resyncInterval,
+		MaxConcurrentReconciles:  o.maxConcurrentReconciles,
+		AllowResourceConnections: o.allowResourceConns,
 	}); err != nil {
 		return err
 	}

@@ -78,6 +78,7 @@ type StreamSource struct {
 // +kubebuilder:validation:XValidation:rule="has(self.name) == has(oldSelf.name) && (!has(self.name) || self.name == oldSelf.name)",message="name is immutable: JetStream cannot rename a stream; create a new EventStream instead",fieldPath=".name"
 // +kubebuilder:validation:XValidation:rule="(has(self.subjects) && size(self.subjects) > 0) || has(self.mirror) || (has(self.sources) && size(self.sources) > 0)",message="at least one subject is required unless the stream is a mirror or has sources",fieldPath=".subjects"
 // +kubebuilder:validation:XValidation:rule="!has(self.mirror) || !has(self.subjects) || size(self.subjects) == 0",message="a mirror stream cannot have subjects of its own",fieldPath=".subjects"
+// +kubebuilder:validation:XValidation:rule="has(self.connection) == has(oldSelf.connection) && (!has(self.connection) || self.connection == oldSelf.connection)",message="connection is immutable: the stream would be left behind on the old server; create a new EventStream instead",fieldPath=".connection"
 // +kubebuilder:validation:XValidation:rule="has(self.mirror) == has(oldSelf.mirror) && (!has(self.mirror) || self.mirror == oldSelf.mirror)",message="mirror is immutable: JetStream cannot change a stream's mirror after creation",fieldPath=".mirror"
 type EventStreamSpec struct {
 	// Name of the JetStream stream. Defaults to metadata.name upper-cased with
@@ -203,6 +204,12 @@ type EventStreamSpec struct {
 	// +kubebuilder:default=Delete
 	// +optional
 	DeletionPolicy DeletionPolicy `json:"deletionPolicy,omitempty"`
+
+	// Connection, when set, manages the stream on the NATS server named in a
+	// Secret of this namespace instead of the operator's default one. The
+	// stream's EventConsumers use the same connection. Immutable.
+	// +optional
+	Connection *ConnectionSpec `json:"connection,omitempty"`
 }
 
 // EventStreamState is a summary of the stream's state, refreshed at each

@@ -28,3 +28,16 @@ type LocalObjectReference struct {
 	// +kubebuilder:validation:MaxLength=253
 	Name string `json:"name"`
 }
+
+// ConnectionSpec points a resource at a NATS server other than the operator's
+// default one. URL and credentials come together from one Secret in the
+// resource's own namespace, so the operator never sends its own credentials
+// to a URL a tenant chose.
+type ConnectionSpec struct {
+	// SecretRef names the Secret. Keys: "url" (required; nats://host:port,
+	// comma-separated for a cluster), and optionally "creds" (a credentials
+	// file's content), "nkey" (an nkey seed), "user" and "password", "token",
+	// "ca.crt" (CA of the server's certificate), "tls.crt" and "tls.key"
+	// (client certificate).
+	SecretRef LocalObjectReference `json:"secretRef"`
+}

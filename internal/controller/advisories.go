@@ -37,8 +37,11 @@ type Triggers struct {
 	streams   chan event.GenericEvent
 	consumers chan event.GenericEvent
 
-	mu  sync.Mutex
-	own map[string]ownWrite // "stream" or "stream/consumer" the operator itself just wrote
+	mu      sync.Mutex
+	own     map[string]ownWrite // "stream" or "stream/consumer" the operator itself just wrote
+	ctx     context.Context     // set by Start
+	pending []*nats.Conn        // attached before Start
+	subs    map[*nats.Conn][]*nats.Subscription
 }
 
 // ownWrite counts the advisories the operator's own writes to an object will
@@ -60,6 +63,7 @@ func NewTriggers(conn *nats.Conn, log logr.Logger) *Triggers {
 		streams:   make(chan event.GenericEvent, 4096),
 		consumers: make(chan event.GenericEvent, 4096),
 		own:       map[string]ownWrite{},
+		subs:      map[*nats.Conn][]*nats.Subscription{},
 	}
 }
 
@@ -74,24 +78,74 @@ func (t *Triggers) Consumers() <-chan event.GenericEvent { return t.consumers }
 // NeedLeaderElection: only the leader reacts to advisories.
 func (t *Triggers) NeedLeaderElection() bool { return true }
 
-// Start subscribes to the advisories until ctx ends.
+// Start subscribes to the advisories, on the default connection and on every
+// attached one, until ctx ends.
 func (t *Triggers) Start(ctx context.Context) error {
-	var subs []*nats.Subscription
-	defer func() {
-		for _, s := range subs {
-			_ = s.Unsubscribe()
+	t.mu.Lock()
+	t.ctx = ctx
+	conns := append([]*nats.Conn{t.nc}, t.pending...)
+	t.pending = nil
+	var err error
+	for _, nc := range conns {
+		if err = t.subscribeLocked(nc); err != nil {
+			break
 		}
-	}()
-	for _, subj := range advisorySubjects {
-		sub, err := t.nc.Subscribe(subj, func(m *nats.Msg) { t.handle(ctx, m.Subject) })
-		if err != nil {
-			return err
-		}
-		subs = append(subs, sub)
+	}
+	t.mu.Unlock()
+	if err != nil {
+		return err
 	}
 	t.log.Info("watching JetStream advisories", "subjects", advisorySubjects)
 	<-ctx.Done()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for nc := range t.subs {
+		t.unsubscribeLocked(nc)
+	}
 	return nil
+}
+
+// Attach watches the advisories of another connection (a per-resource one)
+// too; the returned function stops that.
+func (t *Triggers) Attach(nc *nats.Conn) (detach func()) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.ctx == nil {
+		t.pending = append(t.pending, nc)
+	} else if err := t.subscribeLocked(nc); err != nil {
+		t.log.Error(err, "watching the advisories of a per-resource connection")
+	}
+	return func() {
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		t.unsubscribeLocked(nc)
+		for i, p := range t.pending {
+			if p == nc {
+				t.pending = append(t.pending[:i], t.pending[i+1:]...)
+				break
+			}
+		}
+	}
+}
+
+func (t *Triggers) subscribeLocked(nc *nats.Conn) error {
+	ctx := t.ctx
+	for _, subj := range advisorySubjects {
+		sub, err := nc.Subscribe(subj, func(m *nats.Msg) { t.handle(ctx, m.Subject) })
+		if err != nil {
+			t.unsubscribeLocked(nc)
+			return err
+		}
+		t.subs[nc] = append(t.subs[nc], sub)
+	}
+	return nil
+}
+
+func (t *Triggers) unsubscribeLocked(nc *nats.Conn) {
+	for _, s := range t.subs[nc] {
+		_ = s.Unsubscribe()
+	}
+	delete(t.subs, nc)
 }
 
 func (t *Triggers) handle(ctx context.Context, subject string) {

@@ -2,11 +2,14 @@ package controller
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/time/rate"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -16,6 +19,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
 	eventsv1 "github.com/giia/eventstream-operator/api/v1alpha1"
+	"github.com/giia/eventstream-operator/internal/natsconn"
+	"github.com/giia/eventstream-operator/pkg/events"
 )
 
 // JetStreamProvider hands out the JetStream context of a connection, or an
@@ -45,6 +50,46 @@ type reconciler struct {
 	MaxConcurrentReconciles int
 	// OwnWrites, when set, is told before each JetStream write.
 	OwnWrites OwnWrites
+	// Connections holds the per-resource connections (spec.connection);
+	// nil when the operator does not allow them.
+	Connections *natsconn.Pool
+	// APIReader reads connection Secrets straight from the API server: the
+	// operator gets only the Secrets resources name, and caches none.
+	APIReader client.Reader
+}
+
+// jetStreamFor returns the JetStream context a resource in namespace uses:
+// the operator's default connection, or the one its connection Secret
+// describes. user identifies the resource to the connection pool.
+func (r *reconciler) jetStreamFor(ctx context.Context, namespace string, conn *eventsv1.ConnectionSpec, user string) (jetstream.JetStream, error) {
+	if conn == nil {
+		return r.NATS.JetStream()
+	}
+	if r.Connections == nil {
+		return nil, &events.ValidationError{Field: "connection",
+			Reason: "per-resource connections are disabled in this operator (--allow-resource-connections=false); remove spec.connection to use the default NATS"}
+	}
+	secret := &corev1.Secret{}
+	key := types.NamespacedName{Namespace: namespace, Name: conn.SecretRef.Name}
+	if err := r.APIReader.Get(ctx, key, secret); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, &events.ValidationError{Field: "connection.secretRef",
+				Reason: fmt.Sprintf("Secret %q not found in namespace %s", conn.SecretRef.Name, namespace)}
+		}
+		return nil, err
+	}
+	c, err := r.Connections.Get(key.String(), secret.ResourceVersion, secret.Data, user)
+	if err != nil {
+		return nil, err
+	}
+	return c.JetStream()
+}
+
+// releaseConnection tells the pool that user no longer needs a connection.
+func (r *reconciler) releaseConnection(user string) {
+	if r.Connections != nil {
+		r.Connections.Release(user)
+	}
 }
 
 func (r *reconciler) controllerOptions() controller.Options {
@@ -118,4 +163,9 @@ func call[T any](ctx context.Context, op string, fn func(context.Context) (T, er
 	v, err := fn(ctx)
 	observe(op, start, err)
 	return v, err
+}
+
+// userKey names a resource to the connection pool.
+func userKey(kind string, obj client.Object) string {
+	return kind + ":" + obj.GetNamespace() + "/" + obj.GetName()
 }

@@ -87,7 +87,6 @@ func (r *EventConsumerReconciler) sync(ctx context.Context, evc *eventsv1.EventC
 	gen := evc.Generation
 	name := evc.JetStreamName()
 	evc.Status.ObservedGeneration = gen
-	evc.Status.ConsumerName = name
 	if deadLettered > 0 {
 		if evc.Status.State == nil {
 			evc.Status.State = &eventsv1.EventConsumerState{}
@@ -135,7 +134,7 @@ func (r *EventConsumerReconciler) sync(ctx context.Context, evc *eventsv1.EventC
 	if err != nil {
 		return fail(err)
 	}
-	js, err := r.NATS.JetStream()
+	js, err := r.jetStreamFor(ctx, evs.Namespace, evs.Spec.Connection, userKey("EventConsumer", evc))
 	if err != nil {
 		return fail(err)
 	}
@@ -186,6 +185,8 @@ func (r *EventConsumerReconciler) sync(ctx context.Context, evc *eventsv1.EventC
 		}
 		r.event(evc, corev1.EventTypeNormal, reason, action, fmt.Sprintf("consumer %s on stream %s: %v", name, stream, diff))
 	}
+	// Set once the consumer is known to exist: finalize relies on it.
+	evc.Status.ConsumerName = name
 	evc.Status.State = consumerState(info, evc.Status.State)
 
 	if subject, stored, err := r.deadLetterStored(ctx, js, evc, evs); err != nil {
@@ -267,22 +268,38 @@ func (r *EventConsumerReconciler) finalize(ctx context.Context, evc *eventsv1.Ev
 	if !controllerutil.ContainsFinalizer(evc, eventsv1.Finalizer) {
 		return ctrl.Result{}, nil
 	}
-	if err := r.release(ctx, evc); err != nil {
+	err := r.release(ctx, evc)
+	if errors.Is(err, events.ErrValidation) {
+		// The server cannot be determined at all (per-resource connections
+		// disabled, Secret gone): waiting would block the deletion forever.
+		r.event(evc, corev1.EventTypeWarning, "NotReleased", "Delete",
+			fmt.Sprintf("consumer %s left in place: %v", evc.JetStreamName(), err))
+		err = nil
+	}
+	if err != nil {
 		orig := evc.DeepCopy()
 		reason, _ := failureReason(err)
 		msg := fmt.Sprintf("deleting (policy %s): %s", evc.Spec.DeletionPolicy, failureMessage(reason, err))
 		setReady(&evc.Status.Conditions, evc.Generation, metav1.ConditionFalse, eventsv1.ReasonDeleting, msg)
 		return ctrl.Result{}, errors.Join(err, r.patchStatus(ctx, evc, orig, !equality.Semantic.DeepEqual(orig.Status, evc.Status)))
 	}
+	r.releaseConnection(userKey("EventConsumer", evc))
 	return ctrl.Result{}, r.removeFinalizer(ctx, evc)
 }
 
 func (r *EventConsumerReconciler) release(ctx context.Context, evc *eventsv1.EventConsumer) error {
 	stream, name := evc.Status.StreamName, evc.JetStreamName()
-	if stream == "" {
+	if stream == "" || evc.Status.ConsumerName == "" {
 		return nil // never created
 	}
-	js, err := r.NATS.JetStream()
+	// The consumer lives where its stream does; with the EventStream gone,
+	// that is the default connection or nowhere.
+	var conn *eventsv1.ConnectionSpec
+	evs := &eventsv1.EventStream{}
+	if err := r.Get(ctx, types.NamespacedName{Namespace: evc.Namespace, Name: evc.Spec.StreamRef.Name}, evs); err == nil {
+		conn = evs.Spec.Connection
+	}
+	js, err := r.jetStreamFor(ctx, evc.Namespace, conn, userKey("EventConsumer", evc))
 	if err != nil {
 		return err
 	}

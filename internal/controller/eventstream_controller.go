@@ -40,6 +40,7 @@ type EventStreamReconciler struct {
 // +kubebuilder:rbac:groups=events.giia.io,resources=eventstreams/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=events.giia.io,resources=eventstreams/finalizers,verbs=update
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get
 
 // Reconcile is level-triggered and idempotent: it reads the resource, makes
 // JetStream match it, and writes status only when status changed.
@@ -69,7 +70,6 @@ func (r *EventStreamReconciler) sync(ctx context.Context, evs *eventsv1.EventStr
 	gen := evs.Generation
 	name := evs.JetStreamName()
 	evs.Status.ObservedGeneration = gen
-	evs.Status.StreamName = name
 
 	fail := func(err error) (ctrl.Result, error) {
 		reason, transient := failureReason(err)
@@ -89,7 +89,7 @@ func (r *EventStreamReconciler) sync(ctx context.Context, evs *eventsv1.EventStr
 	if err != nil {
 		return fail(err)
 	}
-	js, err := r.NATS.JetStream()
+	js, err := r.jetStreamFor(ctx, evs.Namespace, evs.Spec.Connection, userKey("EventStream", evs))
 	if err != nil {
 		return fail(err)
 	}
@@ -139,6 +139,8 @@ func (r *EventStreamReconciler) sync(ctx context.Context, evs *eventsv1.EventStr
 	if reason == eventsv1.ReasonCreated {
 		r.event(evs, corev1.EventTypeNormal, reason, action, fmt.Sprintf("stream %s created", name))
 	}
+	// Set once the stream is known to exist: finalize relies on it.
+	evs.Status.StreamName = name
 	setReadyTrue(&evs.Status.Conditions, gen, reason, readyMessage(reason, name))
 	evs.Status.State = streamState(info.State)
 	return ctrl.Result{RequeueAfter: r.resync()}, nil
@@ -173,20 +175,34 @@ func (r *EventStreamReconciler) finalize(ctx context.Context, evs *eventsv1.Even
 		return ctrl.Result{}, nil
 	}
 	name := evs.JetStreamName()
-	if err := r.release(ctx, evs, name); err != nil {
+	if evs.Status.StreamName == "" {
+		// Never created (or never seen to exist): there is nothing to
+		// release, and its server may never have been reachable.
+		return ctrl.Result{}, r.removeFinalizer(ctx, evs)
+	}
+	err := r.release(ctx, evs, name)
+	if errors.Is(err, events.ErrValidation) {
+		// The server cannot be determined at all (per-resource connections
+		// disabled, Secret gone): waiting would block the deletion forever.
+		r.event(evs, corev1.EventTypeWarning, "NotReleased", "Delete",
+			fmt.Sprintf("stream %s left in place: %v", name, err))
+		err = nil
+	}
+	if err != nil {
 		orig := evs.DeepCopy()
 		reason, _ := failureReason(err)
 		msg := fmt.Sprintf("deleting (policy %s): %s", evs.Spec.DeletionPolicy, failureMessage(reason, err))
 		setReady(&evs.Status.Conditions, evs.Generation, metav1.ConditionFalse, eventsv1.ReasonDeleting, msg)
 		return ctrl.Result{}, errors.Join(err, r.patchStatus(ctx, evs, orig, !equality.Semantic.DeepEqual(orig.Status, evs.Status)))
 	}
+	r.releaseConnection(userKey("EventStream", evs))
 	return ctrl.Result{}, r.removeFinalizer(ctx, evs)
 }
 
 // release deletes (policy Delete) or disowns (policy Retain) the stream if
 // this resource owns it.
 func (r *EventStreamReconciler) release(ctx context.Context, evs *eventsv1.EventStream, name string) error {
-	js, err := r.NATS.JetStream()
+	js, err := r.jetStreamFor(ctx, evs.Namespace, evs.Spec.Connection, userKey("EventStream", evs))
 	if err != nil {
 		return err
 	}

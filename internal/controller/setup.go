@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"context"
 	"time"
 
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -12,6 +13,9 @@ import (
 type Options struct {
 	ResyncInterval          time.Duration
 	MaxConcurrentReconciles int
+	// AllowResourceConnections lets EventStreams name their own NATS server
+	// through spec.connection.secretRef.
+	AllowResourceConnections bool
 }
 
 // Setup adds every controller of the operator, the JetStream advisory watcher
@@ -25,11 +29,19 @@ func Setup(mgr ctrl.Manager, nc *natsconn.Conn, o Options) error {
 	}
 	base := reconciler{
 		Client:                  mgr.GetClient(),
+		APIReader:               mgr.GetAPIReader(),
 		Recorder:                mgr.GetEventRecorder("eventstream-operator"),
 		NATS:                    nc,
 		ResyncInterval:          o.ResyncInterval,
 		MaxConcurrentReconciles: o.MaxConcurrentReconciles,
 		OwnWrites:               triggers,
+	}
+	if o.AllowResourceConnections {
+		pool := natsconn.NewPool(mgr.GetLogger().WithName("nats-pool"), triggers.Attach)
+		base.Connections = pool
+		if err := mgr.Add(closeOnStop{pool.Close}); err != nil {
+			return err
+		}
 	}
 	if err := (&EventStreamReconciler{reconciler: base, Triggers: triggers.Streams()}).SetupWithManager(mgr); err != nil {
 		return err
@@ -40,4 +52,13 @@ func Setup(mgr ctrl.Manager, nc *natsconn.Conn, o Options) error {
 	}
 	// After the controllers: the forwarder's resolver uses their indexes.
 	return mgr.Add(newDeadLetterForwarder(nc.NATS(), mgr.GetClient(), counts, triggers, mgr.GetLogger().WithName("dead-letters")))
+}
+
+// closeOnStop runs fn when the manager stops.
+type closeOnStop struct{ fn func() }
+
+func (c closeOnStop) Start(ctx context.Context) error {
+	<-ctx.Done()
+	c.fn()
+	return nil
 }

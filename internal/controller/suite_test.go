@@ -88,9 +88,20 @@ var _ = AfterSuite(func() {
 	}
 })
 
-// startManager runs the operator's manager until the returned function is
-// called (it waits for the manager to stop).
+// startManager runs the operator's manager, with the suite's NATS as its
+// default connection and per-resource connections allowed, until the
+// returned function is called (it waits for the manager to stop).
 func startManager(resync time.Duration) (stop func()) {
+	return startManagerWith(managerConfig{resync: resync, natsURL: natsSrv.URL(), allowResourceConnections: true})
+}
+
+type managerConfig struct {
+	resync                   time.Duration
+	natsURL                  string
+	allowResourceConnections bool
+}
+
+func startManagerWith(mc managerConfig) (stop func()) {
 	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
 		Scheme:                 scheme.Scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
@@ -98,9 +109,11 @@ func startManager(resync time.Duration) (stop func()) {
 		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
 	})
 	Expect(err).NotTo(HaveOccurred())
-	conn, err := natsconn.Connect(natsconn.Options{URL: natsSrv.URL(), Name: "operator-under-test"}, logf.Log.WithName("nats"))
+	conn, err := natsconn.Connect(natsconn.Options{URL: mc.natsURL, Name: "operator-under-test"}, logf.Log.WithName("nats"))
 	Expect(err).NotTo(HaveOccurred())
-	Expect(controller.Setup(mgr, conn, controller.Options{ResyncInterval: resync, MaxConcurrentReconciles: 4})).To(Succeed())
+	Expect(controller.Setup(mgr, conn, controller.Options{
+		ResyncInterval: mc.resync, MaxConcurrentReconciles: 4, AllowResourceConnections: mc.allowResourceConnections,
+	})).To(Succeed())
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})

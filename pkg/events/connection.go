@@ -1,6 +1,7 @@
 package events
 
 import (
+	"bytes"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
 )
 
 // ConnectOption configures Connect.
@@ -33,6 +35,71 @@ func WithCredsFile(path string) ConnectOption {
 			return &ValidationError{Field: "credsFile", Reason: err.Error()}
 		}
 		o.nats = append(o.nats, nats.UserCredentials(path))
+		return nil
+	}
+}
+
+// WithCredentials authenticates with the content of a NATS credentials file
+// (for credentials that come from memory, e.g. a Kubernetes Secret, rather
+// than from a file).
+func WithCredentials(creds []byte) ConnectOption {
+	return func(o *connectOptions) error {
+		userJWT, err := nkeys.ParseDecoratedJWT(creds)
+		if err != nil {
+			return &ValidationError{Field: "creds", Reason: "not a credentials file: " + err.Error()}
+		}
+		kp, err := nkeys.ParseDecoratedUserNKey(creds)
+		if err != nil {
+			return &ValidationError{Field: "creds", Reason: "no user seed in the credentials: " + err.Error()}
+		}
+		o.nats = append(o.nats, nats.UserJWT(
+			func() (string, error) { return userJWT, nil },
+			func(nonce []byte) ([]byte, error) { return kp.Sign(nonce) },
+		))
+		return nil
+	}
+}
+
+// WithNKeySeed authenticates with an nkey seed held in memory.
+func WithNKeySeed(seed []byte) ConnectOption {
+	return func(o *connectOptions) error {
+		kp, err := nkeys.FromSeed(bytes.TrimSpace(seed))
+		if err != nil {
+			return &ValidationError{Field: "nkey", Reason: "not an nkey seed: " + err.Error()}
+		}
+		pub, err := kp.PublicKey()
+		if err != nil {
+			return &ValidationError{Field: "nkey", Reason: err.Error()}
+		}
+		o.nats = append(o.nats, nats.Nkey(pub, kp.Sign))
+		return nil
+	}
+}
+
+// WithTLSPEM enables TLS from PEM data held in memory: caPEM verifies the
+// server (empty: the system roots); certPEM and keyPEM, when both are set,
+// are the client certificate.
+func WithTLSPEM(caPEM, certPEM, keyPEM []byte) ConnectOption {
+	return func(o *connectOptions) error {
+		cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+		if len(caPEM) > 0 {
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(caPEM) {
+				return &ValidationError{Field: "tls.ca", Reason: "no PEM certificate"}
+			}
+			cfg.RootCAs = pool
+		}
+		if (len(certPEM) == 0) != (len(keyPEM) == 0) {
+			return &ValidationError{Field: "tls", Reason: "a client certificate needs both a certificate and a key"}
+		}
+		if len(certPEM) > 0 {
+			cert, err := tls.X509KeyPair(certPEM, keyPEM)
+			if err != nil {
+				return &ValidationError{Field: "tls.cert", Reason: err.Error()}
+			}
+			cfg.Certificates = []tls.Certificate{cert}
+		}
+		o.nats = append(o.nats, nats.Secure(cfg))
 		return nil
 	}
 }

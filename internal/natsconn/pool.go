@@ -1,0 +1,157 @@
+package natsconn
+
+import (
+	"errors"
+	"strings"
+	"sync"
+
+	"github.com/go-logr/logr"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/giia/eventstream-operator/pkg/events"
+)
+
+// Secret keys of a per-resource connection (see api/v1alpha1 ConnectionSpec).
+const (
+	KeyURL      = "url"
+	KeyCreds    = "creds"
+	KeyNKey     = "nkey"
+	KeyUser     = "user"
+	KeyPassword = "password"
+	KeyToken    = "token"
+	KeyCA       = "ca.crt"
+	KeyCert     = "tls.crt"
+	KeyKey      = "tls.key"
+)
+
+// Pool holds the connections to NATS servers that resources name through a
+// Secret (spec.connection). A connection is built only from its Secret's
+// data — never from the operator's own credentials — is shared by every
+// resource that names the same Secret, is rebuilt when the Secret changes and
+// closed when no resource uses it any more.
+type Pool struct {
+	log       logr.Logger
+	onConnect func(*nats.Conn) (stop func())
+
+	mu    sync.Mutex
+	conns map[string]*pooled // by "namespace/secret"
+}
+
+type pooled struct {
+	conn    *Conn
+	version string // the Secret's resourceVersion
+	users   map[string]bool
+	stop    func()
+}
+
+// NewPool returns an empty pool. onConnect, if set, is called with each new
+// connection (the operator subscribes to its advisories there); the function
+// it returns is called when the connection is closed.
+func NewPool(log logr.Logger, onConnect func(*nats.Conn) (stop func())) *Pool {
+	return &Pool{log: log, onConnect: onConnect, conns: map[string]*pooled{}}
+}
+
+// Get returns the connection for the Secret key ("namespace/name") at version
+// for user (a resource key), connecting from data when there is none yet or
+// the Secret changed. Bad data is an events.ErrValidation naming the key.
+func (p *Pool) Get(key, version string, data map[string][]byte, user string) (*Conn, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if pc, ok := p.conns[key]; ok {
+		if pc.version == version {
+			pc.users[user] = true
+			return pc.conn, nil
+		}
+		p.closeLocked(key)
+	}
+	conn, err := connectFromSecret(data, p.log.WithValues("secret", key))
+	if err != nil {
+		return nil, err
+	}
+	pc := &pooled{conn: conn, version: version, users: map[string]bool{user: true}}
+	if p.onConnect != nil {
+		pc.stop = p.onConnect(conn.NATS())
+	}
+	p.conns[key] = pc
+	return conn, nil
+}
+
+// Release records that user no longer uses any pooled connection; a
+// connection left without users is closed.
+func (p *Pool) Release(user string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for key, pc := range p.conns {
+		delete(pc.users, user)
+		if len(pc.users) == 0 {
+			p.closeLocked(key)
+		}
+	}
+}
+
+// Len is the number of open pooled connections.
+func (p *Pool) Len() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.conns)
+}
+
+// Close closes every pooled connection.
+func (p *Pool) Close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for key := range p.conns {
+		p.closeLocked(key)
+	}
+}
+
+func (p *Pool) closeLocked(key string) {
+	pc := p.conns[key]
+	delete(p.conns, key)
+	if pc.stop != nil {
+		pc.stop()
+	}
+	pc.conn.Close()
+}
+
+// connectFromSecret connects with the URL and credentials of a Secret, and
+// nothing else.
+func connectFromSecret(data map[string][]byte, log logr.Logger) (*Conn, error) {
+	url := strings.TrimSpace(string(data[KeyURL]))
+	if url == "" {
+		return nil, &events.ValidationError{Field: "connection.secretRef", Reason: "the Secret has no \"url\" key"}
+	}
+	opts := []events.ConnectOption{
+		events.WithName("eventstream-operator"),
+		events.WithNATSOptions(nats.RetryOnFailedConnect(true)),
+	}
+	switch {
+	case len(data[KeyCreds]) > 0:
+		opts = append(opts, events.WithCredentials(data[KeyCreds]))
+	case len(data[KeyNKey]) > 0:
+		opts = append(opts, events.WithNKeySeed(data[KeyNKey]))
+	case len(data[KeyUser]) > 0:
+		opts = append(opts, events.WithUserPassword(string(data[KeyUser]), string(data[KeyPassword])))
+	case len(data[KeyToken]) > 0:
+		opts = append(opts, events.WithToken(strings.TrimSpace(string(data[KeyToken]))))
+	}
+	if len(data[KeyCA]) > 0 || len(data[KeyCert]) > 0 {
+		opts = append(opts, events.WithTLSPEM(data[KeyCA], data[KeyCert], data[KeyKey]))
+	}
+	nc, err := events.Connect(url, opts...)
+	if err != nil {
+		var verr *events.ValidationError
+		if errors.As(err, &verr) {
+			verr.Field = "connection.secretRef: " + verr.Field
+		}
+		return nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	log.Info("connecting to a per-resource NATS server", "url", events.RedactURL(url))
+	return &Conn{nc: nc, js: js, log: log}, nil
+}
