@@ -293,6 +293,25 @@ var _ = Describe("EventConsumer admission", func() {
 		Entry("an unknown ack policy", map[string]any{"ackPolicy": "Sometimes"}, "spec.ackPolicy", "supported values"),
 		Entry("a dead letter with ackPolicy None", map[string]any{"ackPolicy": "None", "deadLetter": map[string]any{}}, "spec.deadLetter", "needs acknowledgements"),
 		Entry("a wildcard dead-letter subject", map[string]any{"deadLetter": map[string]any{"subject": "dlq.>"}}, "spec.deadLetter.subject", "without wildcards"),
+		Entry("an unknown deliver policy", map[string]any{"deliverPolicy": "Sometimes"}, "spec.deliverPolicy", "supported values"),
+		Entry("maxDeliver below -1", map[string]any{"maxDeliver": -3}, "spec.maxDeliver", "greater than or equal to -1"),
+		Entry("six replicas", map[string]any{"replicas": 6}, "spec.replicas", "less than or equal to 5"),
+		Entry("maxWaiting 0", map[string]any{"maxWaiting": 0}, "spec.maxWaiting", "greater than or equal to 1"),
+		Entry("a reserved metadata key", map[string]any{"metadata": map[string]any{"_nats.level": "1"}}, "spec.metadata", "reserved"),
+		Entry("a bad inactiveThreshold", map[string]any{"inactiveThreshold": "forever"}, "spec.inactiveThreshold", "must be a duration"),
+		Entry("optStartTime that is not a time", map[string]any{"deliverPolicy": "ByStartTime", "optStartTime": "yesterday"}, "spec.optStartTime", "optStartTime"),
+	)
+
+	DescribeTable("accepts valid edge cases",
+		func(spec map[string]any) {
+			Expect(k8s.Create(ctx, consumerManifest(uniqueName("edgec"), spec), client.DryRunAll)).To(Succeed())
+		},
+		Entry("unlimited deliveries with a long backoff list", map[string]any{"maxDeliver": -1, "backoff": []any{"1s", "2s", "4s", "8s", "16s"}}),
+		Entry("ByStartSequence with a sequence", map[string]any{"deliverPolicy": "ByStartSequence", "optStartSeq": 1}),
+		Entry("ByStartTime with a time", map[string]any{"deliverPolicy": "ByStartTime", "optStartTime": "2026-01-01T00:00:00Z"}),
+		Entry("ackPolicy None without dead letters", map[string]any{"ackPolicy": "None"}),
+		Entry("a fixed dead-letter subject", map[string]any{"deadLetter": map[string]any{"subject": "dlq.audit.failed"}}),
+		Entry("maxAckPending -1 (unlimited)", map[string]any{"maxAckPending": -1}),
 	)
 
 	DescribeTable("rejects changes JetStream cannot make in place, naming the field",

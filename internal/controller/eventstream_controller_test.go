@@ -508,18 +508,20 @@ var _ = Describe("EventStream controller when NATS goes away", Ordered, func() {
 var _ = Describe("EventStream admission", func() {
 	ctx := context.Background()
 
-	// create sends a raw manifest with a server-side dry run, so defaults
-	// and validation run exactly as for `kubectl apply`.
+	// create sends a raw manifest with a server-side dry run and strict
+	// field validation, so defaults and validation run exactly as for
+	// `kubectl apply`.
 	create := func(name string, spec map[string]any) error {
 		u := unstructuredStream(name, spec)
-		return k8s.Create(ctx, u, client.DryRunAll)
+		return k8s.Create(ctx, u, client.DryRunAll, client.FieldValidation("Strict"))
 	}
 
 	DescribeTable("rejects an invalid EventStream with a message naming the field",
 		func(spec map[string]any, field, message string) {
 			err := create(uniqueName("invalid"), spec)
 			Expect(err).To(HaveOccurred())
-			Expect(apierrors.IsInvalid(err)).To(BeTrue(), err.Error())
+			// Invalid (422), or BadRequest (400) for strict decoding errors.
+			Expect(apierrors.IsInvalid(err) || apierrors.IsBadRequest(err)).To(BeTrue(), err.Error())
 			Expect(err.Error()).To(ContainSubstring(field))
 			Expect(err.Error()).To(ContainSubstring(message))
 		},
@@ -534,6 +536,35 @@ var _ = Describe("EventStream admission", func() {
 		Entry("a negative maxBytes", map[string]any{"subjects": []any{"a.>"}, "maxBytes": "-5"}, "spec.maxBytes", "must be -1 (unlimited)"),
 		Entry("a reserved metadata key", map[string]any{"subjects": []any{"a.>"}, "metadata": map[string]any{"events.giia.io/owner": "x"}}, "spec.metadata", "reserved"),
 		Entry("a mirror with subjects", map[string]any{"subjects": []any{"a.>"}, "mirror": map[string]any{"name": "OTHER"}}, "spec.subjects", "mirror"),
+		Entry("an unknown retention", map[string]any{"subjects": []any{"a.>"}, "retention": "Forever"}, "spec.retention", "supported values"),
+		Entry("an unknown discard policy", map[string]any{"subjects": []any{"a.>"}, "discard": "Middle"}, "spec.discard", "supported values"),
+		Entry("an unknown compression", map[string]any{"subjects": []any{"a.>"}, "compression": "Zip"}, "spec.compression", "supported values"),
+		Entry("a negative duration", map[string]any{"subjects": []any{"a.>"}, "maxAge": "-1h"}, "spec.maxAge", "must be a duration"),
+		Entry("maxMsgs below -1", map[string]any{"subjects": []any{"a.>"}, "maxMsgs": -2}, "spec.maxMsgs", "greater than or equal to -1"),
+		Entry("maxMsgSize below -1", map[string]any{"subjects": []any{"a.>"}, "maxMsgSize": -7}, "spec.maxMsgSize", "greater than or equal to -1"),
+		Entry("a subject with a space", map[string]any{"subjects": []any{"a b"}}, "spec.subjects[0]", "should match"),
+		Entry("an empty subject", map[string]any{"subjects": []any{""}}, "spec.subjects[0]", "at least 1 chars long"),
+		Entry("a duplicate subject", map[string]any{"subjects": []any{"a.>", "a.>"}}, "spec.subjects[1]", "Duplicate value"),
+		Entry("an invalid mirror name", map[string]any{"mirror": map[string]any{"name": "a.b"}}, "spec.mirror.name", "only letters, digits"),
+		Entry("an invalid source name", map[string]any{"sources": []any{map[string]any{"name": "a b"}}}, "spec.sources[0].name", "only letters, digits"),
+		Entry("an unknown deletion policy", map[string]any{"subjects": []any{"a.>"}, "deletionPolicy": "Orphan"}, "spec.deletionPolicy", "supported values"),
+		Entry("a connection without a Secret name", map[string]any{"subjects": []any{"a.>"}, "connection": map[string]any{"secretRef": map[string]any{}}}, "spec.connection.secretRef.name", "Required"),
+		Entry("an unknown field", map[string]any{"subjects": []any{"a.>"}, "maxAgeDays": 7}, "spec.maxAgeDays", "unknown field"),
+	)
+
+	DescribeTable("accepts valid edge cases",
+		func(spec map[string]any) {
+			Expect(create(uniqueName("edge"), spec)).To(Succeed())
+		},
+		Entry("maxAge 0 (keep forever)", map[string]any{"subjects": []any{"a.>"}, "maxAge": "0"}),
+		Entry("a compound duration", map[string]any{"subjects": []any{"a.>"}, "maxAge": "1h30m15s", "duplicateWindow": "1.5s"}),
+		Entry("maxBytes -1 (unlimited)", map[string]any{"subjects": []any{"a.>"}, "maxBytes": "-1"}),
+		Entry("maxBytes as an integer", map[string]any{"subjects": []any{"a.>"}, "maxBytes": 1048576}),
+		Entry("five replicas", map[string]any{"subjects": []any{"a.>"}, "replicas": 5}),
+		Entry("sources and no subjects", map[string]any{"sources": []any{map[string]any{"name": "A"}, map[string]any{"name": "B", "filterSubject": "b.>"}}}),
+		Entry("a 255-character stream name", map[string]any{"subjects": []any{"a.>"}, "name": strings.Repeat("N", 255)}),
+		Entry("wildcard subjects", map[string]any{"subjects": []any{"a.*.c", "b.>", "*"}}),
+		Entry("user metadata", map[string]any{"subjects": []any{"a.>"}, "metadata": map[string]any{"team": "x", "giia.io/tier": "1"}}),
 	)
 
 	It("accepts a mirror without subjects", func() {
