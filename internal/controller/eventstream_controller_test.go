@@ -410,6 +410,31 @@ var _ = Describe("EventStream controller", Ordered, func() {
 		})
 	})
 
+	Context("when JetStream has no room for the stream", func() {
+		It("says InsufficientResources, and other streams are not affected", func() {
+			huge := newStream(uniqueName("huge"), func(e *eventsv1.EventStream) {
+				e.Spec.MaxBytes = ptr.To(resource.MustParse("4Pi")) // beyond the server's max_file_store
+			})
+			fine := newStream(uniqueName("fine"))
+			Expect(k8s.Create(ctx, huge)).To(Succeed())
+			Expect(k8s.Create(ctx, fine)).To(Succeed())
+			Eventually(readyReason(huge)).Should(Equal("False/" + eventsv1.ReasonInsufficientResources))
+			Expect(readyCondition(huge).Message).To(ContainSubstring("lower maxBytes"))
+			expectReady(fine)
+			Expect(streamExists(huge.JetStreamName())()).To(BeFalse())
+
+			// Fixing the spec fixes the stream.
+			Eventually(func() error {
+				h := get(huge)
+				h.Spec.MaxBytes = ptr.To(resource.MustParse("1Gi"))
+				return k8s.Update(ctx, h)
+			}).Should(Succeed())
+			expectReady(huge)
+			deleteAndWait(huge)
+			deleteAndWait(fine)
+		})
+	})
+
 	Context("printer columns", func() {
 		It("shows Stream, Subjects, Messages, Ready and Age in kubectl's table", func() {
 			evs := newStream(uniqueName("columns"))
