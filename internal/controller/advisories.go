@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -36,6 +37,10 @@ type Triggers struct {
 	log       logr.Logger
 	streams   chan event.GenericEvent
 	consumers chan event.GenericEvent
+
+	// epoch counts stream changes seen (created, updated, deleted), so that
+	// what depends on the set of streams can be cached until it moves.
+	epoch atomic.Uint64
 
 	mu      sync.Mutex
 	own     map[string]ownWrite // "stream" or "stream/consumer" the operator itself just wrote
@@ -162,6 +167,7 @@ func (t *Triggers) handle(ctx context.Context, subject string) {
 	}
 	switch {
 	case kind == "STREAM":
+		t.epoch.Add(1)
 		// A stream created or deleted takes its consumers with it: they are
 		// checked whoever did it.
 		if action != "UPDATED" {
@@ -180,9 +186,14 @@ func (t *Triggers) handle(ctx context.Context, subject string) {
 	}
 }
 
+// StreamsEpoch changes whenever a stream is created, updated or deleted, or
+// NATS reconnects.
+func (t *Triggers) StreamsEpoch() uint64 { return t.epoch.Load() }
+
 // ResyncAll asks for every object to be reconciled; it never blocks (a full
 // queue already holds work that will read fresh state).
 func (t *Triggers) ResyncAll() {
+	t.epoch.Add(1)
 	for ch, ev := range map[chan event.GenericEvent]event.GenericEvent{
 		t.streams: streamTrigger(All), t.consumers: consumerTrigger(All, All),
 	} {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/nats-io/nats.go/jetstream"
 	corev1 "k8s.io/api/core/v1"
@@ -48,6 +49,19 @@ type EventConsumerReconciler struct {
 	Triggers <-chan event.GenericEvent
 	// DeadLetters, when set, supplies the dead-lettered counts for status.
 	DeadLetters DeadLetterCounter
+	// StreamsEpoch, when set, changes whenever streams come, go or change;
+	// the dead-letter check is cached until it does (or the spec changes).
+	StreamsEpoch func() uint64
+
+	dlqChecks sync.Map // types.NamespacedName → dlqCheck
+}
+
+// dlqCheck is a cached answer of deadLetterStored.
+type dlqCheck struct {
+	generation int64
+	epoch      uint64
+	subject    string
+	stored     bool
 }
 
 // +kubebuilder:rbac:groups=events.giia.io,resources=eventconsumers,verbs=get;list;watch;update;patch
@@ -189,7 +203,7 @@ func (r *EventConsumerReconciler) sync(ctx context.Context, evc *eventsv1.EventC
 	evc.Status.ConsumerName = name
 	evc.Status.State = consumerState(info, evc.Status.State)
 
-	if subject, stored, err := r.deadLetterStored(ctx, js, evc, evs); err != nil {
+	if subject, stored, err := r.cachedDeadLetterStored(ctx, js, evc, evs); err != nil {
 		return fail(err)
 	} else if !stored {
 		setReady(&evc.Status.Conditions, gen, metav1.ConditionFalse, eventsv1.ReasonDeadLetterNotStored,
@@ -224,6 +238,27 @@ func consumerState(info *jetstream.ConsumerInfo, prev *eventsv1.EventConsumerSta
 		st.DeadLettered = prev.DeadLettered
 	}
 	return st
+}
+
+// cachedDeadLetterStored answers deadLetterStored from the cache while
+// neither the consumer's spec nor the set of streams changed, so that a
+// resync costs no extra JetStream request.
+func (r *EventConsumerReconciler) cachedDeadLetterStored(ctx context.Context, js jetstream.JetStream, evc *eventsv1.EventConsumer, evs *eventsv1.EventStream) (string, bool, error) {
+	if r.StreamsEpoch == nil {
+		return r.deadLetterStored(ctx, js, evc, evs)
+	}
+	key := client.ObjectKeyFromObject(evc)
+	epoch := r.StreamsEpoch()
+	if v, ok := r.dlqChecks.Load(key); ok {
+		if c := v.(dlqCheck); c.generation == evc.Generation && c.epoch == epoch {
+			return c.subject, c.stored, nil
+		}
+	}
+	subject, stored, err := r.deadLetterStored(ctx, js, evc, evs)
+	if err == nil {
+		r.dlqChecks.Store(key, dlqCheck{generation: evc.Generation, epoch: epoch, subject: subject, stored: stored})
+	}
+	return subject, stored, err
 }
 
 // deadLetterStored checks that some stream captures the consumer's
@@ -284,6 +319,7 @@ func (r *EventConsumerReconciler) finalize(ctx context.Context, evc *eventsv1.Ev
 		return ctrl.Result{}, errors.Join(err, r.patchStatus(ctx, evc, orig, !equality.Semantic.DeepEqual(orig.Status, evc.Status)))
 	}
 	r.releaseConnection(userKey("EventConsumer", evc))
+	r.dlqChecks.Delete(client.ObjectKeyFromObject(evc))
 	return ctrl.Result{}, r.removeFinalizer(ctx, evc)
 }
 

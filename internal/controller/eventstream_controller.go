@@ -94,14 +94,24 @@ func (r *EventStreamReconciler) sync(ctx context.Context, evs *eventsv1.EventStr
 		return fail(err)
 	}
 
-	info, err := r.getStream(ctx, js, name)
+	var info *jetstream.StreamInfo
+	if evs.Status.StreamName == "" {
+		// Never seen: most likely new, so create it straight away (one
+		// request instead of two). An existing stream with another
+		// configuration is refused (ErrExists) and handled below.
+		info, err = r.create(ctx, js, desired)
+		if err == nil {
+			return r.ready(evs, info, eventsv1.ReasonCreated, "Create")
+		}
+		if !errors.Is(err, events.ErrExists) {
+			return fail(err)
+		}
+	}
+	info, err = r.getStream(ctx, js, name)
 	var reason, action string
 	switch {
 	case errors.Is(err, events.ErrNotFound):
-		r.expectOwnWrite(name, "")
-		info, err = call(ctx, "create_stream", func(ctx context.Context) (*jetstream.StreamInfo, error) {
-			return events.CreateStream(ctx, js, desired)
-		})
+		info, err = r.create(ctx, js, desired)
 		if err != nil {
 			return fail(err)
 		}
@@ -136,12 +146,26 @@ func (r *EventStreamReconciler) sync(ctx context.Context, evs *eventsv1.EventStr
 		}
 		defer r.event(evs, corev1.EventTypeNormal, reason, action, fmt.Sprintf("stream %s: %v", name, diff))
 	}
+	return r.ready(evs, info, reason, action)
+}
+
+// create creates the stream, telling the advisory watcher first.
+func (r *EventStreamReconciler) create(ctx context.Context, js jetstream.JetStream, desired events.StreamConfig) (*jetstream.StreamInfo, error) {
+	r.expectOwnWrite(desired.Name, "")
+	return call(ctx, "create_stream", func(ctx context.Context) (*jetstream.StreamInfo, error) {
+		return events.CreateStream(ctx, js, desired)
+	})
+}
+
+// ready records a stream that matches the spec.
+func (r *EventStreamReconciler) ready(evs *eventsv1.EventStream, info *jetstream.StreamInfo, reason, action string) (ctrl.Result, error) {
+	name := info.Config.Name
 	if reason == eventsv1.ReasonCreated {
 		r.event(evs, corev1.EventTypeNormal, reason, action, fmt.Sprintf("stream %s created", name))
 	}
 	// Set once the stream is known to exist: finalize relies on it.
 	evs.Status.StreamName = name
-	setReadyTrue(&evs.Status.Conditions, gen, reason, readyMessage(reason, name))
+	setReadyTrue(&evs.Status.Conditions, evs.Generation, reason, readyMessage(reason, name))
 	evs.Status.State = streamState(info.State)
 	return ctrl.Result{RequeueAfter: r.resync()}, nil
 }

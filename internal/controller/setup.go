@@ -47,7 +47,9 @@ func Setup(mgr ctrl.Manager, nc *natsconn.Conn, o Options) error {
 		return err
 	}
 	counts := newDeadLetterCounts()
-	if err := (&EventConsumerReconciler{reconciler: base, Triggers: triggers.Consumers(), DeadLetters: counts}).SetupWithManager(mgr); err != nil {
+	if err := (&EventConsumerReconciler{
+		reconciler: base, Triggers: triggers.Consumers(), DeadLetters: counts, StreamsEpoch: triggers.StreamsEpoch,
+	}).SetupWithManager(mgr); err != nil {
 		return err
 	}
 	// After the controllers: the forwarder's resolver uses their indexes.

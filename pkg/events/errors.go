@@ -44,6 +44,9 @@ var (
 	// ErrClosed: the publisher or subscription has been closed or stopped
 	// and accepts no more work.
 	ErrClosed = errors.New("events: closed")
+	// ErrExists: a stream or consumer of that name exists already with
+	// another configuration. It matches ErrConflict too.
+	ErrExists = fmt.Errorf("%w: already exists", ErrConflict)
 )
 
 // ValidationError names the field that is invalid and why.
@@ -127,13 +130,17 @@ func classify(err error) error {
 		return ErrValidation
 	case errors.Is(err, jetstream.ErrStreamNotFound), errors.Is(err, jetstream.ErrConsumerNotFound):
 		return ErrNotFound
+	case errors.Is(err, jetstream.ErrStreamNameAlreadyInUse), errors.Is(err, jetstream.ErrConsumerExists):
+		return ErrExists
 	case errors.As(err, &apiErr):
 		switch apiErr.ErrorCode {
 		case codeStreamNotFound, codeConsumerNotFound:
 			return ErrNotFound
 		case codeInsufficientResources:
 			return ErrInsufficientResources
-		case codeStreamNameInUse, codeStreamSubjectOverlap:
+		case codeStreamNameInUse:
+			return ErrExists
+		case codeStreamSubjectOverlap:
 			return ErrConflict
 		case codeStreamInvalidConfig:
 			return ErrValidation

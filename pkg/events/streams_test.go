@@ -184,8 +184,16 @@ func TestStreamErrorsAreTyped(t *testing.T) {
 	if _, err := events.CreateStream(ctx, js, events.NewStreamConfig("ONE", "same.>")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := events.CreateStream(ctx, js, events.NewStreamConfig("TWO", "same.>")); !errors.Is(err, events.ErrConflict) {
-		t.Fatalf("overlapping subjects = %v, want ErrConflict", err)
+	if _, err := events.CreateStream(ctx, js, events.NewStreamConfig("TWO", "same.>")); !errors.Is(err, events.ErrConflict) || errors.Is(err, events.ErrExists) {
+		t.Fatalf("overlapping subjects = %v, want ErrConflict (not ErrExists)", err)
+	}
+	other := events.NewStreamConfig("ONE", "same.>")
+	other.MaxAge = time.Hour
+	if _, err := events.CreateStream(ctx, js, other); !errors.Is(err, events.ErrExists) || !errors.Is(err, events.ErrConflict) {
+		t.Fatalf("a stream of that name with another configuration = %v, want ErrExists (and ErrConflict)", err)
+	}
+	if _, err := events.CreateStream(ctx, js, events.NewStreamConfig("ONE", "same.>")); err != nil {
+		t.Fatalf("creating a stream that exists with the same configuration is idempotent: %v", err)
 	}
 	big := events.NewStreamConfig("HUGE", "huge.>")
 	big.MaxBytes = 1 << 50
