@@ -32,6 +32,7 @@ help: ## Show this help.
 .PHONY: manifests
 manifests: controller-gen ## Generate the CRDs and RBAC under config/.
 	$(CONTROLLER_GEN) rbac:roleName=manager-role crd:allowDangerousTypes=false webhook paths="./..." output:crd:artifacts:config=config/crd/bases
+	hack/sync-chart-crds.sh
 
 .PHONY: generate
 generate: controller-gen ## Generate deepcopy code for the API types.
@@ -50,7 +51,7 @@ lint: golangci-lint ## Run golangci-lint.
 	$(GOLANGCI_LINT) run
 
 .PHONY: test
-test: manifests generate fmt vet envtest nats-server ## Run every unit and controller test (envtest + embedded NATS).
+test: manifests generate fmt vet envtest nats-server helm ## Run every unit and controller test (envtest + embedded NATS).
 	KUBEBUILDER_ASSETS="$$(hack/envtest/build.sh)" go test ./... -count=1 -timeout 20m
 
 .PHONY: check-generated
@@ -101,3 +102,55 @@ mv "$(LOCALBIN)/$$(basename "$(1)")" "$(1)-$(3)" ; \
 ln -sf "$$(basename "$(1)-$(3)")" "$(1)" ; \
 }
 endef
+
+##@ Packaging and local stack
+
+HELM ?= $(LOCALBIN)/helm
+CHART_DIR ?= charts/eventstream-operator
+
+.PHONY: helm
+helm: $(HELM) ## Install helm into bin/.
+$(HELM): $(LOCALBIN)
+	$(call go-install-tool,$(HELM),helm.sh/helm/v3/cmd/helm,$(HELM_VERSION))
+
+.PHONY: chart-crds
+chart-crds: ## Copy the CRDs and the manager RBAC rules from config/ into the Helm chart.
+	hack/sync-chart-crds.sh
+
+.PHONY: helm-lint
+helm-lint: helm chart-crds ## Lint the Helm chart (defaults and the optional features).
+	$(HELM) lint --strict $(CHART_DIR)
+	$(HELM) lint --strict $(CHART_DIR) --set 'watchNamespaces={a,b}' --set defaultStreams.enabled=true \
+		--set metrics.serviceMonitor.enabled=true --set networkPolicy.enabled=true \
+		--set nats.credentialsSecret.name=nats-creds --set nats.tls.secret=nats-tls
+
+.PHONY: build-installer
+build-installer: ## Write dist/install.yaml (CRDs, RBAC, manager) with the image set to IMG.
+	@rm -rf dist/.kustomize && mkdir -p dist/.kustomize
+	@img='$(IMG)'; \
+	case "$$img" in \
+	*@*) name=$${img%@*}; ref="digest: $${img#*@}" ;; \
+	*) last=$${img##*/}; \
+	   if [[ "$$last" == *:* ]]; then name=$${img%:*}; ref="newTag: $${img##*:}"; else name=$$img; ref="newTag: latest"; fi ;; \
+	esac; \
+	printf 'resources:\n- ../../config/default\nimages:\n- name: ghcr.io/giia/eventstream-operator\n  newName: %s\n  %s\n' "$$name" "$$ref" \
+		> dist/.kustomize/kustomization.yaml
+	kubectl kustomize dist/.kustomize > dist/install.yaml
+	@rm -rf dist/.kustomize
+	@echo "wrote dist/install.yaml (image $(IMG))"
+
+.PHONY: docker-build
+docker-build: ## Build the manager image IMG with docker.
+	docker build -t $(IMG) .
+
+.PHONY: run-local
+run-local: ## Run the whole stack locally: API server + etcd (envtest), nats-server, the manager, the sample streams.
+	hack/run-local.sh
+
+##@ Benchmarks
+
+BENCH_ARGS ?=
+
+.PHONY: bench
+bench: build nats-server envtest ## Benchmark the operator (envtest API server, bin/nats-server, bin/manager) and the library; e.g. BENCH_ARGS="-quick -runs 1".
+	KUBEBUILDER_ASSETS="$$(hack/envtest/build.sh)" go run ./test/bench/operator $(BENCH_ARGS)

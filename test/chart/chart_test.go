@@ -1,0 +1,785 @@
+// Package chart_test checks the Helm chart (charts/eventstream-operator)
+// against what controller-gen generates under config/, renders it with the
+// real helm binary (bin/helm, `make helm`), and checks that the Dockerfile
+// builds the manager the way `make build` does.
+package chart_test
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+)
+
+const (
+	chartRel = "charts/eventstream-operator"
+	release  = "t"
+	relNS    = "ops"
+	// What `helm template` calls the manager's resources for release "t".
+	fullname = "t-eventstream-operator"
+)
+
+// root is the repository root (the directory of the main module's go.mod).
+func root(t *testing.T) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		data, err := os.ReadFile(filepath.Join(dir, "go.mod"))
+		if err == nil && bytes.Contains(data, []byte("module github.com/giia/eventstream-operator\n")) {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatal("repository root (go.mod of github.com/giia/eventstream-operator) not found")
+		}
+		dir = parent
+	}
+}
+
+func helmBin(t *testing.T) string {
+	t.Helper()
+	p := filepath.Join(root(t), "bin", "helm")
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("%s not found: run make helm (%v)", p, err)
+	}
+	return p
+}
+
+// helm runs bin/helm in the repository root and returns its combined output.
+func helm(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	cmd := exec.Command(helmBin(t), args...)
+	cmd.Dir = root(t)
+	// A clean helm home: no repositories or plugins of the machine's user.
+	home := t.TempDir()
+	cmd.Env = append(os.Environ(), "HELM_CACHE_HOME="+home+"/cache", "HELM_CONFIG_HOME="+home+"/config", "HELM_DATA_HOME="+home+"/data")
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// render runs `helm template` with the given --set flags and returns the
+// objects, in order.
+func render(t *testing.T, sets ...string) []*unstructured.Unstructured {
+	t.Helper()
+	args := []string{"template", release, chartRel, "--namespace", relNS}
+	for _, s := range sets {
+		args = append(args, "--set", s)
+	}
+	out, err := helm(t, args...)
+	if err != nil {
+		t.Fatalf("helm %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return decodeAll(t, out)
+}
+
+func decodeAll(t *testing.T, text string) []*unstructured.Unstructured {
+	t.Helper()
+	var objs []*unstructured.Unstructured
+	dec := utilyaml.NewYAMLOrJSONDecoder(strings.NewReader(text), 4096)
+	for {
+		var m map[string]any
+		if err := dec.Decode(&m); err != nil {
+			if errors.Is(err, io.EOF) {
+				return objs
+			}
+			t.Fatalf("decoding YAML: %v", err)
+		}
+		if m == nil { // a document of comments only
+			continue
+		}
+		objs = append(objs, &unstructured.Unstructured{Object: m})
+	}
+}
+
+func ofKind(objs []*unstructured.Unstructured, kind string) []*unstructured.Unstructured {
+	var out []*unstructured.Unstructured
+	for _, o := range objs {
+		if o.GetKind() == kind {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// only returns the one object of kind, converted into T.
+func only[T any](t *testing.T, objs []*unstructured.Unstructured, kind string) *T {
+	t.Helper()
+	found := ofKind(objs, kind)
+	if len(found) != 1 {
+		t.Fatalf("want exactly one %s, got %d", kind, len(found))
+	}
+	return convert[T](t, found[0])
+}
+
+func convert[T any](t *testing.T, o *unstructured.Unstructured) *T {
+	t.Helper()
+	out := new(T)
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, out); err != nil {
+		t.Fatalf("converting %s %s: %v", o.GetKind(), o.GetName(), err)
+	}
+	return out
+}
+
+func managerContainer(t *testing.T, d *appsv1.Deployment) corev1.Container {
+	t.Helper()
+	for _, c := range d.Spec.Template.Spec.Containers {
+		if c.Name == "manager" {
+			return c
+		}
+	}
+	t.Fatal("the Deployment has no container named manager")
+	return corev1.Container{}
+}
+
+// roleYAMLRules are the rules of the ClusterRole in config/rbac/role.yaml.
+func roleYAMLRules(t *testing.T) []rbacv1.PolicyRule {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(root(t), "config/rbac/role.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	role := only[rbacv1.ClusterRole](t, decodeAll(t, string(data)), "ClusterRole")
+	if len(role.Rules) == 0 {
+		t.Fatal("config/rbac/role.yaml has no rules")
+	}
+	return role.Rules
+}
+
+// TestCRDTemplatesMatchConfig: each templates/crds file is its
+// config/crd/bases file, byte for byte, inside the template wrapper.
+func TestCRDTemplatesMatchConfig(t *testing.T) {
+	r := root(t)
+	srcs, err := filepath.Glob(filepath.Join(r, "config/crd/bases/*.yaml"))
+	if err != nil || len(srcs) == 0 {
+		t.Fatalf("no CRDs in config/crd/bases (%v)", err)
+	}
+	dsts, _ := filepath.Glob(filepath.Join(r, chartRel, "templates/crds/*.yaml"))
+	base := func(ps []string) []string {
+		var out []string
+		for _, p := range ps {
+			out = append(out, filepath.Base(p))
+		}
+		return out
+	}
+	if !slices.Equal(base(srcs), base(dsts)) {
+		t.Fatalf("chart CRDs %v, config/crd/bases %v: run make chart-crds", base(dsts), base(srcs))
+	}
+	for _, src := range srcs {
+		want, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tmpl, err := os.ReadFile(filepath.Join(r, chartRel, "templates/crds", filepath.Base(src)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := stripCRDWrapper(string(tmpl))
+		if err != nil {
+			t.Fatalf("%s: %v", filepath.Base(src), err)
+		}
+		if got != string(want) {
+			t.Errorf("templates/crds/%s differs from config/crd/bases/%[1]s: run make chart-crds", filepath.Base(src))
+		}
+	}
+}
+
+// stripCRDWrapper undoes hack/sync-chart-crds.sh: the install condition around
+// the file, the keep-annotation block, and the escaping of "{{".
+func stripCRDWrapper(s string) (string, error) {
+	lines := strings.SplitAfter(s, "\n")
+	if lines[len(lines)-1] == "" {
+		lines = lines[:len(lines)-1]
+	}
+	if len(lines) < 3 || lines[0] != "{{- if .Values.crds.install }}\n" || lines[len(lines)-1] != "{{- end }}\n" {
+		return "", errors.New("not wrapped in {{- if .Values.crds.install }} ... {{- end }}")
+	}
+	var b strings.Builder
+	inKeep, keepBlocks := false, 0
+	for _, l := range lines[1 : len(lines)-1] {
+		switch {
+		case l == "{{- if .Values.crds.keep }}\n":
+			inKeep = true
+			keepBlocks++
+		case inKeep && l == "{{- end }}\n":
+			inKeep = false
+		case inKeep:
+			if l != "    helm.sh/resource-policy: keep\n" && l != "  annotations:\n" {
+				return "", fmt.Errorf("unexpected line in the keep block: %q", l)
+			}
+		default:
+			b.WriteString(strings.ReplaceAll(l, `{{"{{"}}`, "{{"))
+		}
+	}
+	if keepBlocks != 1 {
+		return "", fmt.Errorf("want one crds.keep block, found %d", keepBlocks)
+	}
+	return b.String(), nil
+}
+
+func TestCRDValues(t *testing.T) {
+	crds := ofKind(render(t), "CustomResourceDefinition")
+	if len(crds) == 0 {
+		t.Fatal("no CRDs rendered by default")
+	}
+	for _, c := range crds {
+		if got := c.GetAnnotations()["helm.sh/resource-policy"]; got != "keep" {
+			t.Errorf("CRD %s: helm.sh/resource-policy = %q, want keep", c.GetName(), got)
+		}
+		if c.GetAnnotations()["controller-gen.kubebuilder.io/version"] == "" {
+			t.Errorf("CRD %s lost its controller-gen annotation", c.GetName())
+		}
+	}
+	for _, c := range ofKind(render(t, "crds.keep=false"), "CustomResourceDefinition") {
+		if _, ok := c.GetAnnotations()["helm.sh/resource-policy"]; ok {
+			t.Errorf("CRD %s: crds.keep=false still has helm.sh/resource-policy", c.GetName())
+		}
+	}
+	if n := len(ofKind(render(t, "crds.install=false"), "CustomResourceDefinition")); n != 0 {
+		t.Errorf("crds.install=false renders %d CRDs", n)
+	}
+}
+
+func TestHelmLint(t *testing.T) {
+	for _, sets := range [][]string{
+		nil,
+		{"watchNamespaces={a,b}", "defaultStreams.enabled=true", "metrics.serviceMonitor.enabled=true",
+			"networkPolicy.enabled=true", "nats.credentialsSecret.name=nats-creds", "nats.tls.secret=nats-tls"},
+	} {
+		args := []string{"lint", "--strict", chartRel}
+		for _, s := range sets {
+			args = append(args, "--set", s)
+		}
+		out, err := helm(t, args...)
+		if err != nil {
+			t.Errorf("helm %s: %v\n%s", strings.Join(args, " "), err, out)
+			continue
+		}
+		if strings.Contains(out, "[WARNING]") || strings.Contains(out, "[ERROR]") {
+			t.Errorf("helm %s is not clean:\n%s", strings.Join(args, " "), out)
+		}
+	}
+}
+
+func TestValuesSchemaRejectsBadValues(t *testing.T) {
+	for _, set := range []string{
+		"resyncInterval=1d",
+		"replicaCount=-1",
+		"maxConcurrentReconciles=0",
+		"nats.url=localhost:4222",
+		"watchNamespaces={Not_A_Namespace}",
+		"defaultStreams.deletionPolicy=Keep",
+		"image.pullPolicy=Sometimes",
+		"unknownValue=1",
+	} {
+		if out, err := helm(t, "template", release, chartRel, "--set", set); err == nil {
+			t.Errorf("--set %s: rendered without error", set)
+		} else if !strings.Contains(out, "values don't meet the specifications of the schema") && !strings.Contains(out, "schema") {
+			t.Errorf("--set %s: failed, but not on the schema:\n%s", set, out)
+		}
+	}
+}
+
+func TestDefaultDeployment(t *testing.T) {
+	objs := render(t)
+	d := only[appsv1.Deployment](t, objs, "Deployment")
+	if d.Namespace != relNS {
+		t.Errorf("Deployment namespace %q, want %q", d.Namespace, relNS)
+	}
+	if d.Spec.Replicas == nil || *d.Spec.Replicas != 2 {
+		t.Errorf("replicas %v, want 2", d.Spec.Replicas)
+	}
+	pod := d.Spec.Template.Spec
+	psc := pod.SecurityContext
+	if psc == nil || psc.RunAsNonRoot == nil || !*psc.RunAsNonRoot {
+		t.Error("pod securityContext.runAsNonRoot is not true")
+	}
+	if psc == nil || psc.RunAsUser == nil || *psc.RunAsUser != 65532 {
+		t.Error("pod securityContext.runAsUser is not 65532")
+	}
+	if psc == nil || psc.SeccompProfile == nil || psc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+		t.Error("pod seccompProfile is not RuntimeDefault")
+	}
+
+	c := managerContainer(t, d)
+	sc := c.SecurityContext
+	if sc == nil || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem {
+		t.Error("container readOnlyRootFilesystem is not true")
+	}
+	if sc == nil || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
+		t.Error("container allowPrivilegeEscalation is not false")
+	}
+	if sc == nil || sc.Capabilities == nil || !slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) {
+		t.Error("container capabilities do not drop ALL")
+	}
+	if c.Image != "ghcr.io/giia/eventstream-operator:0.1.0" {
+		t.Errorf("image %q, want ghcr.io/giia/eventstream-operator:<appVersion 0.1.0>", c.Image)
+	}
+	for _, want := range []string{"--leader-elect", "--leader-election-namespace=" + relNS,
+		"--nats-url=nats://nats.nats.svc:4222", "--resync-interval=1m", "--max-concurrent-reconciles=4",
+		"--allow-resource-connections=true",
+		"--metrics-bind-address=:8080", "--health-probe-bind-address=:8081"} {
+		if !slices.Contains(c.Args, want) {
+			t.Errorf("args %q lack %q", c.Args, want)
+		}
+	}
+	for _, a := range c.Args {
+		if strings.HasPrefix(a, "--watch-namespaces") || strings.HasPrefix(a, "--nats-creds") || strings.HasPrefix(a, "--nats-tls") {
+			t.Errorf("unexpected default arg %q", a)
+		}
+	}
+	for _, p := range []struct {
+		name  string
+		probe *corev1.Probe
+		path  string
+	}{{"liveness", c.LivenessProbe, "/healthz"}, {"readiness", c.ReadinessProbe, "/readyz"}} {
+		if p.probe == nil || p.probe.HTTPGet == nil {
+			t.Errorf("no %s HTTP probe", p.name)
+			continue
+		}
+		if p.probe.HTTPGet.Path != p.path || p.probe.HTTPGet.Port.IntValue() != 8081 {
+			t.Errorf("%s probe %s on port %s, want %s on 8081", p.name, p.probe.HTTPGet.Path, p.probe.HTTPGet.Port.String(), p.path)
+		}
+	}
+	if c.Resources.Requests.Cpu().IsZero() || c.Resources.Limits.Memory().IsZero() {
+		t.Errorf("resources not set: %+v", c.Resources)
+	}
+
+	sa := only[corev1.ServiceAccount](t, objs, "ServiceAccount")
+	if pod.ServiceAccountName != sa.Name || sa.Namespace != relNS {
+		t.Errorf("pod service account %q, chart's ServiceAccount %s/%s", pod.ServiceAccountName, sa.Namespace, sa.Name)
+	}
+
+	svc := only[corev1.Service](t, objs, "Service")
+	if len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].Port != 8080 || svc.Spec.Ports[0].Name != "metrics" {
+		t.Errorf("metrics Service ports %+v, want metrics:8080", svc.Spec.Ports)
+	}
+	for k, v := range svc.Spec.Selector {
+		if d.Spec.Template.Labels[k] != v {
+			t.Errorf("metrics Service selector %v does not select the pods (labels %v)", svc.Spec.Selector, d.Spec.Template.Labels)
+		}
+	}
+	for _, kind := range []string{"ServiceMonitor", "NetworkPolicy", "EventStream"} {
+		if n := len(ofKind(objs, kind)); n != 0 {
+			t.Errorf("%d %s rendered by default", n, kind)
+		}
+	}
+
+	// Leader election: a Role for leases in the release namespace, bound to
+	// the service account.
+	var le *rbacv1.Role
+	for _, o := range ofKind(objs, "Role") {
+		r := convert[rbacv1.Role](t, o)
+		if r.Namespace == relNS && strings.Contains(r.Name, "leader-election") {
+			le = r
+		}
+	}
+	if le == nil {
+		t.Fatal("no leader-election Role in the release namespace")
+	}
+	leases := false
+	for _, rule := range le.Rules {
+		if slices.Contains(rule.APIGroups, "coordination.k8s.io") && slices.Contains(rule.Resources, "leases") &&
+			slices.Contains(rule.Verbs, "update") && slices.Contains(rule.Verbs, "create") {
+			leases = true
+		}
+	}
+	if !leases {
+		t.Errorf("leader-election Role cannot manage leases: %+v", le.Rules)
+	}
+	assertBound(t, objs, "RoleBinding", relNS, le.Name, sa.Name)
+}
+
+// assertBound checks that a binding of kind in ns binds roleName to the
+// service account.
+func assertBound(t *testing.T, objs []*unstructured.Unstructured, kind, ns, roleName, sa string) {
+	t.Helper()
+	for _, o := range ofKind(objs, kind) {
+		if o.GetNamespace() != ns {
+			continue
+		}
+		var rb struct {
+			RoleRef  rbacv1.RoleRef   `json:"roleRef"`
+			Subjects []rbacv1.Subject `json:"subjects"`
+		}
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &rb); err != nil {
+			t.Fatal(err)
+		}
+		if rb.RoleRef.Name != roleName {
+			continue
+		}
+		for _, s := range rb.Subjects {
+			if s.Kind == "ServiceAccount" && s.Name == sa && s.Namespace == relNS {
+				return
+			}
+		}
+	}
+	t.Errorf("no %s in %q binds %s to service account %s/%s", kind, ns, roleName, relNS, sa)
+}
+
+func TestClusterRoleRulesMatchRoleYAML(t *testing.T) {
+	objs := render(t)
+	var managers []*rbacv1.ClusterRole
+	for _, o := range ofKind(objs, "ClusterRole") {
+		managers = append(managers, convert[rbacv1.ClusterRole](t, o))
+	}
+	if len(managers) != 1 {
+		t.Fatalf("want one ClusterRole, got %d", len(managers))
+	}
+	if want := roleYAMLRules(t); !reflect.DeepEqual(managers[0].Rules, want) {
+		t.Errorf("ClusterRole rules differ from config/rbac/role.yaml (run make chart-crds)\n got: %+v\nwant: %+v", managers[0].Rules, want)
+	}
+	assertBound(t, objs, "ClusterRoleBinding", "", managers[0].Name, fullname)
+}
+
+func TestWatchNamespaces(t *testing.T) {
+	objs := render(t, "watchNamespaces={a,b}")
+	if n := len(ofKind(objs, "ClusterRole")) + len(ofKind(objs, "ClusterRoleBinding")); n != 0 {
+		t.Errorf("watchNamespaces set, yet %d ClusterRole(Binding)s rendered", n)
+	}
+	want := roleYAMLRules(t)
+	for _, ns := range []string{"a", "b"} {
+		var found *rbacv1.Role
+		for _, o := range ofKind(objs, "Role") {
+			if r := convert[rbacv1.Role](t, o); r.Namespace == ns {
+				if found != nil {
+					t.Errorf("more than one Role in %q", ns)
+				}
+				found = r
+			}
+		}
+		if found == nil {
+			t.Errorf("no Role in namespace %q", ns)
+			continue
+		}
+		if !reflect.DeepEqual(found.Rules, want) {
+			t.Errorf("Role in %q: rules differ from config/rbac/role.yaml\n got: %+v\nwant: %+v", ns, found.Rules, want)
+		}
+		assertBound(t, objs, "RoleBinding", ns, found.Name, fullname)
+	}
+	c := managerContainer(t, only[appsv1.Deployment](t, objs, "Deployment"))
+	if !slices.Contains(c.Args, "--watch-namespaces=a,b") {
+		t.Errorf("args %q lack --watch-namespaces=a,b", c.Args)
+	}
+}
+
+func TestNATSCredentialsAndTLS(t *testing.T) {
+	objs := render(t, "nats.url=tls://nats.example:4222", "nats.credentialsSecret.name=nats-creds",
+		"nats.credentialsSecret.key=operator.creds", "nats.tls.secret=nats-tls")
+	d := only[appsv1.Deployment](t, objs, "Deployment")
+	c := managerContainer(t, d)
+
+	// flag -> the Secret (name, key) whose content must be at that path.
+	type file struct{ secret, key string }
+	flags := map[string]file{
+		"--nats-creds":    {"nats-creds", "operator.creds"},
+		"--nats-tls-ca":   {"nats-tls", "ca.crt"},
+		"--nats-tls-cert": {"nats-tls", "tls.crt"},
+		"--nats-tls-key":  {"nats-tls", "tls.key"},
+	}
+	if !slices.Contains(c.Args, "--nats-url=tls://nats.example:4222") {
+		t.Errorf("args %q lack the NATS URL", c.Args)
+	}
+	for flag, f := range flags {
+		var path string
+		for _, a := range c.Args {
+			if v, ok := strings.CutPrefix(a, flag+"="); ok {
+				path = v
+			}
+		}
+		if path == "" {
+			t.Errorf("args %q lack %s", c.Args, flag)
+			continue
+		}
+		if got, ok := secretFileAt(d, c, path); !ok || got != f {
+			t.Errorf("%s=%s: the file there is %+v (found %v), want Secret %s key %s", flag, path, got, ok, f.secret, f.key)
+		}
+	}
+	for _, m := range c.VolumeMounts {
+		if m.Name != "tmp" && !m.ReadOnly {
+			t.Errorf("volume mount %s is not read-only", m.Name)
+		}
+	}
+
+	// One-way TLS: only the CA.
+	c = managerContainer(t, only[appsv1.Deployment](t, render(t, "nats.tls.secret=nats-tls", "nats.tls.clientCert=false"), "Deployment"))
+	for _, a := range c.Args {
+		if strings.HasPrefix(a, "--nats-tls-cert") || strings.HasPrefix(a, "--nats-tls-key") {
+			t.Errorf("tls.clientCert=false still passes %s", a)
+		}
+	}
+	if !slices.Contains(c.Args, "--nats-tls-ca=/etc/eventstream-operator/nats-tls/ca.crt") {
+		t.Errorf("args %q lack --nats-tls-ca", c.Args)
+	}
+}
+
+// secretFileAt resolves path through the container's mounts to the Secret and
+// key the file comes from.
+func secretFileAt(d *appsv1.Deployment, c corev1.Container, path string) (struct{ secret, key string }, bool) {
+	var none struct{ secret, key string }
+	for _, m := range c.VolumeMounts {
+		rel, ok := strings.CutPrefix(path, strings.TrimSuffix(m.MountPath, "/")+"/")
+		if !ok {
+			continue
+		}
+		for _, v := range d.Spec.Template.Spec.Volumes {
+			if v.Name != m.Name || v.Secret == nil {
+				continue
+			}
+			if len(v.Secret.Items) == 0 {
+				return struct{ secret, key string }{v.Secret.SecretName, rel}, true
+			}
+			for _, it := range v.Secret.Items {
+				if it.Path == rel {
+					return struct{ secret, key string }{v.Secret.SecretName, it.Key}, true
+				}
+			}
+		}
+	}
+	return none, false
+}
+
+func TestDefaultStreams(t *testing.T) {
+	streams := ofKind(render(t, "defaultStreams.enabled=true", "defaultStreams.spec.maxBytes=256Mi"), "EventStream")
+	want := map[string]string{
+		"auth-events":      "auth.>",
+		"catalog-events":   "catalog.>",
+		"ddmrp-events":     "ddmrp.>",
+		"execution-events": "execution.>",
+		"analytics-events": "analytics.>",
+		"ai-agent-events":  "ai_agent.>",
+		"dlq-events":       "dlq.>",
+	}
+	if len(streams) != len(want) {
+		t.Fatalf("%d EventStreams, want %d", len(streams), len(want))
+	}
+	for _, s := range streams {
+		name := s.GetName()
+		subjects, _, _ := unstructured.NestedStringSlice(s.Object, "spec", "subjects")
+		policy, _, _ := unstructured.NestedString(s.Object, "spec", "deletionPolicy")
+		maxBytes, _, _ := unstructured.NestedString(s.Object, "spec", "maxBytes")
+		subject, ok := want[name]
+		switch {
+		case !ok:
+			t.Errorf("unexpected EventStream %s", name)
+		case s.GetAPIVersion() != "events.giia.io/v1alpha1":
+			t.Errorf("%s: apiVersion %s", name, s.GetAPIVersion())
+		case !slices.Equal(subjects, []string{subject}):
+			t.Errorf("%s: subjects %v, want [%s]", name, subjects, subject)
+		case policy != "Retain":
+			t.Errorf("%s: deletionPolicy %q, want Retain", name, policy)
+		case s.GetNamespace() != relNS:
+			t.Errorf("%s: namespace %q, want %q", name, s.GetNamespace(), relNS)
+		case maxBytes != "256Mi":
+			t.Errorf("%s: defaultStreams.spec not applied (maxBytes %q)", name, maxBytes)
+		}
+		delete(want, name)
+	}
+}
+
+func TestOptionalMonitoringAndNetworkPolicy(t *testing.T) {
+	objs := render(t, "metrics.serviceMonitor.enabled=true", "networkPolicy.enabled=true")
+	sm := ofKind(objs, "ServiceMonitor")
+	if len(sm) != 1 {
+		t.Fatalf("%d ServiceMonitors, want 1", len(sm))
+	}
+	svc := only[corev1.Service](t, objs, "Service")
+	sel, _, _ := unstructured.NestedStringMap(sm[0].Object, "spec", "selector", "matchLabels")
+	for k, v := range sel {
+		if svc.Labels[k] != v {
+			t.Errorf("ServiceMonitor selector %v does not select the metrics Service (labels %v)", sel, svc.Labels)
+		}
+	}
+	np := ofKind(objs, "NetworkPolicy")
+	if len(np) != 1 {
+		t.Fatalf("%d NetworkPolicies, want 1", len(np))
+	}
+	types, _, _ := unstructured.NestedStringSlice(np[0].Object, "spec", "policyTypes")
+	sort.Strings(types)
+	if !slices.Equal(types, []string{"Egress", "Ingress"}) {
+		t.Errorf("NetworkPolicy policyTypes %v", types)
+	}
+}
+
+// dockerBuild is the manager's `go build` in the Dockerfile: the environment
+// assignments before `go build` and the arguments after it.
+type dockerBuild struct {
+	env  []string
+	args []string
+}
+
+func parseDockerfileBuild(t *testing.T) dockerBuild {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(root(t), "Dockerfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Join continuation lines, then find the RUN instruction with go build.
+	text := strings.ReplaceAll(string(data), "\\\n", " ")
+	var run string
+	sc := bufio.NewScanner(strings.NewReader(text))
+	for sc.Scan() {
+		l := strings.TrimSpace(sc.Text())
+		if strings.HasPrefix(l, "RUN ") && strings.Contains(l, "go build") {
+			if run != "" {
+				t.Fatal("more than one RUN with go build in the Dockerfile")
+			}
+			run = strings.TrimPrefix(l, "RUN ")
+		}
+	}
+	if run == "" {
+		t.Fatal("no RUN ... go build in the Dockerfile")
+	}
+	words := shellWords(t, run)
+	i := slices.Index(words, "go")
+	if i < 0 || i+1 >= len(words) || words[i+1] != "build" {
+		t.Fatalf("cannot parse %q", run)
+	}
+	return dockerBuild{env: words[:i], args: words[i+2:]}
+}
+
+// shellWords splits a command line the way sh does for simple quoting.
+func shellWords(t *testing.T, s string) []string {
+	t.Helper()
+	var words []string
+	var cur strings.Builder
+	inWord := false
+	var quote rune
+	for _, r := range s {
+		switch {
+		case quote != 0:
+			if r == quote {
+				quote = 0
+			} else {
+				cur.WriteRune(r)
+			}
+		case r == '"' || r == '\'':
+			quote, inWord = r, true
+		case r == ' ' || r == '\t':
+			if inWord {
+				words = append(words, cur.String())
+				cur.Reset()
+				inWord = false
+			}
+		case r == '&' || r == ';' || r == '|':
+			t.Fatalf("the go build RUN line must be a single command: %q", s)
+		default:
+			cur.WriteRune(r)
+			inWord = true
+		}
+	}
+	if quote != 0 {
+		t.Fatalf("unbalanced quote in %q", s)
+	}
+	if inWord {
+		words = append(words, cur.String())
+	}
+	return words
+}
+
+// withoutOutput drops "-o FILE" from go build arguments.
+func withoutOutput(args []string) []string {
+	var out []string
+	for i := 0; i < len(args); i++ {
+		if args[i] == "-o" {
+			i++
+			continue
+		}
+		out = append(out, args[i])
+	}
+	return out
+}
+
+// TestDockerfileBuildMatchesMakefile: the image's binary is built exactly as
+// `make build` builds bin/manager.
+func TestDockerfileBuildMatchesMakefile(t *testing.T) {
+	db := parseDockerfileBuild(t)
+	if !slices.Contains(db.env, "CGO_ENABLED=0") {
+		t.Errorf("the Dockerfile builds without CGO_ENABLED=0: %v", db.env)
+	}
+	data, err := os.ReadFile(filepath.Join(root(t), "Makefile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^build:.*\n\t(.*)$`).FindStringSubmatch(string(data))
+	if m == nil {
+		t.Fatal("no build target in the Makefile")
+	}
+	words := shellWords(t, m[1])
+	i := slices.Index(words, "go")
+	if i < 0 || words[i+1] != "build" {
+		t.Fatalf("cannot parse the Makefile's build recipe %q", m[1])
+	}
+	if !slices.Contains(words[:i], "CGO_ENABLED=0") {
+		t.Errorf("make build runs without CGO_ENABLED=0")
+	}
+	if got, want := withoutOutput(db.args), withoutOutput(words[i+2:]); !slices.Equal(got, want) {
+		t.Errorf("Dockerfile go build %q, Makefile go build %q", got, want)
+	}
+}
+
+// TestDockerfileBuildRuns builds ./cmd with the Dockerfile's flags and runs
+// the binary's --help.
+func TestDockerfileBuildRuns(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the manager; skipped with -short")
+	}
+	db := parseDockerfileBuild(t)
+	bin := filepath.Join(t.TempDir(), "manager")
+	env := os.Environ()
+	for _, e := range db.env {
+		k, v, _ := strings.Cut(e, "=")
+		v = expandDefault(v)
+		if v != "" { // ${TARGETARCH} is empty outside BuildKit: the host's
+			env = append(env, k+"="+v)
+		}
+	}
+	args := []string{"build"}
+	for i := 0; i < len(db.args); i++ {
+		if db.args[i] == "-o" {
+			args = append(args, "-o", bin)
+			i++
+			continue
+		}
+		args = append(args, db.args[i])
+	}
+	cmd := exec.Command("go", args...)
+	cmd.Dir = root(t)
+	cmd.Env = env
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	out, err := exec.Command(bin, "--help").CombinedOutput()
+	if err != nil {
+		t.Fatalf("manager --help: %v\n%s", err, out)
+	}
+	for _, flag := range []string{"-nats-url", "-leader-elect", "-health-probe-bind-address", "-metrics-bind-address", "-watch-namespaces"} {
+		if !strings.Contains(string(out), flag) {
+			t.Errorf("manager --help does not mention %s:\n%s", flag, out)
+		}
+	}
+}
+
+// expandDefault evaluates ${VAR:-default} and ${VAR} (build args, unset here).
+func expandDefault(v string) string {
+	return regexp.MustCompile(`\$\{[A-Za-z_][A-Za-z0-9_]*(:-([^}]*))?\}`).ReplaceAllString(v, "$2")
+}
