@@ -203,7 +203,7 @@ type EventConsumerStatus struct {
 // EventConsumer is a durable JetStream pull consumer managed by the operator.
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
-// +kubebuilder:resource:shortName=evc,categories=events
+// +kubebuilder:resource:shortName=evc,categories=jetstream
 // +kubebuilder:validation:XValidation:rule="has(self.spec.durableName) || self.metadata.name.matches('^[a-z0-9-]+$')",message="metadata.name contains '.', which a JetStream consumer name cannot: set spec.durableName"
 // +kubebuilder:printcolumn:name="Stream",type=string,JSONPath=`.status.streamName`
 // +kubebuilder:printcolumn:name="Consumer",type=string,JSONPath=`.status.consumerName`

@@ -248,10 +248,10 @@ type EventStreamStatus struct {
 // EventStream is a NATS JetStream stream managed by the operator.
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
-// +kubebuilder:resource:shortName=evs,categories=events
+// +kubebuilder:resource:shortName=evs,categories=jetstream
 // +kubebuilder:validation:XValidation:rule="has(self.spec.name) || self.metadata.name.matches('^[a-z0-9-]+$')",message="metadata.name contains '.', which a JetStream stream name cannot: set spec.name"
 // +kubebuilder:printcolumn:name="Stream",type=string,JSONPath=`.status.streamName`
-// +kubebuilder:printcolumn:name="Subjects",type=string,JSONPath=`.spec.subjects`
+// +kubebuilder:printcolumn:name="Subjects",type=string,JSONPath=`.spec.subjects[*]`
 // +kubebuilder:printcolumn:name="Messages",type=integer,JSONPath=`.status.state.messages`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1

@@ -168,11 +168,10 @@ func (t *Triggers) handle(ctx context.Context, subject string) {
 	switch {
 	case kind == "STREAM":
 		t.epoch.Add(1)
-		// A stream created or deleted takes its consumers with it: they are
-		// checked whoever did it.
-		if action != "UPDATED" {
-			send(t.consumers, consumerTrigger(stream, All))
-		}
+		// A stream created or deleted takes its consumers with it, and a
+		// stream's subjects decide where dead letters are stored: consumers
+		// are checked whoever did it.
+		send(t.consumers, consumerTrigger(stream, All))
 		if action != "DELETED" && t.consumeOwnWrite(stream) {
 			return // the reconcile that wrote it already recorded the result
 		}

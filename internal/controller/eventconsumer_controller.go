@@ -425,9 +425,18 @@ func (r *EventConsumerReconciler) requestsForTrigger(ctx context.Context, obj cl
 	}
 	return consumerRequests(list.Items, func(c *eventsv1.EventConsumer) bool {
 		// Status.StreamName is empty until the stream was first found; such
-		// consumers are included.
-		return stream == All || c.Status.StreamName == "" || c.Status.StreamName == stream
+		// consumers are included, and so are those waiting for a stream to
+		// store their dead letters, which any stream may be.
+		return stream == All || c.Status.StreamName == "" || c.Status.StreamName == stream ||
+			readyReasonOf(c.Status.Conditions) == eventsv1.ReasonDeadLetterNotStored
 	})
+}
+
+func readyReasonOf(conds []metav1.Condition) string {
+	if c := meta.FindStatusCondition(conds, eventsv1.ConditionReady); c != nil {
+		return c.Reason
+	}
+	return ""
 }
 
 func consumerRequests(items []eventsv1.EventConsumer, keep func(*eventsv1.EventConsumer) bool) []ctrl.Request {
