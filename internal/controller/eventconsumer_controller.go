@@ -152,14 +152,33 @@ func (r *EventConsumerReconciler) sync(ctx context.Context, evc *eventsv1.EventC
 	if err != nil {
 		return fail(err)
 	}
-	info, err := r.getConsumer(ctx, js, stream, name)
-	var reason, action string
-	switch {
-	case errors.Is(err, events.ErrNotFound):
+	create := func() (*jetstream.ConsumerInfo, error) {
 		r.expectOwnWrite(stream, name)
-		info, err = call(ctx, "create_consumer", func(ctx context.Context) (*jetstream.ConsumerInfo, error) {
+		return call(ctx, "create_consumer", func(ctx context.Context) (*jetstream.ConsumerInfo, error) {
 			return events.CreateConsumer(ctx, js, stream, desired)
 		})
+	}
+	var info *jetstream.ConsumerInfo
+	created := false
+	if evc.Status.ConsumerName == "" {
+		// Never seen: most likely new, so create it straight away (one
+		// request instead of two). One that exists with another
+		// configuration is refused (ErrExists) and read instead.
+		info, err = create()
+		created = err == nil
+		if errors.Is(err, events.ErrExists) {
+			info, err = r.getConsumer(ctx, js, stream, name)
+		}
+	} else {
+		info, err = r.getConsumer(ctx, js, stream, name)
+	}
+	var reason, action string
+	switch {
+	case created:
+		reason, action = eventsv1.ReasonCreated, "Create"
+		r.event(evc, corev1.EventTypeNormal, reason, action, fmt.Sprintf("consumer %s created on stream %s", name, stream))
+	case errors.Is(err, events.ErrNotFound):
+		info, err = create()
 		if errors.Is(err, events.ErrNotFound) {
 			// The stream itself is missing; the stream controller recreates
 			// it and its CREATED advisory brings this consumer back.

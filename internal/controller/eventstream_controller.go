@@ -151,10 +151,30 @@ func (r *EventStreamReconciler) sync(ctx context.Context, evs *eventsv1.EventStr
 
 // create creates the stream, telling the advisory watcher first.
 func (r *EventStreamReconciler) create(ctx context.Context, js jetstream.JetStream, desired events.StreamConfig) (*jetstream.StreamInfo, error) {
-	r.expectOwnWrite(desired.Name, "")
-	return call(ctx, "create_stream", func(ctx context.Context) (*jetstream.StreamInfo, error) {
-		return events.CreateStream(ctx, js, desired)
-	})
+	for attempt := 0; ; attempt++ {
+		r.expectOwnWrite(desired.Name, "")
+		info, err := call(ctx, "create_stream", func(ctx context.Context) (*jetstream.StreamInfo, error) {
+			return events.CreateStream(ctx, js, desired)
+		})
+		// Right after a stream is deleted, nats-server may still be removing
+		// its directory and refuse a new one of the same name (10049); that
+		// lasts milliseconds, so retry here rather than fail the reconcile.
+		if attempt < 5 && isStoreNotReady(err) {
+			select {
+			case <-time.After(50 * time.Millisecond):
+				continue
+			case <-ctx.Done():
+			}
+		}
+		return info, err
+	}
+}
+
+// isStoreNotReady recognises JetStream API error 10049 ("error creating store
+// for stream").
+func isStoreNotReady(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == 10049
 }
 
 // ready records a stream that matches the spec.
