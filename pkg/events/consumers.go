@@ -306,18 +306,11 @@ func RemoveConsumerMetadata(ctx context.Context, js jetstream.StreamConsumerMana
 		return err
 	}
 	cfg := info.Config
-	md := maps.Clone(cfg.Metadata)
-	changed := false
-	for _, k := range keys {
-		if _, ok := md[k]; ok {
-			delete(md, k)
-			changed = true
-		}
-	}
+	md, changed := withoutKeys(cfg.Metadata, keys)
 	if !changed {
 		return nil
 	}
-	cfg.Metadata = userMetadata(md)
+	cfg.Metadata = md
 	_, err = js.UpdateConsumer(ctx, stream, cfg)
 	return wrap("update consumer", stream+"/"+name, err)
 }

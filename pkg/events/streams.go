@@ -520,18 +520,25 @@ func RemoveStreamMetadata(ctx context.Context, js jetstream.StreamManager, name 
 		return err
 	}
 	cfg := info.Config
-	md := maps.Clone(cfg.Metadata)
-	changed := false
-	for _, k := range keys {
-		if _, ok := md[k]; ok {
-			delete(md, k)
-			changed = true
-		}
-	}
+	md, changed := withoutKeys(cfg.Metadata, keys)
 	if !changed {
 		return nil
 	}
-	cfg.Metadata = userMetadata(md)
+	cfg.Metadata = md
 	_, err = js.UpdateStream(ctx, cfg)
 	return wrap("update stream", name, err)
+}
+
+// withoutKeys returns the user metadata (without the server's "_nats." keys)
+// minus keys, and whether any of keys was there.
+func withoutKeys(md map[string]string, keys []string) (map[string]string, bool) {
+	out := userMetadata(md)
+	changed := false
+	for _, k := range keys {
+		if _, ok := out[k]; ok {
+			delete(out, k)
+			changed = true
+		}
+	}
+	return out, changed
 }
