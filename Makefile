@@ -154,3 +154,15 @@ BENCH_ARGS ?=
 .PHONY: bench
 bench: build nats-server envtest ## Benchmark the operator (envtest API server, bin/nats-server, bin/manager) and the library; e.g. BENCH_ARGS="-quick -runs 1".
 	KUBEBUILDER_ASSETS="$$(hack/envtest/build.sh)" go run ./test/bench/operator $(BENCH_ARGS)
+
+##@ Chaos
+
+.PHONY: test-chaos
+test-chaos: build nats-server envtest ## Fault-injection tests: nats-server, the manager and a consumer killed mid-work (test/chaos, ~6 min).
+	KUBEBUILDER_ASSETS="$$(hack/envtest/build.sh)" go test -tags chaos ./test/chaos/ -count=1 -v -timeout 15m
+
+##@ End-to-end
+
+.PHONY: test-e2e
+test-e2e: build nats-server helm envtest build-installer ## End-to-end: helm install the chart into envtest's API server, run bin/manager with the chart's RBAC against bin/nats-server, apply config/samples.
+	KUBEBUILDER_ASSETS="$$(hack/envtest/build.sh)" go test -tags e2e ./test/e2e/ -count=1 -v -timeout 15m

@@ -65,6 +65,8 @@ type StreamSource struct {
 	Name string `json:"name"`
 	// FilterSubject takes only messages on this subject.
 	// +optional
+	// +kubebuilder:validation:MaxLength=255
+	// +kubebuilder:validation:Pattern=`^[^\s]+$`
 	FilterSubject string `json:"filterSubject,omitempty"`
 	// OptStartSeq starts at this stream sequence.
 	// +optional

@@ -233,3 +233,29 @@ var _ = Describe("Secret values", Ordered, func() {
 		}
 	})
 })
+
+// The operator's default connection with a token in --nats-url: nats.go's
+// ConnectedUrlRedacted hides a password but not a token (nats://TOKEN@host),
+// so the operator redacts URLs itself.
+var _ = Describe("Secret values in the operator's own URL", Ordered, func() {
+	const opToken = "leak-operator-token-a8c2"
+	var logs *leakBuffer
+
+	BeforeAll(func() {
+		logs = &leakBuffer{}
+		GinkgoWriter.TeeTo(logs)
+		DeferCleanup(GinkgoWriter.ClearTeeWriters)
+		opSrv := leakServer(func(o *server.Options) { o.Authorization = opToken })
+		opURL := strings.Replace(opSrv.URL(), "nats://", "nats://"+opToken+"@", 1)
+		DeferCleanup(startManagerWith(managerConfig{resync: time.Minute, natsURL: opURL, allowResourceConnections: true}))
+	})
+
+	It("never logs a token given in --nats-url", func() {
+		evs := newStream(uniqueName("leak-optoken"))
+		Expect(k8s.Create(context.Background(), evs)).To(Succeed())
+		DeferCleanup(func() { deleteAndWait(evs) })
+		expectReady(evs)
+		Expect(logs.String()).To(ContainSubstring("connected to NATS"))
+		Expect(logs.String()).NotTo(ContainSubstring(opToken))
+	})
+})

@@ -42,7 +42,9 @@ type Conn struct {
 func Connect(o Options, log logr.Logger) (*Conn, error) {
 	c := &Conn{log: log}
 	connected := func(nc *nats.Conn) {
-		log.Info("connected to NATS", "server", nc.ConnectedUrlRedacted())
+		// RedactURL hides tokens too; nats.go's own redaction hides only
+		// passwords.
+		log.Info("connected to NATS", "server", events.RedactURL(nc.ConnectedUrl()))
 		c.mu.Lock()
 		fns := append([]func(){}, c.onReconnect...)
 		c.mu.Unlock()
@@ -55,7 +57,9 @@ func Connect(o Options, log logr.Logger) (*Conn, error) {
 		// Connected in the background: ConnectHandler fires when the first
 		// connection is made after a failed start, ReconnectHandler after each
 		// reconnection.
-		events.WithNATSOptions(nats.RetryOnFailedConnect(true), nats.ConnectHandler(connected)),
+		// IgnoreAuthErrorAbort: a refused login (credentials not set up yet)
+		// is retried like any other failure instead of closing for good.
+		events.WithNATSOptions(nats.RetryOnFailedConnect(true), nats.IgnoreAuthErrorAbort(), nats.ConnectHandler(connected)),
 		events.WithReconnectHandler(connected),
 		events.WithDisconnectHandler(func(_ *nats.Conn, err error) {
 			if err != nil {
@@ -90,8 +94,12 @@ func (c *Conn) NATS() *nats.Conn { return c.nc }
 // a request timeout).
 func (c *Conn) JetStream() (jetstream.JetStream, error) {
 	if !c.nc.IsConnected() {
+		msg := "not connected to NATS (" + c.nc.Status().String() + ")"
+		if last := c.nc.LastError(); last != nil {
+			msg += ": " + last.Error() // e.g. "nats: authorization violation"; never holds credentials
+		}
 		return nil, &events.OpError{Op: "connect", Name: events.RedactURL(c.nc.Opts.Url), Kind: events.ErrConnection,
-			Err: errors.New("not connected to NATS (" + c.nc.Status().String() + ")")}
+			Err: errors.New(msg)}
 	}
 	return c.js, nil
 }

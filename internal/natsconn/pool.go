@@ -124,7 +124,7 @@ func connectFromSecret(data map[string][]byte, log logr.Logger) (*Conn, error) {
 	}
 	opts := []events.ConnectOption{
 		events.WithName("eventstream-operator"),
-		events.WithNATSOptions(nats.RetryOnFailedConnect(true)),
+		events.WithNATSOptions(nats.RetryOnFailedConnect(true), nats.IgnoreAuthErrorAbort()),
 	}
 	switch {
 	case len(data[KeyCreds]) > 0:

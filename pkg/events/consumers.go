@@ -106,6 +106,15 @@ func (c ConsumerConfig) Validate() error {
 	if c.Replicas < 0 || c.Replicas > MaxReplicas {
 		return invalid("replicas", "must be between 0 (the stream's) and %d", MaxReplicas)
 	}
+	if c.MaxAckPending < Unlimited {
+		return invalid("maxAckPending", "must be -1 (unlimited), 0 (JetStream's default) or positive")
+	}
+	if c.MaxWaiting < 0 {
+		return invalid("maxWaiting", "must not be negative")
+	}
+	if c.InactiveThreshold < 0 {
+		return invalid("inactiveThreshold", "must not be negative")
+	}
 	return nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -170,10 +171,20 @@ func (c StreamConfig) Validate() error {
 		if err := ValidateName(c.Mirror.Name); err != nil {
 			return invalid("mirror.name", "%v", err)
 		}
+		if f := c.Mirror.FilterSubject; f != "" {
+			if err := validateSubject(f, true); err != nil {
+				return invalid("mirror.filterSubject", "%v", err)
+			}
+		}
 	}
 	for i, s := range c.Sources {
 		if err := ValidateName(s.Name); err != nil {
 			return invalid(fmt.Sprintf("sources[%d].name", i), "%v", err)
+		}
+		if s.FilterSubject != "" {
+			if err := validateSubject(s.FilterSubject, true); err != nil {
+				return invalid(fmt.Sprintf("sources[%d].filterSubject", i), "%v", err)
+			}
 		}
 	}
 	return nil
@@ -207,8 +218,8 @@ func validateSubject(subject string, wildcards bool) error {
 		if t == "" {
 			return fmt.Errorf("%q has an empty token", subject)
 		}
-		if strings.ContainsAny(t, " \t\r\n") {
-			return fmt.Errorf("%q contains whitespace", subject)
+		if strings.IndexFunc(t, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0 {
+			return fmt.Errorf("%q contains whitespace or a control character", subject)
 		}
 		if !wildcards && (t == "*" || t == ">") {
 			return fmt.Errorf("%q contains a wildcard", subject)
