@@ -158,7 +158,7 @@ bench: build nats-server envtest ## Benchmark the operator (envtest API server, 
 ##@ Chaos
 
 .PHONY: test-chaos
-test-chaos: build nats-server envtest ## Fault-injection tests: nats-server, the manager and a consumer killed mid-work (test/chaos, ~6 min).
+test-chaos: build nats-server envtest ## Fault-injection tests: nats-server, the manager and a consumer killed mid-work (test/chaos, ~2.5 min).
 	KUBEBUILDER_ASSETS="$$(hack/envtest/build.sh)" go test -tags chaos ./test/chaos/ -count=1 -v -timeout 15m
 
 ##@ End-to-end

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -87,9 +89,15 @@ func (r *EventConsumerReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 		deadLettered = r.DeadLetters.Take(req.NamespacedName)
 	}
 	result, syncErr := r.sync(ctx, evc, deadLettered)
-	err := r.patchStatus(ctx, evc, orig, !equality.Semantic.DeepEqual(orig.Status, evc.Status))
+	// The count is added to what the cache holds: the patch must not land on
+	// a newer status (a conflict gives the count back and retries).
+	err := r.patchStatus(ctx, evc, orig, !equality.Semantic.DeepEqual(orig.Status, evc.Status), deadLettered > 0)
 	if err != nil && deadLettered > 0 {
 		r.DeadLetters.Restore(req.NamespacedName, deadLettered)
+		if apierrors.IsConflict(err) {
+			// The cache was behind: count again on fresh state, quietly.
+			return ctrl.Result{RequeueAfter: 50 * time.Millisecond}, syncErr
+		}
 	}
 	if err != nil {
 		return ctrl.Result{}, errors.Join(syncErr, err)
@@ -335,7 +343,7 @@ func (r *EventConsumerReconciler) finalize(ctx context.Context, evc *eventsv1.Ev
 		reason, _ := failureReason(err)
 		msg := fmt.Sprintf("deleting (policy %s): %s", evc.Spec.DeletionPolicy, failureMessage(reason, err))
 		setReady(&evc.Status.Conditions, evc.Generation, metav1.ConditionFalse, eventsv1.ReasonDeleting, msg)
-		return ctrl.Result{}, errors.Join(err, r.patchStatus(ctx, evc, orig, !equality.Semantic.DeepEqual(orig.Status, evc.Status)))
+		return ctrl.Result{}, errors.Join(err, r.patchStatus(ctx, evc, orig, !equality.Semantic.DeepEqual(orig.Status, evc.Status), false))
 	}
 	r.releaseConnection(userKey("EventConsumer", evc))
 	r.dlqChecks.Delete(client.ObjectKeyFromObject(evc))

@@ -1,0 +1,650 @@
+//go:build chaos
+
+// Package chaos holds fault-injection tests: real bin/nats-server and
+// bin/manager subprocesses (and envtest's kube-apiserver and etcd) that are
+// killed, stopped and restarted while work is in flight. Run with
+// `make test-chaos`. The helpers here are copied and adapted from
+// test/bench/operator/env.go.
+package chaos
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	eventsv1 "github.com/giia/eventstream-operator/api/v1alpha1"
+)
+
+var scheme = runtime.NewScheme()
+
+func init() {
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		panic(err)
+	}
+	if err := eventsv1.AddToScheme(scheme); err != nil {
+		panic(err)
+	}
+}
+
+// root is the repository root (holding go.mod and bin/).
+var root string
+
+// The control plane is started once, on first use, and shared by the tests
+// that need it; each test runs its own manager restricted to its own
+// namespace (--watch-namespaces), so tests never see each other's objects.
+var kube struct {
+	once       sync.Once
+	err        error
+	env        *envtest.Environment
+	kubeconfig string
+	c          client.Client
+	dir        string
+}
+
+func TestMain(m *testing.M) {
+	var err error
+	if root, err = repoRoot(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	for _, b := range []string{"nats-server", "manager"} {
+		if _, err := os.Stat(filepath.Join(root, "bin", b)); err != nil {
+			fmt.Fprintf(os.Stderr, "bin/%s is missing: run `make test-chaos` (it builds it)\n", b)
+			os.Exit(1)
+		}
+	}
+	code := m.Run()
+	if kube.env != nil {
+		_ = kube.env.Stop()
+	}
+	if kube.dir != "" {
+		_ = os.RemoveAll(kube.dir)
+	}
+	os.Exit(code)
+}
+
+func repoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		data, err := os.ReadFile(filepath.Join(dir, "go.mod"))
+		if err == nil && bytes.Contains(data, []byte("module github.com/giia/eventstream-operator\n")) {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("repository root (go.mod of github.com/giia/eventstream-operator) not found")
+		}
+		dir = parent
+	}
+}
+
+// controlPlane starts envtest's etcd and kube-apiserver (once) with the CRDs.
+func controlPlane(t *testing.T) client.Client {
+	t.Helper()
+	kube.once.Do(func() {
+		if os.Getenv("KUBEBUILDER_ASSETS") == "" {
+			kube.err = errors.New("KUBEBUILDER_ASSETS is not set: run `make test-chaos`")
+			return
+		}
+		start := time.Now()
+		kube.dir, kube.err = os.MkdirTemp("", "chaos-kube-")
+		if kube.err != nil {
+			return
+		}
+		kube.env = &envtest.Environment{
+			CRDDirectoryPaths:        []string{filepath.Join(root, "config", "crd", "bases")},
+			ErrorIfCRDPathMissing:    true,
+			ControlPlaneStartTimeout: 2 * time.Minute,
+			ControlPlaneStopTimeout:  30 * time.Second,
+		}
+		if _, kube.err = kube.env.Start(); kube.err != nil {
+			_ = kube.env.Stop()
+			kube.env = nil
+			return
+		}
+		user, err := kube.env.AddUser(envtest.User{Name: "chaos", Groups: []string{"system:masters"}}, nil)
+		if err != nil {
+			kube.err = err
+			return
+		}
+		kc, err := user.KubeConfig()
+		if err != nil {
+			kube.err = err
+			return
+		}
+		kube.kubeconfig = filepath.Join(kube.dir, "kubeconfig")
+		if kube.err = os.WriteFile(kube.kubeconfig, kc, 0o600); kube.err != nil {
+			return
+		}
+		cfg := rest.CopyConfig(user.Config())
+		cfg.QPS, cfg.Burst = 500, 1000
+		kube.c, kube.err = client.New(cfg, client.Options{Scheme: scheme})
+		fmt.Printf("envtest control plane started in %.1fs\n", time.Since(start).Seconds())
+	})
+	if kube.err != nil {
+		t.Fatalf("envtest: %v", kube.err)
+	}
+	return kube.c
+}
+
+func createNamespace(t *testing.T, c client.Client, ns string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+		t.Fatalf("creating namespace %s: %v", ns, err)
+	}
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// ---- subprocesses ----
+
+// process is a subprocess a test started, its output in a log file.
+type process struct {
+	name string
+	cmd  *exec.Cmd
+	log  string
+	done chan struct{} // closed when it has exited
+}
+
+// startProcess starts bin with args. The child is SIGKILLed if the test
+// binary dies (Pdeathsig), so a panic or a go test -timeout leaves nothing.
+func startProcess(name, logPath string, env []string, bin string, args ...string) (*process, error) {
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Env = env
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return nil, fmt.Errorf("starting %s: %w", name, err)
+	}
+	p := &process{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
+	go func() {
+		_ = cmd.Wait()
+		logf.Close()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+func (p *process) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// kill sends SIGKILL and waits for the process to be gone.
+func (p *process) kill() {
+	if p.exited() {
+		return
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.done
+}
+
+// stop sends SIGTERM, then SIGKILL after grace.
+func (p *process) stop(grace time.Duration) {
+	if p.exited() {
+		return
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(grace):
+		p.kill()
+	}
+}
+
+// tail returns the last n lines of a file.
+func tail(path string, n int) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Sprintf("(cannot read %s: %v)", path, err)
+	}
+	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// ---- nats-server ----
+
+// natsServer is one bin/nats-server with JetStream on file storage. It can
+// be killed and started again on the same port and store.
+type natsServer struct {
+	name        string
+	dir         string
+	port        int
+	clusterPort int
+	conf        string
+	proc        *process
+	starts      int
+}
+
+func (s *natsServer) url() string { return fmt.Sprintf("nats://127.0.0.1:%d", s.port) }
+
+// newNATS writes the configuration of a server (routes: the cluster ports of
+// every member including this one; nil for a standalone server).
+func newNATS(t *testing.T, dir, name string, port, clusterPort int, routes []int) *natsServer {
+	t.Helper()
+	s := &natsServer{name: name, dir: filepath.Join(dir, name), port: port, clusterPort: clusterPort}
+	if err := os.MkdirAll(s.dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "server_name: %q\nlisten: \"127.0.0.1:%d\"\n", name, port)
+	// Every stream reserves its max bytes against max_file_store: 8 TiB.
+	fmt.Fprintf(&b, "jetstream {\n  store_dir: %q\n  max_file_store: 8796093022208\n  max_memory_store: 1073741824\n}\n",
+		filepath.Join(s.dir, "jetstream"))
+	if len(routes) > 0 {
+		fmt.Fprintf(&b, "cluster {\n  name: chaos\n  listen: \"127.0.0.1:%d\"\n  routes: [\n", clusterPort)
+		for _, r := range routes {
+			fmt.Fprintf(&b, "    \"nats-route://127.0.0.1:%d\"\n", r)
+		}
+		b.WriteString("  ]\n}\n")
+	}
+	s.conf = filepath.Join(s.dir, "nats.conf")
+	if err := os.WriteFile(s.conf, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// start runs the server and waits until its client port accepts connections.
+func (s *natsServer) start(t *testing.T) {
+	t.Helper()
+	if err := s.tryStart(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// tryStart is start for goroutines other than the test's.
+func (s *natsServer) tryStart() error {
+	s.starts++
+	logPath := filepath.Join(s.dir, "nats-server.log")
+	p, err := startProcess("nats-server "+s.name, logPath, os.Environ(),
+		filepath.Join(root, "bin", "nats-server"), "-c", s.conf)
+	if err != nil {
+		return err
+	}
+	s.proc = p
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", s.port), time.Second)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		if s.proc.exited() || time.Now().After(deadline) {
+			return fmt.Errorf("nats-server %s did not start: %v\n%s", s.name, err, tail(logPath, 30))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (s *natsServer) kill() {
+	if s.proc != nil {
+		s.proc.kill()
+	}
+}
+
+func (s *natsServer) stop() {
+	if s.proc != nil {
+		s.proc.stop(15 * time.Second)
+	}
+}
+
+// startStandalone starts one JetStream server in dir and registers its stop.
+func startStandalone(t *testing.T, dir string) *natsServer {
+	t.Helper()
+	s := newNATS(t, dir, "standalone", freePort(t), 0, nil)
+	s.start(t)
+	t.Cleanup(s.stop)
+	return s
+}
+
+// connect returns a connection that reconnects forever (quickly) and its
+// JetStream context; closed at cleanup.
+func connect(t *testing.T, url, name string) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	var nc *nats.Conn
+	var err error
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		nc, err = nats.Connect(url, nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("connecting to %s: %v", url, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nc, js
+}
+
+// waitJetStream waits until JetStream answers (a cluster needs a meta leader).
+func waitJetStream(t *testing.T, js jetstream.JetStream, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_, err := js.AccountInfo(ctx)
+		cancel()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("JetStream not available after %s: %v", within, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// ---- the manager ----
+
+type manager struct {
+	dir, natsURL, ns string
+	probePort        int
+	starts           int
+	proc             *process
+}
+
+func newManager(dir, natsURL, ns string) *manager {
+	return &manager{dir: dir, natsURL: natsURL, ns: ns}
+}
+
+func (m *manager) logPath() string {
+	return filepath.Join(m.dir, fmt.Sprintf("manager-%d.log", m.starts))
+}
+
+// start runs bin/manager against the shared control plane, watching only
+// m.ns, and waits until its controllers have started (waitReady: and it
+// reports ready, i.e. connected to NATS).
+func (m *manager) start(t *testing.T, waitReady bool) {
+	t.Helper()
+	m.starts++
+	m.probePort = freePort(t)
+	var err error
+	m.proc, err = startProcess("manager", m.logPath(), append(os.Environ(), "KUBECONFIG="+kube.kubeconfig),
+		filepath.Join(root, "bin", "manager"),
+		"--nats-url", m.natsURL,
+		"--watch-namespaces", m.ns,
+		"--metrics-bind-address", "0",
+		"--health-probe-bind-address", fmt.Sprintf("127.0.0.1:%d", m.probePort),
+		"--resync-interval", "30s",
+		"--max-concurrent-reconciles", "4")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		if m.proc.exited() {
+			t.Fatalf("bin/manager exited at start:\n%s", tail(m.logPath(), 40))
+		}
+		b, _ := os.ReadFile(m.logPath())
+		if bytes.Count(b, []byte("Starting workers")) >= 2 && (!waitReady || m.probe("/readyz")) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("bin/manager not started after 90s:\n%s", tail(m.logPath(), 40))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func (m *manager) probe(path string) bool {
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d%s", m.probePort, path))
+	if err != nil {
+		return false
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode == http.StatusOK
+}
+
+func (m *manager) kill() {
+	if m.proc != nil {
+		m.proc.kill()
+	}
+}
+
+func (m *manager) stop() {
+	if m.proc != nil {
+		m.proc.stop(15 * time.Second)
+	}
+}
+
+// startManager starts a manager for ns and stops it at cleanup (before the
+// nats-server, which was registered earlier).
+func startManager(t *testing.T, dir, natsURL, ns string) *manager {
+	t.Helper()
+	m := newManager(dir, natsURL, ns)
+	m.start(t, true)
+	t.Cleanup(m.stop)
+	return m
+}
+
+// ---- Kubernetes helpers ----
+
+func readyCond(o client.Object) *metav1.Condition {
+	switch x := o.(type) {
+	case *eventsv1.EventStream:
+		return meta.FindStatusCondition(x.Status.Conditions, eventsv1.ConditionReady)
+	case *eventsv1.EventConsumer:
+		return meta.FindStatusCondition(x.Status.Conditions, eventsv1.ConditionReady)
+	}
+	return nil
+}
+
+// isReadyNow: Ready=True for the current generation.
+func isReadyNow(o client.Object) bool {
+	c := readyCond(o)
+	return c != nil && c.Status == metav1.ConditionTrue && c.ObservedGeneration == o.GetGeneration()
+}
+
+func condString(o client.Object) string {
+	c := readyCond(o)
+	if c == nil {
+		return "no Ready condition"
+	}
+	return fmt.Sprintf("Ready=%s reason=%s gen=%d/%d: %s", c.Status, c.Reason, c.ObservedGeneration, o.GetGeneration(), c.Message)
+}
+
+// eventually polls fn every interval until it returns nil or within ends;
+// it returns the last error.
+func eventually(within, interval time.Duration, fn func() error) error {
+	deadline := time.Now().Add(within)
+	for {
+		err := fn()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(interval)
+	}
+}
+
+func getStream(c client.Client, ns, name string) (*eventsv1.EventStream, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var s eventsv1.EventStream
+	err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &s)
+	return &s, err
+}
+
+// waitStreamReady waits until the EventStream is Ready for its generation.
+func waitStreamReady(t *testing.T, c client.Client, ns, name string, within time.Duration) *eventsv1.EventStream {
+	t.Helper()
+	var last *eventsv1.EventStream
+	err := eventually(within, 200*time.Millisecond, func() error {
+		s, err := getStream(c, ns, name)
+		if err != nil {
+			return err
+		}
+		last = s
+		if !isReadyNow(s) {
+			return fmt.Errorf("%s/%s: %s", ns, name, condString(s))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("EventStream not Ready within %s: %v", within, err)
+	}
+	return last
+}
+
+// streamInfo asks JetStream about a stream with a short timeout.
+func streamInfo(js jetstream.JetStream, name string) (*jetstream.StreamInfo, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s, err := js.Stream(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	return s.Info(ctx)
+}
+
+// eventIDs reads every message of a stream with an ordered consumer and
+// returns how many there are and how often each ce-id occurs.
+func eventIDs(t *testing.T, js jetstream.JetStream, stream string) (int, map[string]int) {
+	t.Helper()
+	info, err := streamInfo(js, stream)
+	if err != nil {
+		t.Fatalf("stream info %s: %v", stream, err)
+	}
+	want := int(info.State.Msgs)
+	ids := make(map[string]int, want)
+	if want == 0 {
+		return 0, ids
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cons, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatalf("ordered consumer on %s: %v", stream, err)
+	}
+	n := 0
+	for empty := 0; n < want; {
+		batch, err := cons.Fetch(1000, jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			t.Fatalf("reading %s after %d of %d messages: %v", stream, n, want, err)
+		}
+		got := 0
+		for m := range batch.Messages() {
+			got++
+			ids[m.Headers().Get("ce-id")]++
+		}
+		n += got
+		if got == 0 {
+			if empty++; empty >= 6 {
+				t.Fatalf("reading %s: stuck after %d of %d messages (%v)", stream, n, want, batch.Error())
+			}
+		}
+	}
+	return n, ids
+}
+
+// dupes counts IDs seen more than once and the extra copies.
+func dupes(ids map[string]int) (ids2 int, extra int) {
+	for _, n := range ids {
+		if n > 1 {
+			ids2++
+			extra += n - 1
+		}
+	}
+	return
+}
+
+// eventIDsByGet is eventIDs by direct STREAM.MSG.GET of every sequence: it
+// needs only the stream leader, no consumer (creating one waits for the
+// meta leader and a placement, which a degraded cluster may not give).
+func eventIDsByGet(t *testing.T, js jetstream.JetStream, stream string) (int, map[string]int) {
+	t.Helper()
+	info, err := streamInfo(js, stream)
+	if err != nil {
+		t.Fatalf("stream info %s: %v", stream, err)
+	}
+	ids := make(map[string]int, info.State.Msgs)
+	n := 0
+	if info.State.Msgs == 0 {
+		return 0, ids
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
+		var m *jetstream.RawStreamMsg
+		err := eventually(30*time.Second, 200*time.Millisecond, func() error {
+			gctx, gcancel := context.WithTimeout(ctx, 5*time.Second)
+			defer gcancel()
+			var err error
+			m, err = s.GetMsg(gctx, seq)
+			if errors.Is(err, jetstream.ErrMsgNotFound) {
+				return nil // deleted: not a message
+			}
+			return err
+		})
+		if err != nil {
+			t.Fatalf("reading %s sequence %d: %v", stream, seq, err)
+		}
+		if m != nil {
+			n++
+			ids[m.Header.Get("ce-id")]++
+		}
+	}
+	return n, ids
+}
