@@ -155,6 +155,17 @@ BENCH_ARGS ?=
 bench: build nats-server envtest ## Benchmark the operator (envtest API server, bin/nats-server, bin/manager) and the library; e.g. BENCH_ARGS="-quick -runs 1".
 	KUBEBUILDER_ASSETS="$$(hack/envtest/build.sh)" go run ./test/bench/operator $(BENCH_ARGS)
 
+##@ Fuzzing
+
+FUZZTIME ?= 20s
+
+.PHONY: test-fuzz
+test-fuzz: ## Run every fuzz target for FUZZTIME each (event decoder, fast JSON path, spec → JetStream translation).
+	go test ./pkg/events/ -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
+	go test ./pkg/events/ -run '^$$' -fuzz '^FuzzFastJSON$$' -fuzztime $(FUZZTIME)
+	go test ./internal/controller/ -run '^$$' -fuzz '^FuzzStreamConfig$$' -fuzztime $(FUZZTIME)
+	go test ./internal/controller/ -run '^$$' -fuzz '^FuzzConsumerConfig$$' -fuzztime $(FUZZTIME)
+
 ##@ Chaos
 
 .PHONY: test-chaos
