@@ -454,6 +454,7 @@ var _ = Describe("EventStream controller", Ordered, func() {
 			Expect(cols).To(Equal([]string{"Name", "Stream", "Subjects", "Messages", "Ready", "Age"}))
 			Expect(table.Rows).To(HaveLen(1))
 			Expect(table.Rows[0].Cells[1]).To(Equal(evs.JetStreamName()))
+			Expect(table.Rows[0].Cells[2]).To(Equal(evs.Name+".>"), "subjects print as they are, not as escaped JSON")
 			Expect(table.Rows[0].Cells[4]).To(Equal("True"))
 		})
 	})
