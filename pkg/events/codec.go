@@ -302,22 +302,8 @@ func decodeBinary(h nats.Header, body []byte) (*Event, error) {
 			e.Extensions[name] = v
 		}
 	}
-	if !seenSpec {
-		return nil, &ValidationError{Field: "specversion", Reason: "missing (no ce-specversion header and not a structured message)"}
-	}
-	if specVersion != SpecVersion {
-		return nil, &ValidationError{Field: "specversion", Reason: fmt.Sprintf("unsupported CloudEvents version %q", specVersion)}
-	}
-	if !seenTime {
-		return nil, &ValidationError{Field: "timestamp", Reason: "missing ce-time"}
-	}
-	if err := e.setTime(timeStr); err != nil {
-		return nil, err
-	}
-	if !seenSchema {
-		e.SchemaVersion = SchemaVersionDefault
-	}
-	if err := checkContentType(contentType); err != nil {
+	if err := e.checkRequired(seenSpec, specVersion, seenTime, timeStr, seenSchema, contentType,
+		"missing (no ce-specversion header and not a structured message)", "missing ce-time"); err != nil {
 		return nil, err
 	}
 	if err := e.setData(body); err != nil {
@@ -413,22 +399,8 @@ func decodeStructured(body []byte) (*Event, error) {
 			*a.seen = ok
 		}
 	}
-	if !seenSpec {
-		return nil, &ValidationError{Field: "specversion", Reason: "missing"}
-	}
-	if specVersion != SpecVersion {
-		return nil, &ValidationError{Field: "specversion", Reason: fmt.Sprintf("unsupported CloudEvents version %q", specVersion)}
-	}
-	if !seenTime {
-		return nil, &ValidationError{Field: "timestamp", Reason: "missing time"}
-	}
-	if err := e.setTime(timeStr); err != nil {
-		return nil, err
-	}
-	if !seenSchema {
-		e.SchemaVersion = SchemaVersionDefault
-	}
-	if err := checkContentType(contentType); err != nil {
+	if err := e.checkRequired(seenSpec, specVersion, seenTime, timeStr, seenSchema, contentType,
+		"missing", "missing time"); err != nil {
 		return nil, err
 	}
 	raw, hasData := doc["data"]
@@ -586,4 +558,28 @@ func encodedSize(msg *nats.Msg) int {
 		}
 	}
 	return n
+}
+
+// checkRequired finishes decoding the attributes both modes share: the spec
+// version and time are required, the schema version defaults, and the content
+// type must be JSON. missingSpec and missingTime say, in the mode's terms,
+// what was absent.
+func (e *Event) checkRequired(seenSpec bool, specVersion string, seenTime bool, timeStr string,
+	seenSchema bool, contentType, missingSpec, missingTime string) error {
+	if !seenSpec {
+		return &ValidationError{Field: "specversion", Reason: missingSpec}
+	}
+	if specVersion != SpecVersion {
+		return &ValidationError{Field: "specversion", Reason: fmt.Sprintf("unsupported CloudEvents version %q", specVersion)}
+	}
+	if !seenTime {
+		return &ValidationError{Field: "timestamp", Reason: missingTime}
+	}
+	if err := e.setTime(timeStr); err != nil {
+		return err
+	}
+	if !seenSchema {
+		e.SchemaVersion = SchemaVersionDefault
+	}
+	return checkContentType(contentType)
 }
