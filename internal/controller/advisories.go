@@ -143,6 +143,13 @@ func (t *Triggers) subscribeLocked(nc *nats.Conn) error {
 		}
 		t.subs[nc] = append(t.subs[nc], sub)
 	}
+	// Make sure the server has the subscriptions before the first write
+	// made over this connection, whose advisory must not be missed.
+	if nc.IsConnected() {
+		if err := nc.FlushTimeout(2 * time.Second); err != nil {
+			t.log.Info("advisory subscriptions not confirmed yet", "error", err.Error())
+		}
+	}
 	return nil
 }
 
