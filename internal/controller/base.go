@@ -125,7 +125,9 @@ func (r *reconciler) event(obj client.Object, eventType, reason, action, note st
 	}
 }
 
-// ensureFinalizer adds the finalizer with one optimistic-locked patch.
+// ensureFinalizer adds the finalizer with one optimistic-locked patch. Where
+// the finalizer MutatingAdmissionPolicy is installed (config/admission, the
+// chart) the API server has added it at create, and this writes nothing.
 func (r *reconciler) ensureFinalizer(ctx context.Context, obj client.Object) error {
 	if controllerutil.ContainsFinalizer(obj, eventsv1.Finalizer) {
 		return nil

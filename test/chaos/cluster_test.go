@@ -28,10 +28,8 @@ func TestClusterLeaderKilled(t *testing.T) {
 	c := controlPlane(t)
 	dir := t.TempDir()
 	const n = 3
-	ports, cports := make([]int, n), make([]int, n)
-	for i := range n {
-		ports[i], cports[i] = freePort(t), freePort(t)
-	}
+	free := freePorts(t, 2*n)
+	ports, cports := free[:n], free[n:]
 	servers := map[string]*natsServer{}
 	var urls []string
 	for i := range n {

@@ -20,9 +20,11 @@ import (
 	"strings"
 	"testing"
 
+	admissionv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
@@ -782,4 +784,54 @@ func TestDockerfileBuildRuns(t *testing.T) {
 // expandDefault evaluates ${VAR:-default} and ${VAR} (build args, unset here).
 func expandDefault(v string) string {
 	return regexp.MustCompile(`\$\{[A-Za-z_][A-Za-z0-9_]*(:-([^}]*))?\}`).ReplaceAllString(v, "$2")
+}
+
+// finalizerPolicy returns the policy and binding in objs (nil when absent).
+func finalizerPolicy(t *testing.T, objs []*unstructured.Unstructured) (*admissionv1.MutatingAdmissionPolicy, *admissionv1.MutatingAdmissionPolicyBinding) {
+	t.Helper()
+	ps, bs := ofKind(objs, "MutatingAdmissionPolicy"), ofKind(objs, "MutatingAdmissionPolicyBinding")
+	if len(ps) != len(bs) || len(ps) > 1 {
+		t.Fatalf("want at most one MutatingAdmissionPolicy and its binding, got %d and %d", len(ps), len(bs))
+	}
+	if len(ps) == 0 {
+		return nil, nil
+	}
+	return convert[admissionv1.MutatingAdmissionPolicy](t, ps[0]), convert[admissionv1.MutatingAdmissionPolicyBinding](t, bs[0])
+}
+
+func TestFinalizerAdmissionPolicy(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join(root(t), "config", "admission", "finalizer_policy.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantPolicy, _ := finalizerPolicy(t, decodeAll(t, string(data)))
+	if wantPolicy == nil {
+		t.Fatal("config/admission/finalizer_policy.yaml has no MutatingAdmissionPolicy")
+	}
+
+	policy, binding := finalizerPolicy(t, render(t))
+	if policy == nil {
+		t.Fatal("the chart renders no finalizer MutatingAdmissionPolicy by default")
+	}
+	if !reflect.DeepEqual(policy.Spec, wantPolicy.Spec) {
+		t.Errorf("the chart's policy spec differs from config/admission/finalizer_policy.yaml\n got: %+v\nwant: %+v", policy.Spec, wantPolicy.Spec)
+	}
+	if binding.Spec.PolicyName != policy.Name {
+		t.Errorf("binding %s names policy %q, want %q", binding.Name, binding.Spec.PolicyName, policy.Name)
+	}
+	if binding.Spec.MatchResources != nil {
+		t.Errorf("all namespaces watched, yet the binding narrows its match: %+v", binding.Spec.MatchResources)
+	}
+
+	// Namespaced mode: the finalizer only where this operator removes it.
+	_, binding = finalizerPolicy(t, render(t, "watchNamespaces={a,b}"))
+	want := &admissionv1.MatchResources{NamespaceSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
+		Key: "kubernetes.io/metadata.name", Operator: metav1.LabelSelectorOpIn, Values: []string{"a", "b"}}}}}
+	if binding == nil || !reflect.DeepEqual(binding.Spec.MatchResources, want) {
+		t.Errorf("watchNamespaces={a,b}: binding match %+v, want %+v", binding, want)
+	}
+
+	if p, _ := finalizerPolicy(t, render(t, "admissionPolicy.enabled=false")); p != nil {
+		t.Errorf("admissionPolicy.enabled=false, yet %s rendered", p.Name)
+	}
 }

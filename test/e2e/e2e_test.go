@@ -49,6 +49,7 @@ const (
 	samplesNS    = "default"
 	ownerKey     = "events.giia.io/owner"
 	uidKey       = "events.giia.io/uid"
+	finalizer    = "events.giia.io/finalizer"
 	overallLimit = 13 * time.Minute // below go test -timeout 15m, so cleanup always runs
 )
 
@@ -307,6 +308,66 @@ func (s *suite) helmInstall() error {
 	if _, err := s.kubectl(30*time.Second, "get", "serviceaccount", "-n", releaseNS, s.saName); err != nil {
 		return err
 	}
+	return s.waitFinalizerPolicy()
+}
+
+// waitFinalizerPolicy waits until the chart's MutatingAdmissionPolicy adds
+// the finalizer to a new EventStream (server-side dry-run creates): from
+// then on the operator needs no write of its own before the first status.
+func (s *suite) waitFinalizerPolicy() error {
+	probe := filepath.Join(s.work, "policy-probe.yaml")
+	doc := "apiVersion: events.giia.io/v1alpha1\nkind: EventStream\nmetadata:\n  name: policy-probe\n  namespace: " +
+		samplesNS + "\nspec:\n  subjects: [\"probe.>\"]\n"
+	if err := os.WriteFile(probe, []byte(doc), 0o600); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out, err := s.kubectlQuiet(30*time.Second, "create", "--dry-run=server", "-f", probe, "-o", "jsonpath={.metadata.finalizers}")
+		if err == nil && strings.Contains(out, finalizer) {
+			logf(s.t, s.start, "the finalizer policy is in force: a new EventStream gets %s", out)
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("a new EventStream did not get the finalizer %s from the chart's MutatingAdmissionPolicy within 30s (finalizers %q, error %v)", finalizer, out, err)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// checkOperatorWroteNoMetadata checks, from managedFields, that the operator
+// wrote only the status of the samples: the admission policy had already
+// put the finalizer in place when they were created.
+func (s *suite) checkOperatorWroteNoMetadata() error {
+	out, err := s.kubectlQuiet(30*time.Second, "get", "evs,evc", "-n", samplesNS, "-o", "json", "--show-managed-fields")
+	if err != nil {
+		return err
+	}
+	list := &unstructured.UnstructuredList{}
+	if err := list.UnmarshalJSON([]byte(out)); err != nil {
+		return fmt.Errorf("decoding the samples: %w", err)
+	}
+	if len(list.Items) == 0 {
+		return errors.New("no samples found")
+	}
+	for _, o := range list.Items {
+		if !slices.Contains(o.GetFinalizers(), finalizer) {
+			return fmt.Errorf("%s/%s has no finalizer %s: %v", o.GetKind(), o.GetName(), finalizer, o.GetFinalizers())
+		}
+		statusWrites := 0
+		for _, mf := range o.GetManagedFields() {
+			if mf.Subresource == "status" {
+				statusWrites++
+			}
+			if mf.Subresource == "" && !strings.HasPrefix(mf.Manager, "kubectl") {
+				return fmt.Errorf("%s/%s: %q wrote its metadata or spec (managedFields %s); with the admission policy the operator writes only status",
+					o.GetKind(), o.GetName(), mf.Manager, mf.FieldsV1.String())
+			}
+		}
+		if statusWrites == 0 {
+			return fmt.Errorf("%s/%s: managedFields show no status write, so they cannot tell who wrote what", o.GetKind(), o.GetName())
+		}
+	}
 	return nil
 }
 
@@ -371,12 +432,11 @@ func (s *suite) startManager() error {
 	}
 	logf(s.t, s.start, "as %s: can-i create pods: no (RBAC in effect)", sa)
 
-	if s.probePort, err = freePort(); err != nil {
+	ports, err := freePorts(2)
+	if err != nil {
 		return err
 	}
-	if s.metricsPort, err = freePort(); err != nil {
-		return err
-	}
+	s.probePort, s.metricsPort = ports[0], ports[1]
 	// The chart's args, with the listeners moved to free loopback ports.
 	var args []string
 	for _, a := range s.chartArgs {
@@ -480,7 +540,7 @@ func (s *suite) applySamples() error {
 		logf(s.t, s.start, "all %s Ready after %s", kind, time.Since(begin).Round(time.Millisecond))
 	}
 	_, _ = s.kubectl(30*time.Second, "get", "evs,evc", "-n", samplesNS, "-o", "wide")
-	return nil
+	return s.checkOperatorWroteNoMetadata()
 }
 
 // uids returns resource name -> UID for a kind in the samples namespace.

@@ -19,11 +19,15 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	eventsv1 "github.com/giia/eventstream-operator/api/v1alpha1"
@@ -103,6 +107,12 @@ func startEnv(ctx context.Context, root, assets, dir string) (*env, error) {
 		e.stop()
 		return nil, err
 	}
+	if *admissionPolicy {
+		if err := e.installAdmissionPolicy(ctx); err != nil {
+			e.stop()
+			return nil, err
+		}
+	}
 	if err := e.startNATS(ctx); err != nil {
 		e.stop()
 		return nil, err
@@ -110,13 +120,69 @@ func startEnv(ctx context.Context, root, assets, dir string) (*env, error) {
 	return e, nil
 }
 
+// installAdmissionPolicy applies config/admission (the finalizer
+// MutatingAdmissionPolicy that config/default and the chart install) and
+// waits until the API server enforces it, probing with dry-run creates.
+func (e *env) installAdmissionPolicy(ctx context.Context) error {
+	data, err := os.ReadFile(filepath.Join(e.root, "config", "admission", "finalizer_policy.yaml"))
+	if err != nil {
+		return err
+	}
+	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
+	for {
+		u := &unstructured.Unstructured{}
+		if err := dec.Decode(&u.Object); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			return fmt.Errorf("config/admission: %w", err)
+		}
+		if len(u.Object) == 0 {
+			continue
+		}
+		if err := e.c.Create(ctx, u); err != nil {
+			return fmt.Errorf("installing %s %s: %w", u.GetKind(), u.GetName(), err)
+		}
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		probe := &eventsv1.EventStream{
+			ObjectMeta: metav1.ObjectMeta{Name: "admission-probe", Namespace: "default"},
+			Spec:       eventsv1.EventStreamSpec{Subjects: []string{"admission.probe.>"}},
+		}
+		// Until the CRD is served and the policy loaded, the probe errs or
+		// comes back without the finalizer.
+		err := e.c.Create(ctx, probe, client.DryRunAll)
+		if err == nil && controllerutil.ContainsFinalizer(probe, eventsv1.Finalizer) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the finalizer MutatingAdmissionPolicy was not enforced within 30s (last probe error: %v)", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	ports, err := freePorts(1)
 	if err != nil {
 		return 0, err
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return ports[0], nil
+}
+
+// freePorts returns n distinct free loopback ports: every listener stays
+// open until all are chosen, so two calls cannot get the same port.
+func freePorts(n int) ([]int, error) {
+	ports := make([]int, 0, n)
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		defer l.Close()
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
 }
 
 func (e *env) startNATS(ctx context.Context) error {
@@ -167,13 +233,11 @@ func (e *env) startNATS(ctx context.Context) error {
 // startManager runs bin/manager against this env and waits until both
 // controllers have started their workers.
 func (e *env) startManager(ctx context.Context, resync time.Duration, workers int) error {
-	var err error
-	if e.metricsPort, err = freePort(); err != nil {
+	ports, err := freePorts(2)
+	if err != nil {
 		return err
 	}
-	if e.probePort, err = freePort(); err != nil {
-		return err
-	}
+	e.metricsPort, e.probePort = ports[0], ports[1]
 	e.mgrStarts++
 	e.mgrLog = filepath.Join(e.dir, fmt.Sprintf("manager-%d.log", e.mgrStarts))
 	logf, err := os.Create(e.mgrLog)

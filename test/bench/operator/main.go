@@ -53,6 +53,7 @@ var (
 	timeout         = flag.Duration("timeout", 5*time.Minute, "limit of each convergence (reported as timeout)")
 	scenarios       = flag.String("scenarios", "convergence,floor,steady,memory,drift,library", "scenarios to run")
 	libraryArgs     = flag.String("library-args", "", "extra arguments for go run ./test/bench/library")
+	admissionPolicy = flag.Bool("admission-policy", true, "install config/admission (the finalizer MutatingAdmissionPolicy), as config/default and the chart do")
 	keep            = flag.Bool("keep", false, "keep the temporary directory (manager and nats-server logs)")
 	verbose         = flag.Bool("v", false, "print every run's diagnostic values, not only the medians")
 )

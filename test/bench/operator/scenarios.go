@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -271,7 +272,16 @@ func (e *env) floor(ctx context.Context, ns string, objs []client.Object, setSta
 		defer cancel()
 		return jsCreate(cctx, i)
 	}))
-	// Clean up (untimed): no finalizers, as nothing reconciled them.
+	// Clean up (untimed). Nothing reconciles these objects, so the finalizer
+	// the admission policy added on create is dropped first.
+	_, _, _ = parallelDo(len(objs), parallel, func(i int) error {
+		if len(objs[i].GetFinalizers()) == 0 {
+			return nil
+		}
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		return e.c.Patch(cctx, objs[i], client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"finalizers":null}}`)))
+	})
 	_ = e.c.DeleteAllOf(ctx, objs[0].DeepCopyObject().(client.Object), client.InNamespace(ns))
 	for range 120 {
 		l := listFor(objs[0])()
