@@ -238,8 +238,9 @@ wait_for control-plane 180 "the API server" test -s "$kubeconfig"
 wait_for control-plane 60 "the API server's /readyz" kubectl get --raw /readyz
 info "API server ready: $(kubectl config view --minify -o jsonpath='{.clusters[0].cluster.server}') ($(elapsed))"
 
-step "installing the CRDs (config/crd/bases)"
+step "installing the CRDs (config/crd/bases) and the finalizer admission policy (config/admission)"
 kubectl apply -f config/crd/bases | sed 's/^/    /'
+kubectl apply -k config/admission | sed 's/^/    /'
 kubectl wait --for=condition=Established --timeout=60s -f config/crd/bases | sed 's/^/    /'
 
 step "starting the manager"
