@@ -109,9 +109,16 @@ func (c *encoder) encode(msg *nats.Msg, e *Event, mode Mode, msgID string) error
 }
 
 // marshal writes v's JSON to the buffer (json.Marshal's output, without the
-// copy Marshal makes) and returns it.
+// copy Marshal makes) and returns it. Event data is written by appendJSON
+// when it can, by encoding/json otherwise.
 func (c *encoder) marshal(v any) ([]byte, error) {
 	c.buf.Reset()
+	if b, ok := appendJSON(c.buf.AvailableBuffer(), v); ok {
+		// b is in the buffer's array, or in a larger one append made: make
+		// it the buffer's content either way, so the next event reuses it.
+		c.buf = *bytes.NewBuffer(b)
+		return b, nil
+	}
 	if c.json == nil {
 		c.json = json.NewEncoder(&c.buf)
 	}

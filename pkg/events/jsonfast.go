@@ -2,7 +2,10 @@ package events
 
 import (
 	"encoding/json"
+	"math"
+	"slices"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -222,4 +225,338 @@ func (p *fastParser) number() (any, bool) {
 	}
 	p.pos = i
 	return f, true
+}
+
+// appendJSON appends v's JSON to dst byte for byte as json.NewEncoder(w).
+// Encode(v) writes it (HTML escaping on), less the trailing newline, but
+// without reflection: publishers encode every event's data, and
+// encoding/json's map and interface encoders (and its key sorting) were
+// about a quarter of the library's cost of a publish. It handles what event
+// data is made of: nil, bools, strings, the built-in numeric types,
+// json.Number, map[string]any, map[string]string, []any, []string and
+// []map[string]any. On anything else (structs, pointers, Marshalers, named
+// types, NaN or infinite floats, nesting deeper than maxFastDepth) it
+// reports false, and the caller must discard what was appended and encode
+// the whole value with encoding/json, so that behaviour and error messages
+// stay the standard library's; FuzzFastJSONEncode checks the two agree.
+func appendJSON(dst []byte, v any) ([]byte, bool) {
+	return appendValue(dst, v, 0)
+}
+
+func appendValue(dst []byte, v any, depth int) ([]byte, bool) {
+	switch v := v.(type) {
+	case nil:
+		return append(dst, "null"...), true
+	case string:
+		return appendString(dst, v), true
+	case bool:
+		return strconv.AppendBool(dst, v), true
+	case float64:
+		return appendFloat(dst, v, 64)
+	case float32:
+		return appendFloat(dst, float64(v), 32)
+	case int:
+		return strconv.AppendInt(dst, int64(v), 10), true
+	case int8:
+		return strconv.AppendInt(dst, int64(v), 10), true
+	case int16:
+		return strconv.AppendInt(dst, int64(v), 10), true
+	case int32:
+		return strconv.AppendInt(dst, int64(v), 10), true
+	case int64:
+		return strconv.AppendInt(dst, v, 10), true
+	case uint:
+		return strconv.AppendUint(dst, uint64(v), 10), true
+	case uint8:
+		return strconv.AppendUint(dst, uint64(v), 10), true
+	case uint16:
+		return strconv.AppendUint(dst, uint64(v), 10), true
+	case uint32:
+		return strconv.AppendUint(dst, uint64(v), 10), true
+	case uint64:
+		return strconv.AppendUint(dst, v, 10), true
+	case uintptr:
+		return strconv.AppendUint(dst, uint64(v), 10), true
+	case json.Number:
+		return appendNumber(dst, v)
+	case map[string]any:
+		return appendObject(dst, v, depth)
+	case map[string]string:
+		return appendStringObject(dst, v), true
+	case []any:
+		return appendArray(dst, v, depth)
+	case []string:
+		return appendStringArray(dst, v), true
+	case []map[string]any:
+		return appendObjectArray(dst, v, depth)
+	}
+	return dst, false
+}
+
+// keysOnStack is how many members an object may have before sorting them
+// allocates: they are gathered in an array on the encoding function's
+// stack, and event data rarely has more at one level.
+const keysOnStack = 16
+
+// member is an object member, gathered with its key so that writing the
+// sorted members needs no map lookups.
+type member[V any] struct {
+	key string
+	val V
+}
+
+// sortedMembers appends m's members to ms in the order encoding/json writes
+// them: sorted by key, compared as strings (byte by byte).
+func sortedMembers[V any](ms []member[V], m map[string]V) []member[V] {
+	for k, v := range m {
+		ms = append(ms, member[V]{k, v})
+	}
+	slices.SortFunc(ms, func(a, b member[V]) int { return strings.Compare(a.key, b.key) })
+	return ms
+}
+
+func appendObject(dst []byte, m map[string]any, depth int) ([]byte, bool) {
+	if m == nil {
+		return append(dst, "null"...), true
+	}
+	if depth > maxFastDepth {
+		return dst, false // maybe a cycle: encoding/json reports it
+	}
+	var onStack [keysOnStack]member[any]
+	dst = append(dst, '{')
+	for i, kv := range sortedMembers(onStack[:0], m) {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = append(appendString(dst, kv.key), ':')
+		var ok bool
+		if dst, ok = appendValue(dst, kv.val, depth+1); !ok {
+			return dst, false
+		}
+	}
+	return append(dst, '}'), true
+}
+
+// appendStringObject is appendObject for map[string]string, which event
+// data built by hand often holds (labels, attributes).
+func appendStringObject(dst []byte, m map[string]string) []byte {
+	if m == nil {
+		return append(dst, "null"...)
+	}
+	var onStack [keysOnStack]member[string]
+	dst = append(dst, '{')
+	for i, kv := range sortedMembers(onStack[:0], m) {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = append(appendString(dst, kv.key), ':')
+		dst = appendString(dst, kv.val)
+	}
+	return append(dst, '}')
+}
+
+func appendArray(dst []byte, a []any, depth int) ([]byte, bool) {
+	if a == nil {
+		return append(dst, "null"...), true
+	}
+	if depth > maxFastDepth {
+		return dst, false
+	}
+	dst = append(dst, '[')
+	for i, v := range a {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		var ok bool
+		if dst, ok = appendValue(dst, v, depth+1); !ok {
+			return dst, false
+		}
+	}
+	return append(dst, ']'), true
+}
+
+func appendStringArray(dst []byte, a []string) []byte {
+	if a == nil {
+		return append(dst, "null"...)
+	}
+	dst = append(dst, '[')
+	for i, s := range a {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = appendString(dst, s)
+	}
+	return append(dst, ']')
+}
+
+func appendObjectArray(dst []byte, a []map[string]any, depth int) ([]byte, bool) {
+	if a == nil {
+		return append(dst, "null"...), true
+	}
+	if depth > maxFastDepth {
+		return dst, false
+	}
+	dst = append(dst, '[')
+	for i, m := range a {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		var ok bool
+		if dst, ok = appendObject(dst, m, depth+1); !ok {
+			return dst, false
+		}
+	}
+	return append(dst, ']'), true
+}
+
+// appendFloat formats f as encoding/json does (like ES6 Number to string:
+// 'f' format unless the exponent is below -6 or at least 21, with the
+// exponent not padded to two digits). bits is the type's size: a float32 is
+// formatted with the shortest digits that round-trip as float32, and its
+// cutoffs compared in float32. NaN and infinities are left to
+// encoding/json, whose error they are.
+func appendFloat(dst []byte, f float64, bits int) ([]byte, bool) {
+	if math.IsInf(f, 0) || math.IsNaN(f) {
+		return dst, false
+	}
+	abs := math.Abs(f)
+	format := byte('f')
+	if abs != 0 {
+		if bits == 64 && (abs < 1e-6 || abs >= 1e21) || bits == 32 && (float32(abs) < 1e-6 || float32(abs) >= 1e21) {
+			format = 'e'
+		}
+	}
+	dst = strconv.AppendFloat(dst, f, format, -1, bits)
+	if format == 'e' {
+		// strconv pads the exponent to two digits, encoding/json does not:
+		// e-07 becomes e-7. A positive exponent is at least 21 here.
+		if n := len(dst); dst[n-4] == 'e' && dst[n-3] == '-' && dst[n-2] == '0' {
+			dst[n-2] = dst[n-1]
+			dst = dst[:n-1]
+		}
+	}
+	return dst, true
+}
+
+// appendNumber writes a json.Number as it is, like encoding/json, which
+// writes the empty Number as 0 and refuses one that is not a JSON number
+// (left to it, for its error).
+func appendNumber(dst []byte, n json.Number) ([]byte, bool) {
+	if n == "" {
+		return append(dst, '0'), true
+	}
+	if !isNumber(string(n)) {
+		return dst, false
+	}
+	return append(dst, n...), true
+}
+
+// isNumber reports whether s is exactly one JSON number (strict grammar).
+func isNumber(s string) bool {
+	i := 0
+	if i < len(s) && s[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(s) && s[i] == '0':
+		i++
+	case i < len(s) && '1' <= s[i] && s[i] <= '9':
+		i = skipDigits(s, i)
+	default:
+		return false
+	}
+	if i < len(s) && s[i] == '.' {
+		if j := skipDigits(s, i+1); j > i+1 {
+			i = j
+		} else {
+			return false
+		}
+	}
+	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
+		i++
+		if i < len(s) && (s[i] == '+' || s[i] == '-') {
+			i++
+		}
+		if j := skipDigits(s, i); j > i {
+			i = j
+		} else {
+			return false
+		}
+	}
+	return i == len(s)
+}
+
+func skipDigits(s string, i int) int {
+	for i < len(s) && '0' <= s[i] && s[i] <= '9' {
+		i++
+	}
+	return i
+}
+
+// htmlSafe[b] reports whether the ASCII byte b goes into a JSON string as
+// it is: json.Encoder escapes control characters, '"' and '\\', and, with
+// HTML escaping on (its default, which the wire format has always had),
+// '<', '>' and '&'.
+var htmlSafe = func() (t [utf8.RuneSelf]bool) {
+	for b := ' '; b < utf8.RuneSelf; b++ {
+		t[b] = b != '"' && b != '\\' && b != '<' && b != '>' && b != '&'
+	}
+	return t
+}()
+
+const hexDigits = "0123456789abcdef"
+
+// appendString writes s as a JSON string exactly as encoding/json does with
+// HTML escaping: the short escapes for \b \f \n \r \t, \u00XX for the
+// other unsafe ASCII bytes, \ufffd for each invalid UTF-8 byte, and \u2028
+// and \u2029 (valid JSON, but not valid JavaScript) escaped. Runs of safe
+// bytes are copied at once.
+func appendString(dst []byte, s string) []byte {
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		b := s[i]
+		if b < utf8.RuneSelf {
+			if htmlSafe[b] {
+				i++
+				continue
+			}
+			dst = append(dst, s[start:i]...)
+			switch b {
+			case '\\', '"':
+				dst = append(dst, '\\', b)
+			case '\b':
+				dst = append(dst, '\\', 'b')
+			case '\f':
+				dst = append(dst, '\\', 'f')
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', hexDigits[b>>4], hexDigits[b&0xF])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, `\ufffd`...)
+		case r == '\u2028' || r == '\u2029':
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
+		default:
+			i += size
+			continue
+		}
+		i += size
+		start = i
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
 }

@@ -8,6 +8,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"log"
@@ -41,6 +42,8 @@ var (
 	only       = flag.String("only", "", "run only scenarios whose name contains this")
 	cpuprofile = flag.String("cpuprofile", "", "write a CPU profile here")
 	rawCE      = flag.Bool("raw-ce-headers", false, "raw publishes carry the same ce- headers as the library's (shows the wire format's own cost)")
+	structured = flag.Bool("structured", false, "the library publishes in structured mode (the whole event as JSON in the body) instead of binary mode")
+	rawPre     = flag.Bool("raw-preencoded", false, "raw publishes send one pre-encoded body instead of marshalling the data per message")
 )
 
 type bench struct {
@@ -48,7 +51,7 @@ type bench struct {
 	nc        *nats.Conn
 	pub       *events.Publisher
 	data      map[string]any
-	body      []byte      // data as JSON, for the raw publishes
+	body      []byte      // data as JSON, for -raw-preencoded
 	ceHeaders nats.Header // a library message's headers, for -raw-ce-headers
 }
 
@@ -94,7 +97,11 @@ func main() {
 		log.Fatal(err)
 	}
 	defer pubConn.Close()
-	pub, err := events.NewPublisher(pubConn)
+	var popts []events.PublisherOption
+	if *structured {
+		popts = append(popts, events.WithStructuredMode())
+	}
+	pub, err := events.NewPublisher(pubConn, popts...)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -202,16 +209,25 @@ func (b *bench) rawSync() float64 {
 	return rate(start)
 }
 
-// rawMsg is the raw side's message: the pre-encoded body and Nats-Msg-Id,
-// plus, with -raw-ce-headers, a copy of the library's ce- headers.
+// rawMsg is the raw side's message: the data marshalled to JSON, as a raw
+// nats.go user must do with the same map the library is given, and
+// Nats-Msg-Id; with -raw-preencoded one body encoded up front instead, and
+// with -raw-ce-headers a copy of the library's ce- headers.
 func (b *bench) rawMsg(id string) *nats.Msg {
+	body := b.body
+	if !*rawPre {
+		var err error
+		if body, err = json.Marshal(b.data); err != nil {
+			log.Fatal(err)
+		}
+	}
 	h := nats.Header{jetstream.MsgIDHeader: []string{id}}
 	if *rawCE {
 		for k, v := range b.ceHeaders {
 			h[k] = v
 		}
 	}
-	return &nats.Msg{Subject: subject, Data: b.body, Header: h}
+	return &nats.Msg{Subject: subject, Data: body, Header: h}
 }
 
 func (b *bench) libAsync() float64 {
