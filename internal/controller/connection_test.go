@@ -105,7 +105,10 @@ var _ = Describe("Per-resource connections", Ordered, func() {
 
 		// Drift on the tenant's server is repaired promptly too.
 		Expect(tenantJS.DeleteStream(ctx, evs.JetStreamName())).To(Succeed())
-		Eventually(func() error { _, err := tenantJS.Stream(ctx, evs.JetStreamName()); return err }, 5*time.Second).Should(Succeed())
+		Eventually(func() error { _, err := tenantJS.Stream(ctx, evs.JetStreamName()); return err }, 5*time.Second).Should(Succeed(),
+			func() string { // what the operator last recorded, should this ever fail again
+				return fmt.Sprintf("not recreated on the tenant's server; Ready condition now: %+v", readyCondition(evs))
+			})
 
 		for _, a := range tenantAuth.attempts() {
 			Expect(a).NotTo(ContainSubstring(operatorPassword))
