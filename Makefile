@@ -160,9 +160,10 @@ bench: build nats-server envtest ## Benchmark the operator (envtest API server, 
 FUZZTIME ?= 20s
 
 .PHONY: test-fuzz
-test-fuzz: ## Run every fuzz target for FUZZTIME each (event decoder, fast JSON path, spec → JetStream translation).
+test-fuzz: ## Run every fuzz target for FUZZTIME each (event decoder, fast JSON decoder and encoder, spec → JetStream translation).
 	go test ./pkg/events/ -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
 	go test ./pkg/events/ -run '^$$' -fuzz '^FuzzFastJSON$$' -fuzztime $(FUZZTIME)
+	go test ./pkg/events/ -run '^$$' -fuzz '^FuzzFastJSONEncode$$' -fuzztime $(FUZZTIME)
 	go test ./internal/controller/ -run '^$$' -fuzz '^FuzzStreamConfig$$' -fuzztime $(FUZZTIME)
 	go test ./internal/controller/ -run '^$$' -fuzz '^FuzzConsumerConfig$$' -fuzztime $(FUZZTIME)
 

@@ -42,6 +42,7 @@ type options struct {
 	leaderElectionNamespace string
 	metricsAddr             string
 	probeAddr               string
+	pprofAddr               string
 	secureMetrics           bool
 	allowResourceConns      bool
 }
@@ -62,6 +63,7 @@ func main() {
 	flag.BoolVar(&o.secureMetrics, "metrics-secure", false, "Serve metrics over HTTPS with authentication and authorization.")
 	flag.BoolVar(&o.allowResourceConns, "allow-resource-connections", true, "Let EventStreams name their own NATS server and credentials through spec.connection.secretRef (the operator then reads those Secrets, and only those).")
 	flag.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
+	flag.StringVar(&o.pprofAddr, "pprof-bind-address", "0", "Address of Go's /debug/pprof endpoints, for profiling (e.g. 127.0.0.1:6060); \"0\" disables them. Unauthenticated: bind it to loopback.")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -89,6 +91,7 @@ func run(o options) error {
 		// cache saves memory and the deep copy of every cached Get.
 		Cache:                   cache.Options{DefaultTransform: cache.TransformStripManagedFields()},
 		HealthProbeBindAddress:  o.probeAddr,
+		PprofBindAddress:        o.pprofAddr,
 		LeaderElection:          o.leaderElect,
 		LeaderElectionID:        "eventstream-operator.events.giia.io",
 		LeaderElectionNamespace: o.leaderElectionNamespace,
