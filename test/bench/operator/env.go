@@ -54,6 +54,7 @@ type env struct {
 	mgrLog      string
 	metricsPort int
 	probePort   int
+	pprofPort   int
 	mgrStarts   int
 }
 
@@ -233,11 +234,11 @@ func (e *env) startNATS(ctx context.Context) error {
 // startManager runs bin/manager against this env and waits until both
 // controllers have started their workers.
 func (e *env) startManager(ctx context.Context, resync time.Duration, workers int) error {
-	ports, err := freePorts(2)
+	ports, err := freePorts(3)
 	if err != nil {
 		return err
 	}
-	e.metricsPort, e.probePort = ports[0], ports[1]
+	e.metricsPort, e.probePort, e.pprofPort = ports[0], ports[1], ports[2]
 	e.mgrStarts++
 	e.mgrLog = filepath.Join(e.dir, fmt.Sprintf("manager-%d.log", e.mgrStarts))
 	logf, err := os.Create(e.mgrLog)
@@ -248,6 +249,7 @@ func (e *env) startManager(ctx context.Context, resync time.Duration, workers in
 		"--nats-url", e.natsURL,
 		"--metrics-bind-address", fmt.Sprintf("127.0.0.1:%d", e.metricsPort),
 		"--health-probe-bind-address", fmt.Sprintf("127.0.0.1:%d", e.probePort),
+		"--pprof-bind-address", fmt.Sprintf("127.0.0.1:%d", e.pprofPort),
 		"--resync-interval", resync.String(),
 		"--max-concurrent-reconciles", strconv.Itoa(workers))
 	e.mgr.Env = append(os.Environ(), "KUBECONFIG="+e.kubeconfig)
@@ -542,4 +544,40 @@ func loadavg() string {
 		return "?"
 	}
 	return strings.Join(f[:3], " ")
+}
+
+// profile captures CPU profiles of the manager and of kube-apiserver for d,
+// both at once, into dir/<name>-manager.pprof and dir/<name>-apiserver.pprof;
+// wait blocks until both are written (errors are printed, not fatal).
+func (e *env) profile(ctx context.Context, dir, name string, d time.Duration) (wait func()) {
+	secs := strconv.Itoa(max(int(d.Seconds()), 1))
+	fetch := func(what string, get func() ([]byte, error)) chan struct{} {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			data, err := get()
+			if err == nil {
+				err = os.WriteFile(filepath.Join(dir, name+"-"+what+".pprof"), data, 0o644)
+			}
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "profiling %s: %v\n", what, err)
+			}
+		}()
+		return done
+	}
+	mgr := fetch("manager", func() ([]byte, error) {
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=%s", e.pprofPort, secs))
+		if err != nil {
+			return nil, err
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return nil, fmt.Errorf("%s", resp.Status)
+		}
+		return io.ReadAll(resp.Body)
+	})
+	api := fetch("apiserver", func() ([]byte, error) {
+		return e.cs.RESTClient().Get().AbsPath("/debug/pprof/profile").Param("seconds", secs).DoRaw(ctx)
+	})
+	return func() { <-mgr; <-api }
 }

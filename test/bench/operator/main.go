@@ -54,6 +54,8 @@ var (
 	scenarios       = flag.String("scenarios", "convergence,floor,steady,memory,drift,library", "scenarios to run")
 	libraryArgs     = flag.String("library-args", "", "extra arguments for go run ./test/bench/library")
 	admissionPolicy = flag.Bool("admission-policy", true, "install config/admission (the finalizer MutatingAdmissionPolicy), as config/default and the chart do")
+	profileDir      = flag.String("profile-dir", "", "write CPU profiles of the manager and kube-apiserver, taken during the largest EventStream convergence of each run, into this directory")
+	profileTime     = flag.Duration("profile-time", 8*time.Second, "length of those profiles")
 	keep            = flag.Bool("keep", false, "keep the temporary directory (manager and nats-server logs)")
 	verbose         = flag.Bool("v", false, "print every run's diagnostic values, not only the medians")
 )
@@ -179,7 +181,14 @@ func oneRun(ctx context.Context, r int, root, assets, dir string, sizes []int) (
 	loadAt("convergence")
 	for _, n := range sizes {
 		objs := streamCRs(fmt.Sprintf("bench-s%d", n), fmt.Sprintf("s%d", n), "bench", n)
+		var profiled func()
+		if *profileDir != "" && n == largest {
+			profiled = e.profile(ctx, *profileDir, fmt.Sprintf("run%d-streams%d", r, n), *profileTime)
+		}
 		p := e.converge(ctx, fmt.Sprintf("bench-s%d", n), objs, *parallel, *timeout)
+		if profiled != nil {
+			profiled()
+		}
 		putPhase(v, fmt.Sprintf("streams %d", n), p)
 	}
 	nStreams := 0
