@@ -36,6 +36,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	eventsv1 "github.com/giia/eventstream-operator/api/v1alpha1"
+	"github.com/giia/eventstream-operator/internal/testutil/freeport"
 )
 
 var scheme = runtime.NewScheme()
@@ -167,18 +168,11 @@ func freePort(t *testing.T) int {
 	return freePorts(t, 1)[0]
 }
 
-// freePorts returns n distinct free loopback ports: every listener stays
-// open until all are chosen, so two calls cannot get the same port.
 func freePorts(t *testing.T, n int) []int {
 	t.Helper()
-	ports := make([]int, 0, n)
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	ports, err := freeport.Ports(n)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return ports
 }

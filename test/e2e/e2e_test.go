@@ -40,6 +40,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	"github.com/giia/eventstream-operator/internal/testutil/freeport"
 	"github.com/giia/eventstream-operator/pkg/events"
 )
 
@@ -210,7 +211,7 @@ func (s *suite) startWorld() error {
 }
 
 func (s *suite) startNATS() error {
-	port, err := freePort()
+	port, err := freeport.Port()
 	if err != nil {
 		return err
 	}
@@ -432,7 +433,7 @@ func (s *suite) startManager() error {
 	}
 	logf(s.t, s.start, "as %s: can-i create pods: no (RBAC in effect)", sa)
 
-	ports, err := freePorts(2)
+	ports, err := freeport.Ports(2)
 	if err != nil {
 		return err
 	}

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -31,6 +30,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	eventsv1 "github.com/giia/eventstream-operator/api/v1alpha1"
+	"github.com/giia/eventstream-operator/internal/testutil/freeport"
 )
 
 // env is one run's world: envtest's etcd and kube-apiserver, a nats-server
@@ -163,31 +163,8 @@ func (e *env) installAdmissionPolicy(ctx context.Context) error {
 	}
 }
 
-func freePort() (int, error) {
-	ports, err := freePorts(1)
-	if err != nil {
-		return 0, err
-	}
-	return ports[0], nil
-}
-
-// freePorts returns n distinct free loopback ports: every listener stays
-// open until all are chosen, so two calls cannot get the same port.
-func freePorts(n int) ([]int, error) {
-	ports := make([]int, 0, n)
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
-}
-
 func (e *env) startNATS(ctx context.Context) error {
-	port, err := freePort()
+	port, err := freeport.Port()
 	if err != nil {
 		return err
 	}
@@ -234,7 +211,7 @@ func (e *env) startNATS(ctx context.Context) error {
 // startManager runs bin/manager against this env and waits until both
 // controllers have started their workers.
 func (e *env) startManager(ctx context.Context, resync time.Duration, workers int) error {
-	ports, err := freePorts(3)
+	ports, err := freeport.Ports(3)
 	if err != nil {
 		return err
 	}
