@@ -280,17 +280,25 @@ func appendValue(dst []byte, v any, depth int) ([]byte, bool) {
 	case json.Number:
 		return appendNumber(dst, v)
 	case map[string]any:
-		return appendObject(dst, v, depth)
+		return appendObject(dst, v, depth, appendValue)
 	case map[string]string:
-		return appendStringObject(dst, v), true
+		return appendObject(dst, v, depth, appendStringValue)
 	case []any:
-		return appendArray(dst, v, depth)
+		return appendArray(dst, v, depth, appendValue)
 	case []string:
-		return appendStringArray(dst, v), true
+		return appendArray(dst, v, depth, appendStringValue)
 	case []map[string]any:
-		return appendObjectArray(dst, v, depth)
+		return appendArray(dst, v, depth, func(dst []byte, m map[string]any, depth int) ([]byte, bool) {
+			return appendObject(dst, m, depth, appendValue)
+		})
 	}
 	return dst, false
+}
+
+// appendStringValue has appendValue's shape, for the string-typed maps and
+// slices.
+func appendStringValue(dst []byte, s string, _ int) ([]byte, bool) {
+	return appendString(dst, s), true
 }
 
 // keysOnStack is how many members an object may have before sorting them
@@ -315,14 +323,16 @@ func sortedMembers[V any](ms []member[V], m map[string]V) []member[V] {
 	return ms
 }
 
-func appendObject(dst []byte, m map[string]any, depth int) ([]byte, bool) {
+// appendObject writes m's members, sorted by key, each value with elem at
+// depth+1; a nil map is null.
+func appendObject[V any](dst []byte, m map[string]V, depth int, elem func([]byte, V, int) ([]byte, bool)) ([]byte, bool) {
 	if m == nil {
 		return append(dst, "null"...), true
 	}
 	if depth > maxFastDepth {
 		return dst, false // maybe a cycle: encoding/json reports it
 	}
-	var onStack [keysOnStack]member[any]
+	var onStack [keysOnStack]member[V]
 	dst = append(dst, '{')
 	for i, kv := range sortedMembers(onStack[:0], m) {
 		if i > 0 {
@@ -330,32 +340,15 @@ func appendObject(dst []byte, m map[string]any, depth int) ([]byte, bool) {
 		}
 		dst = append(appendString(dst, kv.key), ':')
 		var ok bool
-		if dst, ok = appendValue(dst, kv.val, depth+1); !ok {
+		if dst, ok = elem(dst, kv.val, depth+1); !ok {
 			return dst, false
 		}
 	}
 	return append(dst, '}'), true
 }
 
-// appendStringObject is appendObject for map[string]string, which event
-// data built by hand often holds (labels, attributes).
-func appendStringObject(dst []byte, m map[string]string) []byte {
-	if m == nil {
-		return append(dst, "null"...)
-	}
-	var onStack [keysOnStack]member[string]
-	dst = append(dst, '{')
-	for i, kv := range sortedMembers(onStack[:0], m) {
-		if i > 0 {
-			dst = append(dst, ',')
-		}
-		dst = append(appendString(dst, kv.key), ':')
-		dst = appendString(dst, kv.val)
-	}
-	return append(dst, '}')
-}
-
-func appendArray(dst []byte, a []any, depth int) ([]byte, bool) {
+// appendArray writes a's elements with elem at depth+1; a nil slice is null.
+func appendArray[T any](dst []byte, a []T, depth int, elem func([]byte, T, int) ([]byte, bool)) ([]byte, bool) {
 	if a == nil {
 		return append(dst, "null"...), true
 	}
@@ -368,41 +361,7 @@ func appendArray(dst []byte, a []any, depth int) ([]byte, bool) {
 			dst = append(dst, ',')
 		}
 		var ok bool
-		if dst, ok = appendValue(dst, v, depth+1); !ok {
-			return dst, false
-		}
-	}
-	return append(dst, ']'), true
-}
-
-func appendStringArray(dst []byte, a []string) []byte {
-	if a == nil {
-		return append(dst, "null"...)
-	}
-	dst = append(dst, '[')
-	for i, s := range a {
-		if i > 0 {
-			dst = append(dst, ',')
-		}
-		dst = appendString(dst, s)
-	}
-	return append(dst, ']')
-}
-
-func appendObjectArray(dst []byte, a []map[string]any, depth int) ([]byte, bool) {
-	if a == nil {
-		return append(dst, "null"...), true
-	}
-	if depth > maxFastDepth {
-		return dst, false
-	}
-	dst = append(dst, '[')
-	for i, m := range a {
-		if i > 0 {
-			dst = append(dst, ',')
-		}
-		var ok bool
-		if dst, ok = appendObject(dst, m, depth+1); !ok {
+		if dst, ok = elem(dst, v, depth+1); !ok {
 			return dst, false
 		}
 	}
