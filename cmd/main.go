@@ -45,6 +45,7 @@ type options struct {
 	pprofAddr               string
 	secureMetrics           bool
 	allowResourceConns      bool
+	adoptNamespaces         string
 }
 
 func main() {
@@ -62,6 +63,7 @@ func main() {
 	flag.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "Address of the metrics endpoint; \"0\" disables it.")
 	flag.BoolVar(&o.secureMetrics, "metrics-secure", false, "Serve metrics over HTTPS with authentication and authorization.")
 	flag.BoolVar(&o.allowResourceConns, "allow-resource-connections", true, "Let EventStreams name their own NATS server and credentials through spec.connection.secretRef (the operator then reads those Secrets, and only those).")
+	flag.StringVar(&o.adoptNamespaces, "adopt-namespaces", ownNamespace(), "Comma-separated namespaces whose EventStreams and EventConsumers may adopt, with the annotation events.giia.io/adopt: \"true\", a JetStream stream or consumer that no resource manages (made by hand or by scripts); \"*\" allows every namespace, \"\" none. Default: the operator's own namespace (POD_NAMESPACE, or its service account's namespace in a pod).")
 	flag.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
 	flag.StringVar(&o.pprofAddr, "pprof-bind-address", "0", "Address of Go's /debug/pprof endpoints, for profiling (e.g. 127.0.0.1:6060); \"0\" disables them. Unauthenticated: bind it to loopback.")
 	zapOpts := zap.Options{}
@@ -121,6 +123,7 @@ func run(o options) error {
 		ResyncInterval:           o.resyncInterval,
 		MaxConcurrentReconciles:  o.maxConcurrentReconciles,
 		AllowResourceConnections: o.allowResourceConns,
+		AdoptNamespaces:          splitList(o.adoptNamespaces),
 	}); err != nil {
 		return err
 	}
@@ -131,7 +134,7 @@ func run(o options) error {
 		return err
 	}
 	log.Info("starting manager", "nats", events.RedactURL(o.nats.URL), "resync", o.resyncInterval,
-		"workers", o.maxConcurrentReconciles, "namespaces", o.watchNamespaces)
+		"workers", o.maxConcurrentReconciles, "namespaces", o.watchNamespaces, "adoptNamespaces", o.adoptNamespaces)
 	return mgr.Start(ctrl.SetupSignalHandler())
 }
 
@@ -143,6 +146,18 @@ func splitList(s string) []string {
 		}
 	}
 	return out
+}
+
+// ownNamespace is the namespace the manager runs in: POD_NAMESPACE, else the
+// namespace of the pod's service account, else "" (outside a cluster).
+func ownNamespace() string {
+	if ns := os.Getenv("POD_NAMESPACE"); ns != "" {
+		return ns
+	}
+	if b, err := os.ReadFile("/var/run/secrets/kubernetes.io/serviceaccount/namespace"); err == nil {
+		return strings.TrimSpace(string(b))
+	}
+	return ""
 }
 
 func envOr(key, def string) string {

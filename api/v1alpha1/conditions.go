@@ -9,7 +9,18 @@ const Finalizer = "events.giia.io/finalizer"
 const (
 	OwnerMetadataKey = "events.giia.io/owner" // "<namespace>/<name>"
 	UIDMetadataKey   = "events.giia.io/uid"
+	// ReleasedByMetadataKey replaces the owner marker when a resource with
+	// deletionPolicy Retain is deleted: "<namespace>/<name>" of the resource
+	// that released the object. Only a resource of that namespace and name
+	// can take it back.
+	ReleasedByMetadataKey = "events.giia.io/released-by"
 )
+
+// AdoptAnnotation, set to "true" on a resource, asks the operator to adopt a
+// JetStream object of the same name that no resource has ever managed (made
+// by hand or by a setup script). The operator adopts only in the namespaces
+// its administrator listed in --adopt-namespaces.
+const AdoptAnnotation = "events.giia.io/adopt"
 
 // ConditionReady is the summary condition of every kind in this group.
 const ConditionReady = "Ready"
@@ -28,19 +39,31 @@ const (
 	// ReasonNatsUnavailable: NATS or JetStream could not be reached; retried with backoff.
 	ReasonNatsUnavailable = "NatsUnavailable"
 	// ReasonInvalidSpec: the spec passed admission but JetStream (or the
-	// operator's own checks) refused it.
+	// operator's own checks) refused it, e.g. replicas > 1 on a server
+	// without clustering (API error 10074) or any other refused setting.
 	ReasonInvalidSpec = "InvalidSpec"
 	// ReasonImmutableFieldChanged: the spec changes a field JetStream cannot
 	// change in place; recreate the resource to change it.
 	ReasonImmutableFieldChanged = "ImmutableFieldChanged"
-	// ReasonConflict: the JetStream object belongs to another resource, or its
-	// subjects overlap another stream's.
+	// ReasonConflict: the JetStream object belongs to another resource (or
+	// was released by another resource with deletionPolicy Retain), or its
+	// subjects overlap another stream's. The object is left untouched.
 	ReasonConflict = "Conflict"
-	// ReasonInsufficientResources: JetStream has no room for the stream (API
-	// error 10047: max bytes beyond the server's or account's storage limit).
+	// ReasonAdoptionNotAllowed: a JetStream object of that name exists that
+	// no resource manages, and the resource may not adopt it: it lacks the
+	// events.giia.io/adopt annotation, or its namespace is not listed in the
+	// operator's --adopt-namespaces. The object is left untouched.
+	ReasonAdoptionNotAllowed = "AdoptionNotAllowed"
+	// ReasonAccountLimitExceeded: the NATS account's JetStream limits (max
+	// streams, max consumers, max stream bytes, storage tiers) refuse the
+	// object (API errors 10002, 10026, 10027, 10120, 10122).
+	ReasonAccountLimitExceeded = "AccountLimitExceeded"
+	// ReasonInsufficientResources: JetStream has no room for the object (API
+	// errors 10047 and 10028: max bytes beyond the server's or account's
+	// storage or memory limit; 10023: not enough servers or resources).
 	ReasonInsufficientResources = "InsufficientResources"
-	// ReasonJetStreamError: JetStream refused the request for another reason;
-	// the message has its words.
+	// ReasonJetStreamError: JetStream failed the request for another reason
+	// (a server-side error); retried with backoff. The message has its words.
 	ReasonJetStreamError = "JetStreamError"
 	// ReasonDeleting: the resource is being deleted.
 	ReasonDeleting = "Deleting"

@@ -56,6 +56,9 @@ type reconciler struct {
 	// APIReader reads connection Secrets straight from the API server: the
 	// operator gets only the Secrets resources name, and caches none.
 	APIReader client.Reader
+	// Adopt lists the namespaces whose resources may adopt JetStream objects
+	// no resource manages (--adopt-namespaces).
+	Adopt adoptPolicy
 }
 
 // jetStreamFor returns the JetStream context a resource in namespace uses:

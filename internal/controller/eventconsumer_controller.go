@@ -200,9 +200,10 @@ func (r *EventConsumerReconciler) sync(ctx context.Context, evc *eventsv1.EventC
 	case err != nil:
 		return fail(err)
 	default:
-		if owner := info.Config.Metadata[eventsv1.OwnerMetadataKey]; owner != "" && owner != evc.OwnerMarker() {
-			return fail(fmt.Errorf("%w: consumer %s on stream %s is owned by EventConsumer %s; this resource will not change or delete it",
-				events.ErrConflict, name, stream, owner))
+		adopting, err := r.Adopt.claim(newClaimant("EventConsumer", evc.Namespace, evc.Name, evc.Annotations),
+			"consumer "+name+" on stream "+stream, info.Config.Metadata)
+		if err != nil {
+			return fail(err)
 		}
 		diff := events.DiffConsumer(desired, info.Config)
 		if len(diff) == 0 {
@@ -212,7 +213,6 @@ func (r *EventConsumerReconciler) sync(ctx context.Context, evc *eventsv1.EventC
 		if err := events.CheckConsumerUpdate(desired, info.Config); err != nil {
 			return fail(err)
 		}
-		adopting := info.Config.Metadata[eventsv1.OwnerMetadataKey] == ""
 		logf.FromContext(ctx).Info("updating consumer", "stream", stream, "consumer", name, "fields", diff, "adopt", adopting)
 		info, err = call(ctx, "update_consumer", func(ctx context.Context) (*jetstream.ConsumerInfo, error) {
 			return events.UpdateConsumer(ctx, js, stream, desired)
@@ -382,7 +382,7 @@ func (r *EventConsumerReconciler) release(ctx context.Context, evc *eventsv1.Eve
 	}
 	if evc.Spec.DeletionPolicy == eventsv1.DeletionPolicyRetain {
 		_, err = call(ctx, "update_consumer", func(ctx context.Context) (struct{}, error) {
-			return struct{}{}, events.RemoveConsumerMetadata(ctx, js, stream, name, eventsv1.OwnerMetadataKey, eventsv1.UIDMetadataKey)
+			return struct{}{}, events.UpdateConsumerMetadata(ctx, js, stream, name, releaseMarker(evc.OwnerMarker()), eventsv1.OwnerMetadataKey, eventsv1.UIDMetadataKey)
 		})
 		if err == nil {
 			r.event(evc, corev1.EventTypeNormal, "Retained", "Delete", fmt.Sprintf("consumer %s retained (deletionPolicy Retain)", name))

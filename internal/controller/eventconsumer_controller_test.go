@@ -233,6 +233,16 @@ var _ = Describe("EventConsumer controller", Ordered, func() {
 		deleteConsumerAndWait(keep)
 		info := mustConsumerInfo(evs.JetStreamName(), keep.Name)
 		Expect(userMetadata(info.Config.Metadata)).NotTo(HaveKey(eventsv1.OwnerMetadataKey))
+		Expect(userMetadata(info.Config.Metadata)).To(HaveKeyWithValue(eventsv1.ReleasedByMetadataKey, "default/"+keep.Name))
+
+		// The resource that released it takes it back.
+		again := newConsumer(keep.Name, evs.Name)
+		Expect(k8s.Create(ctx, again)).To(Succeed())
+		Eventually(consumerReady(again)).Should(HavePrefix("True/"))
+		info = mustConsumerInfo(evs.JetStreamName(), keep.Name)
+		Expect(info.Config.Metadata).To(HaveKeyWithValue(eventsv1.OwnerMetadataKey, "default/"+keep.Name))
+		Expect(userMetadata(info.Config.Metadata)).NotTo(HaveKey(eventsv1.ReleasedByMetadataKey))
+		deleteConsumerAndWait(again)
 	})
 
 	It("says DeadLetterNotStored when no stream captures the dead-letter subject", func() {

@@ -119,9 +119,10 @@ func (r *EventStreamReconciler) sync(ctx context.Context, evs *eventsv1.EventStr
 	case err != nil:
 		return fail(err)
 	default:
-		if owner := info.Config.Metadata[eventsv1.OwnerMetadataKey]; owner != "" && owner != evs.OwnerMarker() {
-			return fail(fmt.Errorf("%w: stream %s is owned by EventStream %s; this resource will not change or delete it",
-				events.ErrConflict, name, owner))
+		adopting, err := r.Adopt.claim(newClaimant("EventStream", evs.Namespace, evs.Name, evs.Annotations),
+			"stream "+name, info.Config.Metadata)
+		if err != nil {
+			return fail(err)
 		}
 		diff := events.DiffStream(desired, info.Config)
 		if len(diff) == 0 {
@@ -131,7 +132,6 @@ func (r *EventStreamReconciler) sync(ctx context.Context, evs *eventsv1.EventStr
 		if err := events.CheckStreamUpdate(desired, info.Config); err != nil {
 			return fail(err)
 		}
-		adopting := info.Config.Metadata[eventsv1.OwnerMetadataKey] == ""
 		log.Info("updating stream", "stream", name, "fields", diff, "adopt", adopting)
 		r.expectOwnWrite(name, "")
 		info, err = call(ctx, "update_stream", func(ctx context.Context) (*jetstream.StreamInfo, error) {
@@ -243,7 +243,8 @@ func (r *EventStreamReconciler) finalize(ctx context.Context, evs *eventsv1.Even
 	return ctrl.Result{}, r.removeFinalizer(ctx, evs)
 }
 
-// release deletes (policy Delete) or disowns (policy Retain) the stream if
+// release deletes (policy Delete) or releases (policy Retain: the owner
+// marker is replaced by a release marker naming this resource) the stream if
 // this resource owns it.
 func (r *EventStreamReconciler) release(ctx context.Context, evs *eventsv1.EventStream, name string) error {
 	js, err := r.jetStreamFor(ctx, evs.Namespace, evs.Spec.Connection, userKey("EventStream", evs))
@@ -268,7 +269,7 @@ func (r *EventStreamReconciler) release(ctx context.Context, evs *eventsv1.Event
 	cctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
 	if evs.Spec.DeletionPolicy == eventsv1.DeletionPolicyRetain {
-		err = events.RemoveStreamMetadata(cctx, js, name, eventsv1.OwnerMetadataKey, eventsv1.UIDMetadataKey)
+		err = events.UpdateStreamMetadata(cctx, js, name, releaseMarker(evs.OwnerMarker()), eventsv1.OwnerMetadataKey, eventsv1.UIDMetadataKey)
 		observe("update_stream", start, err)
 		if err == nil {
 			r.event(evs, corev1.EventTypeNormal, "Retained", "Delete", fmt.Sprintf("stream %s retained (deletionPolicy Retain)", name))

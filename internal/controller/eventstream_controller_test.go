@@ -37,6 +37,15 @@ func withSubjects(s ...string) streamOpt {
 	return func(e *eventsv1.EventStream) { e.Spec.Subjects = s }
 }
 func withStreamName(n string) streamOpt { return func(e *eventsv1.EventStream) { e.Spec.Name = n } }
+func withNamespace(ns string) streamOpt { return func(e *eventsv1.EventStream) { e.Namespace = ns } }
+func withAnnotation(k, v string) streamOpt {
+	return func(e *eventsv1.EventStream) {
+		if e.Annotations == nil {
+			e.Annotations = map[string]string{}
+		}
+		e.Annotations[k] = v
+	}
+}
 func withDeletionPolicy(p eventsv1.DeletionPolicy) streamOpt {
 	return func(e *eventsv1.EventStream) { e.Spec.DeletionPolicy = p }
 }
@@ -350,7 +359,7 @@ var _ = Describe("EventStream controller", Ordered, func() {
 			Eventually(streamExists(evs.JetStreamName())).Should(BeFalse())
 		})
 
-		It("keeps the stream and its messages with deletionPolicy Retain, and drops the owner marker", func() {
+		It("keeps the stream and its messages with deletionPolicy Retain, and replaces the owner marker by a release marker", func() {
 			evs := newStream(uniqueName("retain"), withDeletionPolicy(eventsv1.DeletionPolicyRetain))
 			Expect(k8s.Create(ctx, evs)).To(Succeed())
 			expectReady(evs)
@@ -361,12 +370,13 @@ var _ = Describe("EventStream controller", Ordered, func() {
 			info := mustStreamInfo(evs.JetStreamName())
 			Expect(info.State.Msgs).To(Equal(uint64(1)))
 			Expect(userMetadata(info.Config.Metadata)).NotTo(HaveKey(eventsv1.OwnerMetadataKey))
+			Expect(userMetadata(info.Config.Metadata)).To(HaveKeyWithValue(eventsv1.ReleasedByMetadataKey, "default/"+evs.Name))
 			Expect(js.DeleteStream(ctx, evs.JetStreamName())).To(Succeed())
 		})
 	})
 
 	Context("ownership", func() {
-		It("adopts an existing stream that has no owner and brings it to the spec", func() {
+		It("adopts an existing stream that has no owner, when asked in an allowed namespace, and brings it to the spec", func() {
 			name := uniqueName("adopt")
 			streamName := strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
 			_, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: streamName, Subjects: []string{name + ".>"}, MaxAge: time.Hour})
@@ -374,7 +384,7 @@ var _ = Describe("EventStream controller", Ordered, func() {
 			_, err = js.Publish(ctx, name+".old", []byte("before adoption"))
 			Expect(err).NotTo(HaveOccurred())
 
-			evs := newStream(name)
+			evs := newStream(name, withAnnotation(eventsv1.AdoptAnnotation, "true"))
 			Expect(k8s.Create(ctx, evs)).To(Succeed())
 			expectReady(evs)
 			// The Ready reason may already read InSync (a reconcile that

@@ -16,6 +16,10 @@ type Options struct {
 	// AllowResourceConnections lets EventStreams name their own NATS server
 	// through spec.connection.secretRef.
 	AllowResourceConnections bool
+	// AdoptNamespaces lists the namespaces whose resources may adopt, with
+	// the events.giia.io/adopt annotation, JetStream objects that no resource
+	// manages; "*" allows every namespace, none allows none.
+	AdoptNamespaces []string
 }
 
 // Setup adds every controller of the operator, the JetStream advisory watcher
@@ -35,6 +39,7 @@ func Setup(mgr ctrl.Manager, nc *natsconn.Conn, o Options) error {
 		ResyncInterval:          o.ResyncInterval,
 		MaxConcurrentReconciles: o.MaxConcurrentReconciles,
 		OwnWrites:               triggers,
+		Adopt:                   adoptPolicy(o.AdoptNamespaces),
 	}
 	if o.AllowResourceConnections {
 		pool := natsconn.NewPool(mgr.GetLogger().WithName("nats-pool"), triggers.Attach)

@@ -89,16 +89,19 @@ var _ = AfterSuite(func() {
 })
 
 // startManager runs the operator's manager, with the suite's NATS as its
-// default connection and per-resource connections allowed, until the
+// default connection, per-resource connections allowed and adoption allowed
+// in namespace "default" (as --adopt-namespaces=default), until the
 // returned function is called (it waits for the manager to stop).
 func startManager(resync time.Duration) (stop func()) {
-	return startManagerWith(managerConfig{resync: resync, natsURL: natsSrv.URL(), allowResourceConnections: true})
+	return startManagerWith(managerConfig{resync: resync, natsURL: natsSrv.URL(), allowResourceConnections: true,
+		adoptNamespaces: []string{"default"}})
 }
 
 type managerConfig struct {
 	resync                   time.Duration
 	natsURL                  string
 	allowResourceConnections bool
+	adoptNamespaces          []string
 }
 
 func startManagerWith(mc managerConfig) (stop func()) {
@@ -113,6 +116,7 @@ func startManagerWith(mc managerConfig) (stop func()) {
 	Expect(err).NotTo(HaveOccurred())
 	Expect(controller.Setup(mgr, conn, controller.Options{
 		ResyncInterval: mc.resync, MaxConcurrentReconciles: 4, AllowResourceConnections: mc.allowResourceConnections,
+		AdoptNamespaces: mc.adoptNamespaces,
 	})).To(Succeed())
 
 	ctx, cancel := context.WithCancel(context.Background())

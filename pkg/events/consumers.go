@@ -307,15 +307,16 @@ func DeleteConsumer(ctx context.Context, js jetstream.StreamConsumerManager, str
 	return wrap("delete consumer", stream+"/"+name, js.DeleteConsumer(ctx, stream, name))
 }
 
-// RemoveConsumerMetadata deletes keys from the consumer's metadata and
-// changes nothing else; no write when none is present.
-func RemoveConsumerMetadata(ctx context.Context, js jetstream.StreamConsumerManager, stream, name string, keys ...string) error {
+// UpdateConsumerMetadata sets the keys of set and deletes the keys of remove
+// in the consumer's metadata, and changes nothing else. It makes no write
+// when the metadata already reads so.
+func UpdateConsumerMetadata(ctx context.Context, js jetstream.StreamConsumerManager, stream, name string, set map[string]string, remove ...string) error {
 	info, err := GetConsumerInfo(ctx, js, stream, name)
 	if err != nil {
 		return err
 	}
 	cfg := info.Config
-	md, changed := withoutKeys(cfg.Metadata, keys)
+	md, changed := editMetadata(cfg.Metadata, set, remove)
 	if !changed {
 		return nil
 	}

@@ -34,8 +34,8 @@ var (
 	// Permanent(err) to dead-letter an event at once.
 	ErrPermanent = errors.New("events: permanent failure")
 	// ErrInsufficientResources: JetStream has no room for the stream (for
-	// example its max bytes exceed the server's or account's storage limit;
-	// JetStream API error 10047).
+	// example its max bytes exceed the server's or account's storage or
+	// memory limit; JetStream API errors 10047, 10028 and 10023).
 	ErrInsufficientResources = errors.New("events: insufficient JetStream resources")
 	// ErrConflict: the request clashes with something that exists already
 	// (another stream with the same subjects, a name in use with another
@@ -109,7 +109,9 @@ func (e *OpError) Unwrap() []error { return []error{e.Kind, e.Err} }
 
 // JetStream API error codes this package interprets.
 const (
-	codeInsufficientResources = 10047 // JSInsufficientResourcesErr
+	codeInsufficientResources = 10023 // JSInsufficientResourcesErr (status 503, not a connection problem)
+	codeMemoryExceeded        = 10028 // JSMemoryResourcesExceededErr
+	codeStorageExceeded       = 10047 // JSStorageResourcesExceededErr
 	codeStreamInvalidConfig   = 10052 // JSStreamInvalidConfigF
 	codeStreamNameInUse       = 10058 // JSStreamNameExistErr
 	codeStreamSubjectOverlap  = 10065 // JSStreamSubjectOverlapErr
@@ -136,7 +138,7 @@ func classify(err error) error {
 		switch apiErr.ErrorCode {
 		case codeStreamNotFound, codeConsumerNotFound:
 			return ErrNotFound
-		case codeInsufficientResources:
+		case codeInsufficientResources, codeMemoryExceeded, codeStorageExceeded:
 			return ErrInsufficientResources
 		case codeStreamNameInUse:
 			return ErrExists

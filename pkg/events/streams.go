@@ -522,16 +522,17 @@ func CreateDefaultStreams(ctx context.Context, js jetstream.StreamManager) error
 	return errors.Join(errs...)
 }
 
-// RemoveStreamMetadata deletes the given keys from the stream's metadata and
-// changes nothing else (the operator uses it to drop its ownership marker from
-// a stream it retains). It makes no write when none of the keys is present.
-func RemoveStreamMetadata(ctx context.Context, js jetstream.StreamManager, name string, keys ...string) error {
+// UpdateStreamMetadata sets the keys of set and deletes the keys of remove in
+// the stream's metadata, and changes nothing else (the operator uses it to
+// replace its ownership marker by a release marker on a stream it retains).
+// It makes no write when the metadata already reads so.
+func UpdateStreamMetadata(ctx context.Context, js jetstream.StreamManager, name string, set map[string]string, remove ...string) error {
 	info, err := GetStreamInfo(ctx, js, name)
 	if err != nil {
 		return err
 	}
 	cfg := info.Config
-	md, changed := withoutKeys(cfg.Metadata, keys)
+	md, changed := editMetadata(cfg.Metadata, set, remove)
 	if !changed {
 		return nil
 	}
@@ -540,14 +541,23 @@ func RemoveStreamMetadata(ctx context.Context, js jetstream.StreamManager, name 
 	return wrap("update stream", name, err)
 }
 
-// withoutKeys returns the user metadata (without the server's "_nats." keys)
-// minus keys, and whether any of keys was there.
-func withoutKeys(md map[string]string, keys []string) (map[string]string, bool) {
+// editMetadata returns the user metadata (without the server's "_nats." keys)
+// with set applied and remove deleted, and whether that changed anything.
+func editMetadata(md map[string]string, set map[string]string, remove []string) (map[string]string, bool) {
 	out := userMetadata(md)
+	if out == nil {
+		out = map[string]string{}
+	}
 	changed := false
-	for _, k := range keys {
+	for _, k := range remove {
 		if _, ok := out[k]; ok {
 			delete(out, k)
+			changed = true
+		}
+	}
+	for k, v := range set {
+		if old, ok := out[k]; !ok || old != v {
+			out[k] = v
 			changed = true
 		}
 	}

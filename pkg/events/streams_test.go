@@ -254,3 +254,63 @@ func equal(a, b []string) bool {
 	}
 	return true
 }
+
+func TestUpdateMetadataChangesOnlyTheMetadata(t *testing.T) {
+	srv := eventstest.RunJetStream(t)
+	js := srv.JetStream(t)
+	ctx := context.Background()
+	cfg := events.NewStreamConfig("META", "meta.>")
+	cfg.MaxAge = time.Hour
+	cfg.Metadata = map[string]string{"owner": "a/b", "team": "x"}
+	if _, err := events.CreateStream(ctx, js, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(ctx, "meta.one", []byte("kept")); err != nil {
+		t.Fatal(err)
+	}
+	if err := events.UpdateStreamMetadata(ctx, js, "META", map[string]string{"released-by": "a/b"}, "owner"); err != nil {
+		t.Fatal(err)
+	}
+	info, err := events.GetStreamInfo(ctx, js, "META")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if md := info.Config.Metadata; md["released-by"] != "a/b" || md["team"] != "x" || md["owner"] != "" {
+		t.Fatalf("metadata = %v, want released-by set, team kept, owner removed", md)
+	}
+	if info.Config.MaxAge != time.Hour || info.State.Msgs != 1 {
+		t.Fatalf("the rest changed: max age %s, %d messages", info.Config.MaxAge, info.State.Msgs)
+	}
+
+	// Nothing to change: no update request at all.
+	nc := srv.Conn(t)
+	updates, err := nc.SubscribeSync("$JS.API.STREAM.UPDATE.META")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := events.UpdateStreamMetadata(ctx, js, "META", map[string]string{"released-by": "a/b"}, "owner"); err != nil {
+		t.Fatal(err)
+	}
+	if msg, err := updates.NextMsg(300 * time.Millisecond); err == nil {
+		t.Fatalf("an update was sent although nothing changed: %s", msg.Data)
+	}
+
+	// Consumers the same way.
+	ccfg := events.ConsumerConfig{Durable: "meta-c", Metadata: map[string]string{"owner": "a/c"}}
+	if _, err := events.CreateConsumer(ctx, js, "META", ccfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := events.UpdateConsumerMetadata(ctx, js, "META", "meta-c", map[string]string{"released-by": "a/c"}, "owner"); err != nil {
+		t.Fatal(err)
+	}
+	cinfo, err := events.GetConsumerInfo(ctx, js, "META", "meta-c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if md := cinfo.Config.Metadata; md["released-by"] != "a/c" || md["owner"] != "" {
+		t.Fatalf("consumer metadata = %v", md)
+	}
+}

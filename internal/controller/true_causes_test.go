@@ -1,0 +1,157 @@
+package controller_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/utils/ptr"
+
+	eventsv1 "github.com/giia/eventstream-operator/api/v1alpha1"
+	"github.com/giia/eventstream-operator/internal/dlq"
+	"github.com/giia/eventstream-operator/pkg/events/eventstest"
+)
+
+// Every refusal says its true cause: each case here is produced by a real
+// nats-server configured for it, and checked to be terminal (a Warning Event,
+// no retry before the resync) rather than reported as an outage.
+var _ = Describe("True causes of JetStream refusals", Ordered, func() {
+	ctx := context.Background()
+	var limitedJS jetstream.JetStream
+	var limitedNC *nats.Conn
+
+	BeforeAll(func() {
+		// An account whose JetStream allows two streams and two consumers:
+		// the operator's dead-letter capture stream and its consumer take one
+		// of each.
+		dir := GinkgoT().TempDir()
+		conf := filepath.Join(dir, "limited.conf")
+		Expect(os.WriteFile(conf, []byte(`
+accounts: {
+  LIMITED: {
+    jetstream: {max_streams: 2, max_consumers: 2, max_file: 100G, max_mem: 1G}
+    users: [{user: limited, password: limited-pw}]
+  }
+}
+`), 0o600)).To(Succeed())
+		parsed, err := server.ProcessConfigFile(conf)
+		Expect(err).NotTo(HaveOccurred())
+		srv, err := eventstest.StartJetStream("", eventstest.WithServerOptions(func(o *server.Options) {
+			o.Accounts, o.Users = parsed.Accounts, parsed.Users
+			o.JetStreamMaxStore = 1 << 40
+		}))
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(srv.Close)
+		url := strings.Replace(srv.URL(), "nats://", "nats://limited:limited-pw@", 1)
+		limitedNC, err = nats.Connect(url)
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(limitedNC.Close)
+		limitedJS, err = jetstream.New(limitedNC)
+		Expect(err).NotTo(HaveOccurred())
+
+		DeferCleanup(startManagerWith(managerConfig{resync: time.Minute, natsURL: url, adoptNamespaces: []string{"default"}}))
+		Eventually(func() error { _, err := limitedJS.Stream(ctx, dlq.DefaultStreamName); return err }).Should(Succeed(),
+			"the dead-letter capture stream takes one of the account's streams")
+	})
+
+	// expectNoRetry checks that nothing is sent on subject (a JetStream API
+	// request) for a while: a terminal failure waits for the resync.
+	expectNoRetry := func(subject string) {
+		GinkgoHelper()
+		var n int
+		sub, err := limitedNC.Subscribe(subject, func(*nats.Msg) { n++ })
+		Expect(err).NotTo(HaveOccurred())
+		Expect(limitedNC.Flush()).To(Succeed())
+		time.Sleep(3 * time.Second)
+		Expect(sub.Unsubscribe()).To(Succeed())
+		Expect(n).To(BeZero(), fmt.Sprintf("%d requests on %s: a terminal failure is not retried before the resync", n, subject))
+	}
+
+	It("says AccountLimitExceeded when the account's stream limit is reached, and recovers once there is room", func() {
+		first := newStream(uniqueName("first"))
+		Expect(k8s.Create(ctx, first)).To(Succeed())
+		expectReady(first)
+
+		second := newStream(uniqueName("second"))
+		Expect(k8s.Create(ctx, second)).To(Succeed())
+		Eventually(readyReason(second)).Should(Equal("False/" + eventsv1.ReasonAccountLimitExceeded))
+		Expect(readyCondition(second).Message).To(ContainSubstring("maximum number of streams reached"))
+		Expect(readyCondition(second).Message).NotTo(ContainSubstring("unreachable"))
+		Eventually(eventReasons(second)).Should(ContainElement(eventsv1.ReasonAccountLimitExceeded))
+		expectNoRetry("$JS.API.STREAM.CREATE." + second.JetStreamName())
+
+		deleteAndWait(first)
+		Eventually(func() error { // its next reconcile (here: a change) finds room
+			cur := get(second)
+			cur.Spec.Description = "retry"
+			return k8s.Update(ctx, cur)
+		}).Should(Succeed())
+		expectReady(second)
+		DeferCleanup(func() { deleteAndWait(second) })
+	})
+
+	It("says AccountLimitExceeded when the account's consumer limit is reached", func() {
+		evs := &eventsv1.EventStream{}
+		Eventually(func() error {
+			list := &eventsv1.EventStreamList{}
+			if err := k8s.List(ctx, list); err != nil {
+				return err
+			}
+			for i := range list.Items {
+				if strings.HasPrefix(list.Items[i].Name, "second-") && list.Items[i].DeletionTimestamp.IsZero() {
+					*evs = list.Items[i]
+					return nil
+				}
+			}
+			return fmt.Errorf("the stream of the previous spec is gone")
+		}).Should(Succeed())
+		one := newConsumer(uniqueName("one"), evs.Name)
+		Expect(k8s.Create(ctx, one)).To(Succeed())
+		Eventually(consumerReady(one)).Should(HavePrefix("True/"))
+		two := newConsumer(uniqueName("two"), evs.Name)
+		Expect(k8s.Create(ctx, two)).To(Succeed())
+		Eventually(consumerReady(two)).Should(Equal("False/" + eventsv1.ReasonAccountLimitExceeded))
+		Expect(getConsumer(two).Status.Conditions[0].Message).To(ContainSubstring("maximum consumers limit reached"))
+		expectNoRetry("$JS.API.CONSUMER.CREATE." + evs.JetStreamName() + ".>")
+		deleteConsumerAndWait(two)
+		deleteConsumerAndWait(one)
+	})
+
+	It("says InvalidSpec for replicas on a server without clustering (10074), not an outage", func() {
+		// The account has room for one more stream once the previous specs'
+		// stream is gone.
+		Eventually(func() int {
+			n := 0
+			for range limitedJS.StreamNames(ctx).Name() {
+				n++
+			}
+			return n
+		}).Should(BeNumerically("<=", 2))
+		r3 := newStream(uniqueName("r3"), func(e *eventsv1.EventStream) { e.Spec.Replicas = 3 })
+		Expect(k8s.Create(ctx, r3)).To(Succeed())
+		Eventually(readyReason(r3)).Should(Equal("False/" + eventsv1.ReasonInvalidSpec))
+		Expect(readyCondition(r3).Message).To(ContainSubstring("replicas > 1 not supported"))
+		Eventually(eventReasons(r3)).Should(ContainElement(eventsv1.ReasonInvalidSpec))
+		expectNoRetry("$JS.API.STREAM.CREATE." + r3.JetStreamName())
+		deleteAndWait(r3)
+	})
+
+	It("says InsufficientResources when the stream's bytes exceed the account's storage", func() {
+		huge := newStream(uniqueName("huge"), func(e *eventsv1.EventStream) {
+			e.Spec.MaxBytes = ptr.To(resource.MustParse("200Gi")) // beyond max_file: 100G
+		})
+		Expect(k8s.Create(ctx, huge)).To(Succeed())
+		Eventually(readyReason(huge)).Should(Equal("False/" + eventsv1.ReasonInsufficientResources))
+		expectNoRetry("$JS.API.STREAM.CREATE." + huge.JetStreamName())
+		deleteAndWait(huge)
+	})
+})

@@ -1,0 +1,36 @@
+package events
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+func TestClassifyNamesTheTrueCause(t *testing.T) {
+	tests := []struct {
+		name      string
+		code      jetstream.ErrorCode
+		status    int
+		want      error
+		transient bool
+	}{
+		// 10023 comes with status 503, like an outage; it is not one.
+		{"10023 insufficient resources", 10023, 503, ErrInsufficientResources, false},
+		{"10028 memory exceeded", 10028, 500, ErrInsufficientResources, false},
+		{"10047 storage exceeded", 10047, 500, ErrInsufficientResources, false},
+		{"another 503 is a connection problem", 10008, 503, ErrConnection, true},
+		{"10052 invalid config", 10052, 500, ErrValidation, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := wrap("create stream", "S", &jetstream.APIError{Code: tt.status, ErrorCode: tt.code, Description: "x"})
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("%v does not match %v", err, tt.want)
+			}
+			if IsTransient(err) != tt.transient {
+				t.Fatalf("IsTransient(%v) = %v, want %v", err, IsTransient(err), tt.transient)
+			}
+		})
+	}
+}
