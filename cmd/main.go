@@ -45,6 +45,7 @@ type options struct {
 	pprofAddr               string
 	secureMetrics           bool
 	allowResourceConns      bool
+	resourceConnURLs        string
 }
 
 func main() {
@@ -61,7 +62,8 @@ func main() {
 	flag.StringVar(&o.leaderElectionNamespace, "leader-election-namespace", "", "Namespace of the leader election lease (default: the pod's namespace).")
 	flag.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "Address of the metrics endpoint; \"0\" disables it.")
 	flag.BoolVar(&o.secureMetrics, "metrics-secure", false, "Serve metrics over HTTPS with authentication and authorization.")
-	flag.BoolVar(&o.allowResourceConns, "allow-resource-connections", true, "Let EventStreams name their own NATS server and credentials through spec.connection.secretRef (the operator then reads those Secrets, and only those).")
+	flag.BoolVar(&o.allowResourceConns, "allow-resource-connections", false, "Let EventStreams name their own NATS server and credentials through spec.connection.secretRef (the operator then reads those Secrets, and only those). Off: such resources are refused with reason ConnectionNotAllowed.")
+	flag.StringVar(&o.resourceConnURLs, "resource-connection-urls", "", "With --allow-resource-connections: comma-separated host patterns the Secrets' URLs must match, each host, host:port, *.domain or *.domain:port (\"*.\" matches one or more labels; no port means 4222; no DNS lookups). Empty allows any host.")
 	flag.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
 	flag.StringVar(&o.pprofAddr, "pprof-bind-address", "0", "Address of Go's /debug/pprof endpoints, for profiling (e.g. 127.0.0.1:6060); \"0\" disables them. Unauthenticated: bind it to loopback.")
 	zapOpts := zap.Options{}
@@ -121,6 +123,7 @@ func run(o options) error {
 		ResyncInterval:           o.resyncInterval,
 		MaxConcurrentReconciles:  o.maxConcurrentReconciles,
 		AllowResourceConnections: o.allowResourceConns,
+		ResourceConnectionURLs:   splitList(o.resourceConnURLs),
 	}); err != nil {
 		return err
 	}
@@ -131,7 +134,8 @@ func run(o options) error {
 		return err
 	}
 	log.Info("starting manager", "nats", events.RedactURL(o.nats.URL), "resync", o.resyncInterval,
-		"workers", o.maxConcurrentReconciles, "namespaces", o.watchNamespaces)
+		"workers", o.maxConcurrentReconciles, "namespaces", o.watchNamespaces,
+		"resourceConnections", o.allowResourceConns, "resourceConnectionURLs", o.resourceConnURLs)
 	return mgr.Start(ctrl.SetupSignalHandler())
 }
 

@@ -36,6 +36,12 @@ const (
 	// ReasonConflict: the JetStream object belongs to another resource, or its
 	// subjects overlap another stream's.
 	ReasonConflict = "Conflict"
+	// ReasonConnectionNotAllowed: spec.connection names a NATS server the
+	// operator may not dial: per-resource connections are off
+	// (--allow-resource-connections=false), or the Secret's url matches none
+	// of --resource-connection-urls. Nothing was dialled; it is checked again
+	// when the resource or its Secret is reconciled next.
+	ReasonConnectionNotAllowed = "ConnectionNotAllowed"
 	// ReasonInsufficientResources: JetStream has no room for the stream (API
 	// error 10047: max bytes beyond the server's or account's storage limit).
 	ReasonInsufficientResources = "InsufficientResources"

@@ -42,7 +42,10 @@ func setReadyTrue(conds *[]metav1.Condition, generation int64, reason, message s
 // change to the spec or to JetStream (retried at the resync interval).
 func failureReason(err error) (reason string, transient bool) {
 	var immutable *events.ImmutableFieldError
+	var notAllowed *connectionNotAllowedError
 	switch {
+	case errors.As(err, &notAllowed):
+		return eventsv1.ReasonConnectionNotAllowed, false
 	case errors.Is(err, events.ErrConnection), errors.Is(err, events.ErrTimeout):
 		return eventsv1.ReasonNatsUnavailable, true
 	case errors.As(err, &immutable):
