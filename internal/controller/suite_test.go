@@ -99,6 +99,7 @@ type managerConfig struct {
 	resync                   time.Duration
 	natsURL                  string
 	allowResourceConnections bool
+	resourceConnectionURLs   []string // --resource-connection-urls
 }
 
 func startManagerWith(mc managerConfig) (stop func()) {
@@ -113,6 +114,7 @@ func startManagerWith(mc managerConfig) (stop func()) {
 	Expect(err).NotTo(HaveOccurred())
 	Expect(controller.Setup(mgr, conn, controller.Options{
 		ResyncInterval: mc.resync, MaxConcurrentReconciles: 4, AllowResourceConnections: mc.allowResourceConnections,
+		ResourceConnectionURLs: mc.resourceConnectionURLs,
 	})).To(Succeed())
 
 	ctx, cancel := context.WithCancel(context.Background())
