@@ -54,9 +54,6 @@ type reconciler struct {
 	// Connections holds the per-resource connections (spec.connection);
 	// nil when the operator does not allow them.
 	Connections *natsconn.Pool
-	// AllowedConnectionHosts is --resource-connection-urls as the pool
-	// applies it, for messages.
-	AllowedConnectionHosts string
 	// APIReader reads connection Secrets straight from the API server: the
 	// operator gets only the Secrets resources name, and caches none.
 	APIReader client.Reader
@@ -85,7 +82,7 @@ func (r *reconciler) jetStreamFor(ctx context.Context, namespace string, conn *e
 	c, err := r.Connections.Get(key.String(), secret.ResourceVersion, secret.Data, user)
 	var refused *natsconn.URLNotAllowedError
 	if errors.As(err, &refused) {
-		return nil, &connectionNotAllowedError{secret: conn.SecretRef.Name, refused: refused, allowed: r.AllowedConnectionHosts}
+		return nil, &connectionNotAllowedError{secret: conn.SecretRef.Name, refused: refused}
 	}
 	if err != nil {
 		return nil, err
@@ -100,7 +97,6 @@ func (r *reconciler) jetStreamFor(ctx context.Context, namespace string, conn *e
 type connectionNotAllowedError struct {
 	secret  string
 	refused *natsconn.URLNotAllowedError
-	allowed string
 }
 
 func (e *connectionNotAllowedError) Error() string {
@@ -109,9 +105,8 @@ func (e *connectionNotAllowedError) Error() string {
 			"so spec.connection (Secret %q) was not used and nothing was dialled; remove spec.connection to use the operator's NATS, "+
 			"or ask the administrator to enable them", e.secret)
 	}
-	return fmt.Sprintf("the url in Secret %q is refused, nothing was dialled: %v; the operator allows %s "+
-		"(--resource-connection-urls): point the Secret at an allowed server or ask the administrator to add a pattern",
-		e.secret, e.refused, e.allowed)
+	return fmt.Sprintf("the url in Secret %q is refused and nothing was dialled: %v (--resource-connection-urls); "+
+		"point the Secret at an allowed server or ask the administrator to add a pattern", e.secret, e.refused)
 }
 
 func (e *connectionNotAllowedError) Unwrap() error {

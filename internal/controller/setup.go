@@ -46,7 +46,6 @@ func Setup(mgr ctrl.Manager, nc *natsconn.Conn, o Options) error {
 		OwnWrites:               triggers,
 	}
 	if o.AllowResourceConnections {
-		base.AllowedConnectionHosts = allowed.String()
 		pool := natsconn.NewPool(mgr.GetLogger().WithName("nats-pool"), triggers.Attach, allowed)
 		base.Connections = pool
 		if err := mgr.Add(closeOnStop{pool.Close}); err != nil {
