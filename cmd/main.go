@@ -46,6 +46,7 @@ type options struct {
 	secureMetrics           bool
 	allowResourceConns      bool
 	adoptNamespaces         string
+	resourceConnURLs        string
 }
 
 func main() {
@@ -62,6 +63,8 @@ func main() {
 	flag.StringVar(&o.leaderElectionNamespace, "leader-election-namespace", "", "Namespace of the leader election lease (default: the pod's namespace).")
 	flag.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "Address of the metrics endpoint; \"0\" disables it.")
 	flag.BoolVar(&o.secureMetrics, "metrics-secure", false, "Serve metrics over HTTPS with authentication and authorization.")
+	flag.BoolVar(&o.allowResourceConns, "allow-resource-connections", false, "Let EventStreams name their own NATS server and credentials through spec.connection.secretRef (the operator then reads those Secrets, and only those). Off: such resources are refused with reason ConnectionNotAllowed.")
+	flag.StringVar(&o.resourceConnURLs, "resource-connection-urls", "", "With --allow-resource-connections: comma-separated host patterns the Secrets' URLs must match, each host, host:port, *.domain or *.domain:port (\"*.\" matches one or more labels; no port means 4222; no DNS lookups). Empty allows any host.")
 	flag.BoolVar(&o.allowResourceConns, "allow-resource-connections", true, "Let EventStreams name their own NATS server and credentials through spec.connection.secretRef (the operator then reads those Secrets, and only those).")
 	flag.StringVar(&o.adoptNamespaces, "adopt-namespaces", ownNamespace(), "Comma-separated namespaces whose EventStreams and EventConsumers may adopt, with the annotation events.giia.io/adopt: \"true\", a JetStream stream or consumer that no resource manages (made by hand or by scripts); \"*\" allows every namespace, \"\" none. Default: the operator's own namespace (POD_NAMESPACE, or its service account's namespace in a pod).")
 	flag.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
@@ -124,6 +127,7 @@ func run(o options) error {
 		MaxConcurrentReconciles:  o.maxConcurrentReconciles,
 		AllowResourceConnections: o.allowResourceConns,
 		AdoptNamespaces:          splitList(o.adoptNamespaces),
+		ResourceConnectionURLs:   splitList(o.resourceConnURLs),
 	}); err != nil {
 		return err
 	}
@@ -134,7 +138,8 @@ func run(o options) error {
 		return err
 	}
 	log.Info("starting manager", "nats", events.RedactURL(o.nats.URL), "resync", o.resyncInterval,
-		"workers", o.maxConcurrentReconciles, "namespaces", o.watchNamespaces, "adoptNamespaces", o.adoptNamespaces)
+		"workers", o.maxConcurrentReconciles, "namespaces", o.watchNamespaces, "adoptNamespaces", o.adoptNamespaces,
+		"resourceConnections", o.allowResourceConns, "resourceConnectionURLs", o.resourceConnURLs)
 	return mgr.Start(ctrl.SetupSignalHandler())
 }
 

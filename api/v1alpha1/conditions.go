@@ -58,6 +58,12 @@ const (
 	// streams, max consumers, max stream bytes, storage tiers) refuse the
 	// object (API errors 10002, 10026, 10027, 10120, 10122).
 	ReasonAccountLimitExceeded = "AccountLimitExceeded"
+	// ReasonConnectionNotAllowed: spec.connection names a NATS server the
+	// operator may not dial: per-resource connections are off
+	// (--allow-resource-connections=false), or the Secret's url matches none
+	// of --resource-connection-urls. Nothing was dialled; it is checked again
+	// when the resource or its Secret is reconciled next.
+	ReasonConnectionNotAllowed = "ConnectionNotAllowed"
 	// ReasonInsufficientResources: JetStream has no room for the object (API
 	// errors 10047 and 10028: max bytes beyond the server's or account's
 	// storage or memory limit; 10023: not enough servers or resources).

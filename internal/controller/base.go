@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -69,8 +70,8 @@ func (r *reconciler) jetStreamFor(ctx context.Context, namespace string, conn *e
 		return r.NATS.JetStream()
 	}
 	if r.Connections == nil {
-		return nil, &events.ValidationError{Field: "connection",
-			Reason: "per-resource connections are disabled in this operator (--allow-resource-connections=false); remove spec.connection to use the default NATS"}
+		// Refused before the Secret is even read.
+		return nil, &connectionNotAllowedError{secret: conn.SecretRef.Name}
 	}
 	secret := &corev1.Secret{}
 	key := types.NamespacedName{Namespace: namespace, Name: conn.SecretRef.Name}
@@ -82,10 +83,48 @@ func (r *reconciler) jetStreamFor(ctx context.Context, namespace string, conn *e
 		return nil, err
 	}
 	c, err := r.Connections.Get(key.String(), secret.ResourceVersion, secret.Data, user)
+	var refused *natsconn.URLNotAllowedError
+	if errors.As(err, &refused) {
+		return nil, &connectionNotAllowedError{secret: conn.SecretRef.Name, refused: refused}
+	}
 	if err != nil {
 		return nil, err
 	}
 	return c.JetStream()
+}
+
+// connectionNotAllowedError is a spec.connection the operator refuses to
+// dial: per-resource connections are off (refused is nil), or the Secret's
+// url is not allowed by --resource-connection-urls. Reported as
+// ConnectionNotAllowed; only the administrator or the Secret can change it.
+type connectionNotAllowedError struct {
+	secret  string
+	refused *natsconn.URLNotAllowedError
+}
+
+func (e *connectionNotAllowedError) Error() string {
+	if e.refused == nil {
+		return fmt.Sprintf("per-resource connections are disabled in this operator (--allow-resource-connections=false), "+
+			"so spec.connection (Secret %q) was not used and nothing was dialled; remove spec.connection to use the operator's NATS, "+
+			"or ask the administrator to enable them", e.secret)
+	}
+	return fmt.Sprintf("the url in Secret %q is refused and nothing was dialled: %v (--resource-connection-urls); "+
+		"point the Secret at an allowed server or ask the administrator to add a pattern", e.secret, e.refused)
+}
+
+func (e *connectionNotAllowedError) Unwrap() error {
+	if e.refused == nil {
+		return nil
+	}
+	return e.refused
+}
+
+// connectionUnresolvable reports an error that says where a resource lives
+// can never be known as things stand (a bad or missing Secret, a refused
+// connection): deletion does not wait for such a server.
+func connectionUnresolvable(err error) bool {
+	var notAllowed *connectionNotAllowedError
+	return errors.Is(err, events.ErrValidation) || errors.As(err, &notAllowed)
 }
 
 // releaseConnection tells the pool that user no longer needs a connection.

@@ -61,14 +61,17 @@ var (
 // and retried only at the resync interval).
 func failureReason(err error) (reason string, transient bool) {
 	var (
-		immutable *events.ImmutableFieldError
-		owner     *ownershipError
-		apiErr    *jetstream.APIError
+		immutable  *events.ImmutableFieldError
+		owner      *ownershipError
+		notAllowed *connectionNotAllowedError
+		apiErr     *jetstream.APIError
 	)
 	isAPI := errors.As(err, &apiErr)
 	switch {
 	case errors.As(err, &owner):
 		return owner.reason, false
+	case errors.As(err, &notAllowed):
+		return eventsv1.ReasonConnectionNotAllowed, false
 	case isAPI && insufficientResourcesCodes[apiErr.ErrorCode]:
 		return eventsv1.ReasonInsufficientResources, false
 	case isAPI && accountLimitCodes[apiErr.ErrorCode]:

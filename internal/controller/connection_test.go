@@ -151,18 +151,168 @@ var _ = Describe("Per-resource connections", Ordered, func() {
 		Expect(readyCondition(evs).Message).NotTo(ContainSubstring("tenant-pw"))
 		deleteAndWait(evs)
 	})
+
+	It("uses a changed Secret from the next reconcile of the resource on, and closes the old connection", func() {
+		oldAuth := &recordingAuth{user: "tenant-old", password: "old-pw"}
+		oldSrv := authServer(oldAuth)
+		newAuth := &recordingAuth{user: "tenant-new", password: "new-pw"}
+		newSrv := authServer(newAuth)
+		secret := connectionSecret("moving-nats", map[string]string{"url": oldSrv.URL(), "user": "tenant-old", "password": "old-pw"})
+		evs := newStream(uniqueName("moving"), withConnection("moving-nats"))
+		Expect(k8s.Create(ctx, evs)).To(Succeed())
+		expectReady(evs)
+		Expect(streamOn(oldSrv, "tenant-old", "old-pw", evs.JetStreamName())).To(Succeed())
+		Expect(operatorClients(oldSrv)).To(Equal(1), "the operator's connection to the old server")
+
+		// The tenant moves to another server with other credentials.
+		secret.StringData = map[string]string{"url": newSrv.URL(), "user": "tenant-new", "password": "new-pw"}
+		Expect(k8s.Update(ctx, secret)).To(Succeed())
+		// A Secret is not watched: nothing changes before the resource's
+		// next reconcile (its resync is a minute away).
+		Consistently(func() error { return streamOn(newSrv, "tenant-new", "new-pw", evs.JetStreamName()) }, 2*time.Second).ShouldNot(Succeed())
+		Expect(operatorClients(newSrv)).To(BeZero(), "the operator connected to the new server before a reconcile")
+
+		// Any change to the resource reconciles it.
+		latest := get(evs)
+		latest.Annotations = map[string]string{"example.com/poke": "1"}
+		Expect(k8s.Update(ctx, latest)).To(Succeed())
+		Eventually(func() error { return streamOn(newSrv, "tenant-new", "new-pw", evs.JetStreamName()) }).Should(Succeed())
+		Eventually(func() int { return operatorClients(oldSrv) }).Should(BeZero(), "the connection to the old server is closed")
+		Expect(operatorClients(newSrv)).To(Equal(1))
+		expectReady(evs)
+		for _, a := range newAuth.attempts() {
+			Expect(a).NotTo(ContainSubstring("old-pw"))
+		}
+		deleteAndWait(evs)
+	})
 })
 
-var _ = Describe("Per-resource connections disabled", Ordered, func() {
+// operatorClients counts the operator's per-resource connections to srv
+// (the pool names them "eventstream-operator").
+func operatorClients(srv *eventstest.Server) int {
+	GinkgoHelper()
+	connz, err := srv.NATSServer().Connz(&server.ConnzOptions{})
+	Expect(err).NotTo(HaveOccurred())
+	n := 0
+	for _, c := range connz.Conns {
+		if c.Name == "eventstream-operator" {
+			n++
+		}
+	}
+	return n
+}
+
+// streamOn checks that the stream exists on srv, with a connection of its
+// own that is closed before it returns.
+func streamOn(srv *eventstest.Server, user, password, stream string) error {
+	var opts []nats.Option
+	if user != "" {
+		opts = append(opts, nats.UserInfo(user, password))
+	}
+	nc, err := nats.Connect(srv.URL(), opts...)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err = js.Stream(ctx, stream)
+	return err
+}
+
+// refusedConnection checks a resource whose connection the operator must
+// refuse: Ready=False with ConnectionNotAllowed and a message containing
+// each of want, a Warning Event, and no connection ever made to srv.
+func refusedConnection(evs *eventsv1.EventStream, srv *eventstest.Server, want ...string) {
+	GinkgoHelper()
+	Eventually(readyReason(evs)).Should(Equal("False/" + eventsv1.ReasonConnectionNotAllowed))
+	msg := readyCondition(evs).Message
+	for _, w := range want {
+		Expect(msg).To(ContainSubstring(w))
+	}
+	Eventually(eventReasons(evs)).Should(ContainElement(eventsv1.ReasonConnectionNotAllowed))
+	// The reconcile that set the condition is over; the server never saw
+	// the operator, not even a refused attempt.
+	Consistently(func() int64 {
+		v, err := srv.NATSServer().Varz(nil)
+		Expect(err).NotTo(HaveOccurred())
+		return int64(v.TotalConnections)
+	}, time.Second).Should(BeZero(), "a connection was made to a server the operator must not dial")
+}
+
+var _ = Describe("Per-resource connections disabled (the default)", Ordered, func() {
 	BeforeAll(func() {
 		DeferCleanup(startManagerWith(managerConfig{resync: time.Minute, natsURL: natsSrv.URL(), allowResourceConnections: false}))
 	})
 
-	It("refuses spec.connection with a message saying so", func() {
-		evs := newStream(uniqueName("refused"), withConnection("whatever"))
+	It("refuses spec.connection with ConnectionNotAllowed, without dialling the tenant's server", func() {
+		tenant, err := eventstest.StartJetStream("")
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(tenant.Close)
+		connectionSecret("off-nats", map[string]string{"url": tenant.URL()})
+		evs := newStream(uniqueName("refused"), withConnection("off-nats"))
 		Expect(k8s.Create(context.Background(), evs)).To(Succeed())
-		Eventually(readyReason(evs)).Should(Equal("False/" + eventsv1.ReasonInvalidSpec))
-		Expect(readyCondition(evs).Message).To(ContainSubstring("per-resource connections are disabled"))
+		refusedConnection(evs, tenant, "per-resource connections are disabled", "--allow-resource-connections", `"off-nats"`)
+		deleteAndWait(evs)
+	})
+})
+
+var _ = Describe("Per-resource connections restricted by --resource-connection-urls", Ordered, func() {
+	ctx := context.Background()
+	var allowed, other *eventstest.Server
+	var allowedPort string
+
+	BeforeAll(func() {
+		var err error
+		allowed, err = eventstest.StartJetStream("", eventstest.WithServerOptions(func(o *server.Options) { o.JetStreamMaxStore = 1 << 40 }))
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(allowed.Close)
+		other, err = eventstest.StartJetStream("")
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(other.Close)
+		allowedPort = strings.TrimPrefix(allowed.URL(), "nats://127.0.0.1:")
+		// Hosts compare by name, without DNS: "localhost" is allowed,
+		// "127.0.0.1" is not, although both reach the same address.
+		DeferCleanup(startManagerWith(managerConfig{resync: time.Minute, natsURL: natsSrv.URL(), allowResourceConnections: true,
+			resourceConnectionURLs: []string{"localhost:" + allowedPort, "*.nats.example.invalid"}}))
+	})
+
+	It("manages a stream on an allowed host", func() {
+		connectionSecret("allowed-nats", map[string]string{"url": "nats://LocalHost:" + allowedPort})
+		evs := newStream(uniqueName("allowed"), withConnection("allowed-nats"))
+		Expect(k8s.Create(ctx, evs)).To(Succeed())
+		expectReady(evs)
+		Expect(streamOn(allowed, "", "", evs.JetStreamName())).To(Succeed())
+		deleteAndWait(evs)
+	})
+
+	It("refuses a host that matches no pattern, naming it and the flag, without dialling it", func() {
+		otherPort := strings.TrimPrefix(other.URL(), "nats://127.0.0.1:")
+		connectionSecret("other-nats", map[string]string{"url": "nats://user:hunter2@localhost:" + otherPort})
+		evs := newStream(uniqueName("disallowed"), withConnection("other-nats"))
+		Expect(k8s.Create(ctx, evs)).To(Succeed())
+		refusedConnection(evs, other, `"localhost:`+otherPort+`"`, "--resource-connection-urls", "localhost:"+allowedPort, `"other-nats"`)
+		Expect(readyCondition(evs).Message).NotTo(ContainSubstring("hunter2"))
+		deleteAndWait(evs)
+	})
+
+	It("refuses a list of URLs if any of them is not allowed, and a URL it cannot parse", func() {
+		otherPort := strings.TrimPrefix(other.URL(), "nats://127.0.0.1:")
+		connectionSecret("mixed-nats", map[string]string{"url": "nats://localhost:" + allowedPort + ",nats://127.0.0.1:" + otherPort})
+		evs := newStream(uniqueName("mixed"), withConnection("mixed-nats"))
+		Expect(k8s.Create(ctx, evs)).To(Succeed())
+		refusedConnection(evs, other, `"127.0.0.1:`+otherPort+`"`)
+		deleteAndWait(evs)
+
+		connectionSecret("garbage-nats", map[string]string{"url": "nats://localhost:" + allowedPort + "x"})
+		evs = newStream(uniqueName("garbage"), withConnection("garbage-nats"))
+		Expect(k8s.Create(ctx, evs)).To(Succeed())
+		Eventually(readyReason(evs)).Should(Equal("False/" + eventsv1.ReasonConnectionNotAllowed))
+		Expect(readyCondition(evs).Message).To(ContainSubstring("invalid port"))
 		deleteAndWait(evs)
 	})
 })

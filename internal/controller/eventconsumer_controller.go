@@ -331,9 +331,10 @@ func (r *EventConsumerReconciler) finalize(ctx context.Context, evc *eventsv1.Ev
 		return ctrl.Result{}, nil
 	}
 	err := r.release(ctx, evc)
-	if errors.Is(err, events.ErrValidation) {
+	if connectionUnresolvable(err) {
 		// The server cannot be determined at all (per-resource connections
-		// disabled, Secret gone): waiting would block the deletion forever.
+		// disabled or refused, Secret gone): waiting would block the
+		// deletion forever.
 		r.event(evc, corev1.EventTypeWarning, "NotReleased", "Delete",
 			fmt.Sprintf("consumer %s left in place: %v", evc.JetStreamName(), err))
 		err = nil

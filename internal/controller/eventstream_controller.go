@@ -225,9 +225,10 @@ func (r *EventStreamReconciler) finalize(ctx context.Context, evs *eventsv1.Even
 		return ctrl.Result{}, r.removeFinalizer(ctx, evs)
 	}
 	err := r.release(ctx, evs, name)
-	if errors.Is(err, events.ErrValidation) {
+	if connectionUnresolvable(err) {
 		// The server cannot be determined at all (per-resource connections
-		// disabled, Secret gone): waiting would block the deletion forever.
+		// disabled or refused, Secret gone): waiting would block the
+		// deletion forever.
 		r.event(evs, corev1.EventTypeWarning, "NotReleased", "Delete",
 			fmt.Sprintf("stream %s left in place: %v", name, err))
 		err = nil

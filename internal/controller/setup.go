@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -20,12 +21,20 @@ type Options struct {
 	// the events.giia.io/adopt annotation, JetStream objects that no resource
 	// manages; "*" allows every namespace, none allows none.
 	AdoptNamespaces []string
+	// ResourceConnectionURLs restricts the servers those connections may
+	// name (natsconn.HostPatterns: host, host:port, *.domain[:port]); empty
+	// allows any.
+	ResourceConnectionURLs []string
 }
 
 // Setup adds every controller of the operator, the JetStream advisory watcher
 // that feeds them and the dead-letter forwarder to mgr. The manager binary and the test suites
 // both call it, so tests run exactly what ships.
 func Setup(mgr ctrl.Manager, nc *natsconn.Conn, o Options) error {
+	allowed, err := natsconn.ParseHostPatterns(o.ResourceConnectionURLs)
+	if err != nil {
+		return fmt.Errorf("--resource-connection-urls: %w", err)
+	}
 	triggers := NewTriggers(nc.NATS(), mgr.GetLogger().WithName("advisories"))
 	nc.OnReconnect(triggers.ResyncAll)
 	if err := mgr.Add(triggers); err != nil {
@@ -42,7 +51,7 @@ func Setup(mgr ctrl.Manager, nc *natsconn.Conn, o Options) error {
 		Adopt:                   adoptPolicy(o.AdoptNamespaces),
 	}
 	if o.AllowResourceConnections {
-		pool := natsconn.NewPool(mgr.GetLogger().WithName("nats-pool"), triggers.Attach)
+		pool := natsconn.NewPool(mgr.GetLogger().WithName("nats-pool"), triggers.Attach, allowed)
 		base.Connections = pool
 		if err := mgr.Add(closeOnStop{pool.Close}); err != nil {
 			return err

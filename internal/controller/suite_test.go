@@ -102,6 +102,7 @@ type managerConfig struct {
 	natsURL                  string
 	allowResourceConnections bool
 	adoptNamespaces          []string
+	resourceConnectionURLs   []string // --resource-connection-urls
 }
 
 func startManagerWith(mc managerConfig) (stop func()) {
@@ -117,6 +118,7 @@ func startManagerWith(mc managerConfig) (stop func()) {
 	Expect(controller.Setup(mgr, conn, controller.Options{
 		ResyncInterval: mc.resync, MaxConcurrentReconciles: 4, AllowResourceConnections: mc.allowResourceConnections,
 		AdoptNamespaces: mc.adoptNamespaces,
+		ResourceConnectionURLs: mc.resourceConnectionURLs,
 	})).To(Succeed())
 
 	ctx, cancel := context.WithCancel(context.Background())

@@ -27,12 +27,14 @@ const (
 
 // Pool holds the connections to NATS servers that resources name through a
 // Secret (spec.connection). A connection is built only from its Secret's
-// data — never from the operator's own credentials — is shared by every
-// resource that names the same Secret, is rebuilt when the Secret changes and
+// data — never from the operator's own credentials — and only to servers the
+// pool's HostPatterns allow; it is shared by every resource that names the
+// same Secret, rebuilt when the Secret changes (a new resourceVersion) and
 // closed when no resource uses it any more.
 type Pool struct {
 	log       logr.Logger
 	onConnect func(*nats.Conn) (stop func())
+	allowed   *HostPatterns
 
 	mu    sync.Mutex
 	conns map[string]*pooled // by "namespace/secret"
@@ -47,14 +49,17 @@ type pooled struct {
 
 // NewPool returns an empty pool. onConnect, if set, is called with each new
 // connection (the operator subscribes to its advisories there); the function
-// it returns is called when the connection is closed.
-func NewPool(log logr.Logger, onConnect func(*nats.Conn) (stop func())) *Pool {
-	return &Pool{log: log, onConnect: onConnect, conns: map[string]*pooled{}}
+// it returns is called when the connection is closed. allowed restricts the
+// servers the pool dials (nil: any).
+func NewPool(log logr.Logger, onConnect func(*nats.Conn) (stop func()), allowed *HostPatterns) *Pool {
+	return &Pool{log: log, onConnect: onConnect, allowed: allowed, conns: map[string]*pooled{}}
 }
 
 // Get returns the connection for the Secret key ("namespace/name") at version
 // for user (a resource key), connecting from data when there is none yet or
-// the Secret changed. Bad data is an events.ErrValidation naming the key.
+// the Secret changed. Bad data is an events.ErrValidation naming the key; a
+// URL the pool's HostPatterns refuse is a *URLNotAllowedError, returned
+// before anything is dialled.
 func (p *Pool) Get(key, version string, data map[string][]byte, user string) (*Conn, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -65,7 +70,7 @@ func (p *Pool) Get(key, version string, data map[string][]byte, user string) (*C
 		}
 		p.closeLocked(key)
 	}
-	conn, err := connectFromSecret(data, p.log.WithValues("secret", key))
+	conn, err := p.connectFromSecret(data, p.log.WithValues("secret", key))
 	if err != nil {
 		return nil, err
 	}
@@ -116,15 +121,24 @@ func (p *Pool) closeLocked(key string) {
 }
 
 // connectFromSecret connects with the URL and credentials of a Secret, and
-// nothing else.
-func connectFromSecret(data map[string][]byte, log logr.Logger) (*Conn, error) {
+// nothing else, if the pool allows the URL.
+func (p *Pool) connectFromSecret(data map[string][]byte, log logr.Logger) (*Conn, error) {
 	url := strings.TrimSpace(string(data[KeyURL]))
 	if url == "" {
 		return nil, &events.ValidationError{Field: "connection.secretRef", Reason: "the Secret has no \"url\" key"}
 	}
+	if err := p.allowed.Check(url); err != nil {
+		return nil, err
+	}
+	natsOpts := []nats.Option{nats.RetryOnFailedConnect(true), nats.IgnoreAuthErrorAbort()}
+	if p.allowed.Restricted() {
+		// A server announces the other servers of its cluster, and nats.go
+		// would reconnect to them: only the checked URLs may be dialled.
+		natsOpts = append(natsOpts, nats.IgnoreDiscoveredServers())
+	}
 	opts := []events.ConnectOption{
 		events.WithName("eventstream-operator"),
-		events.WithNATSOptions(nats.RetryOnFailedConnect(true), nats.IgnoreAuthErrorAbort()),
+		events.WithNATSOptions(natsOpts...),
 	}
 	switch {
 	case len(data[KeyCreds]) > 0:

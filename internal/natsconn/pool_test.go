@@ -2,11 +2,13 @@ package natsconn_test
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
@@ -57,7 +59,7 @@ func newTestPool(t *testing.T) (*natsconn.Pool, *poolHooks, *authLog) {
 	t.Helper()
 	hooks := &poolHooks{}
 	logs, log := newAuthLog()
-	p := natsconn.NewPool(log, hooks.onConnect)
+	p := natsconn.NewPool(log, hooks.onConnect, nil)
 	t.Cleanup(p.Close)
 	return p, hooks, logs
 }
@@ -369,4 +371,114 @@ func TestPoolConnectionKeepsRetryingAfterAuthErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	expectUsable(t, c)
+}
+
+// The pool refuses a URL its HostPatterns do not allow before dialling it:
+// the server never sees a connection.
+func TestPoolRefusesDisallowedURLsWithoutDialling(t *testing.T) {
+	srv := eventstest.RunJetStream(t)
+	port := strings.TrimPrefix(srv.URL(), "nats://127.0.0.1:")
+	allowed, err := natsconn.ParseHostPatterns([]string{"localhost:" + port})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hooks := &poolHooks{}
+	p := natsconn.NewPool(logr.Discard(), hooks.onConnect, allowed)
+	t.Cleanup(p.Close)
+
+	for _, url := range []string{srv.URL(), "nats://localhost:" + port + ",nats://127.0.0.1:" + port, "nats://localhost:" + port + "0"} {
+		_, err := p.Get("ns/s", url, secretData("url", url, "password", "hunter2"), "EventStream:ns/a")
+		var refused *natsconn.URLNotAllowedError
+		if !errors.As(err, &refused) {
+			t.Fatalf("Get(%q) = %v, want a *URLNotAllowedError", url, err)
+		}
+		expectNoSecretIn(t, "the error", err.Error(), "hunter2")
+	}
+	if p.Len() != 0 {
+		t.Fatalf("Len = %d after refused URLs", p.Len())
+	}
+	if n, _ := hooks.counts(); n != 0 {
+		t.Fatalf("onConnect called %d times", n)
+	}
+	v, err := srv.NATSServer().Varz(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.TotalConnections != 0 {
+		t.Fatalf("the server saw %d connections", v.TotalConnections)
+	}
+
+	c, err := p.Get("ns/s", "ok", secretData("url", "nats://localhost:"+port), "EventStream:ns/a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	expectUsable(t, c)
+}
+
+// clusterNode starts a plain nats-server (no JetStream) in cluster "c";
+// with routeTo it joins the node listening there.
+func clusterNode(t *testing.T, routeTo string) *server.Server {
+	t.Helper()
+	o := &server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, NoLog: true, NoSigs: true,
+		Cluster: server.ClusterOpts{Name: "c", Host: "127.0.0.1", Port: server.RANDOM_PORT}}
+	if routeTo != "" {
+		o.Routes = server.RoutesFromStr(routeTo)
+	}
+	s, err := server.NewServer(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("cluster node not ready")
+	}
+	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+	return s
+}
+
+// A tenant's server announces the other servers of its cluster; with host
+// patterns set, the pool's connection never dials them (they were not
+// checked), even when the server it knows goes away.
+func TestRestrictedPoolIgnoresServersTheClusterAnnounces(t *testing.T) {
+	a := clusterNode(t, "")
+	b := clusterNode(t, fmt.Sprintf("nats://%s", a.ClusterAddr().String()))
+	waitFor(t, "the route between the nodes", func() bool { return a.NumRoutes() > 0 && b.NumRoutes() > 0 })
+	urlA := "nats://" + a.Addr().String()
+
+	// A plain client of A learns about B: that is what must be ignored.
+	control, err := nats.Connect(urlA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "A announcing B", func() bool { return len(control.DiscoveredServers()) > 0 })
+	control.Close()
+
+	allowed, err := natsconn.ParseHostPatterns([]string{a.Addr().String()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := natsconn.NewPool(logr.Discard(), nil, allowed)
+	t.Cleanup(p.Close)
+	c, err := p.Get("ns/s", "1", secretData("url", urlA), "EventStream:ns/a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the pool's connection", func() bool { return c.NATS().IsConnected() })
+	if err := c.NATS().Flush(); err != nil { // INFO updates have arrived
+		t.Fatal(err)
+	}
+	if got := c.NATS().DiscoveredServers(); len(got) != 0 {
+		t.Fatalf("the restricted connection took announced servers %q", got)
+	}
+	before, err := b.Varz(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Shutdown()
+	a.WaitForShutdown()
+	// nats.go waits 2s (plus jitter) between rounds of reconnection attempts.
+	authNever(t, "a connection to the announced server", 3*time.Second, func() bool {
+		v, err := b.Varz(nil)
+		return err == nil && v.TotalConnections > before.TotalConnections
+	})
 }

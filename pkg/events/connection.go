@@ -29,6 +29,8 @@ func WithName(name string) ConnectOption {
 }
 
 // WithCredsFile authenticates with a NATS credentials file (JWT + nkey seed).
+// The file is read at each (re)connection, so a rotated file is used from
+// the next reconnection on.
 func WithCredsFile(path string) ConnectOption {
 	return func(o *connectOptions) error {
 		if _, err := os.Stat(path); err != nil {
@@ -127,7 +129,11 @@ func WithToken(token string) ConnectOption {
 }
 
 // WithTLS enables TLS. caFile verifies the server (empty: the system roots);
-// certFile and keyFile, when both are set, are the client certificate.
+// certFile and keyFile, when both are set, are the client certificate. The
+// files are read at Connect (an unreadable or invalid one is an
+// ErrValidation naming it) and again at each TLS handshake, so certificates
+// rotated on disk (cert-manager, a mounted Secret) are used from the next
+// reconnection on, without restarting the process.
 func WithTLS(caFile, certFile, keyFile string) ConnectOption {
 	return func(o *connectOptions) error {
 		if (certFile == "") != (keyFile == "") {
@@ -198,11 +204,7 @@ func Connect(url string, opts ...ConnectOption) (*nats.Conn, error) {
 		}
 	}
 	if o.tls != nil {
-		cfg, err := o.tls.config()
-		if err != nil {
-			return nil, err
-		}
-		o.nats = append(o.nats, nats.Secure(cfg))
+		o.nats = append(o.nats, o.tls.option())
 	}
 	nc, err := nats.Connect(url, o.nats...)
 	if err != nil {
@@ -215,25 +217,36 @@ func Connect(url string, opts ...ConnectOption) (*nats.Conn, error) {
 	return nc, nil
 }
 
-func (f *tlsFiles) config() (*tls.Config, error) {
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
-	if f.ca != "" {
-		pem, err := os.ReadFile(f.ca)
-		if err != nil {
-			return nil, &ValidationError{Field: "tls.ca", Reason: err.Error()}
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, &ValidationError{Field: "tls.ca", Reason: fmt.Sprintf("no PEM certificate in %s", f.ca)}
-		}
-		cfg.RootCAs = pool
-	}
+// option reads the files at each TLS handshake (nats.go calls the callbacks
+// then); ClientTLSConfig calls them once at once, so bad files fail Connect.
+func (f *tlsFiles) option() nats.Option {
+	var certCB nats.TLSCertHandler
+	var rootCAsCB nats.RootCAsHandler
 	if f.cert != "" {
-		cert, err := tls.LoadX509KeyPair(f.cert, f.key)
-		if err != nil {
-			return nil, &ValidationError{Field: "tls.cert", Reason: err.Error()}
+		certCB = func() (tls.Certificate, error) {
+			cert, err := tls.LoadX509KeyPair(f.cert, f.key)
+			if err != nil {
+				return tls.Certificate{}, &ValidationError{Field: "tls.cert", Reason: err.Error()}
+			}
+			return cert, nil
 		}
-		cfg.Certificates = []tls.Certificate{cert}
 	}
-	return cfg, nil
+	if f.ca != "" {
+		rootCAsCB = func() (*x509.CertPool, error) {
+			pem, err := os.ReadFile(f.ca)
+			if err != nil {
+				return nil, &ValidationError{Field: "tls.ca", Reason: err.Error()}
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, &ValidationError{Field: "tls.ca", Reason: fmt.Sprintf("no PEM certificate in %s", f.ca)}
+			}
+			return pool, nil
+		}
+	}
+	if certCB == nil && rootCAsCB == nil {
+		// TLS with the system roots and no client certificate.
+		return nats.Secure(&tls.Config{MinVersion: tls.VersionTLS12})
+	}
+	return nats.ClientTLSConfig(certCB, rootCAsCB) // its tls.Config has MinVersion TLS 1.2
 }

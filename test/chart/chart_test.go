@@ -338,14 +338,15 @@ func TestDefaultDeployment(t *testing.T) {
 	}
 	for _, want := range []string{"--leader-elect", "--leader-election-namespace=" + relNS,
 		"--nats-url=nats://nats.nats.svc:4222", "--resync-interval=1m", "--max-concurrent-reconciles=4",
-		"--allow-resource-connections=true",
+		"--allow-resource-connections=false",
 		"--metrics-bind-address=:8080", "--health-probe-bind-address=:8081"} {
 		if !slices.Contains(c.Args, want) {
 			t.Errorf("args %q lack %q", c.Args, want)
 		}
 	}
 	for _, a := range c.Args {
-		if strings.HasPrefix(a, "--watch-namespaces") || strings.HasPrefix(a, "--nats-creds") || strings.HasPrefix(a, "--nats-tls") {
+		if strings.HasPrefix(a, "--watch-namespaces") || strings.HasPrefix(a, "--nats-creds") || strings.HasPrefix(a, "--nats-tls") ||
+			strings.HasPrefix(a, "--resource-connection-urls") {
 			t.Errorf("unexpected default arg %q", a)
 		}
 	}
@@ -481,6 +482,40 @@ func TestWatchNamespaces(t *testing.T) {
 	c := managerContainer(t, only[appsv1.Deployment](t, objs, "Deployment"))
 	if !slices.Contains(c.Args, "--watch-namespaces=a,b") {
 		t.Errorf("args %q lack --watch-namespaces=a,b", c.Args)
+	}
+}
+
+// Per-resource connections are off by default; on, the allowed host
+// patterns become --resource-connection-urls.
+func TestResourceConnections(t *testing.T) {
+	c := managerContainer(t, only[appsv1.Deployment](t, render(t,
+		"resourceConnections.enabled=true", "resourceConnections.allowedURLs={nats.team-a.svc,*.nats.example.com:4443,[fd00::7]}"), "Deployment"))
+	for _, want := range []string{"--allow-resource-connections=true", "--resource-connection-urls=nats.team-a.svc,*.nats.example.com:4443,[fd00::7]"} {
+		if !slices.Contains(c.Args, want) {
+			t.Errorf("args %q lack %q", c.Args, want)
+		}
+	}
+	c = managerContainer(t, only[appsv1.Deployment](t, render(t, "resourceConnections.enabled=true"), "Deployment"))
+	if !slices.Contains(c.Args, "--allow-resource-connections=true") {
+		t.Errorf("args %q lack --allow-resource-connections=true", c.Args)
+	}
+	for _, a := range c.Args {
+		if strings.HasPrefix(a, "--resource-connection-urls") {
+			t.Errorf("no allowedURLs, but %q", a)
+		}
+	}
+	for _, set := range []string{
+		"resourceConnections.allowedURLs={nats://nats.example.com}",
+		"resourceConnections.allowedURLs={nats.example.com/x}",
+		"resourceConnections.allowedURLs={a.*.example.com}",
+		"resourceConnections.enabled=yes",
+		"allowResourceConnections=true", // the value this one replaced
+	} {
+		if out, err := helm(t, "template", release, chartRel, "--set", set); err == nil {
+			t.Errorf("--set %s: rendered without error", set)
+		} else if !strings.Contains(out, "schema") {
+			t.Errorf("--set %s: failed, but not on the schema:\n%s", set, out)
+		}
 	}
 }
 

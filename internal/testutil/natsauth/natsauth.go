@@ -46,6 +46,10 @@ type PKI struct {
 	CAFile, ServerCertFile, ServerKeyFile, ClientCertFile, ClientKeyFile string
 
 	CAPEM, ServerCertPEM, ServerKeyPEM, ClientCertPEM, ClientKeyPEM []byte
+
+	caCert *x509.Certificate
+	caKey  *ecdsa.PrivateKey
+	serial int64
 }
 
 // NewPKI generates a CA and its server and client certificates (ECDSA P-256,
@@ -82,39 +86,11 @@ func newPKI(dir string) (*PKI, error) {
 	if err != nil {
 		return nil, err
 	}
-	leaf := func(serial int64, cn string, usage x509.ExtKeyUsage, server bool) (certPEM, keyPEM []byte, err error) {
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			return nil, nil, err
-		}
-		tmpl := &x509.Certificate{
-			SerialNumber: big.NewInt(serial),
-			Subject:      pkix.Name{CommonName: cn},
-			NotBefore:    now.Add(-time.Minute),
-			NotAfter:     now.Add(time.Hour),
-			KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
-			ExtKeyUsage:  []x509.ExtKeyUsage{usage},
-		}
-		if server {
-			tmpl.DNSNames = []string{"localhost"}
-			tmpl.IPAddresses = []net.IP{net.ParseIP("127.0.0.1"), net.IPv6loopback}
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
-		if err != nil {
-			return nil, nil, err
-		}
-		keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-		if err != nil {
-			return nil, nil, err
-		}
-		return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-			pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), nil
-	}
-	p := &PKI{Dir: dir, CAPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})}
-	if p.ServerCertPEM, p.ServerKeyPEM, err = leaf(2, "nats-server", x509.ExtKeyUsageServerAuth, true); err != nil {
+	p := &PKI{Dir: dir, CAPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), caCert: caCert, caKey: caKey, serial: 1}
+	if p.ServerCertPEM, p.ServerKeyPEM, err = p.leaf("nats-server", x509.ExtKeyUsageServerAuth, true); err != nil {
 		return nil, err
 	}
-	if p.ClientCertPEM, p.ClientKeyPEM, err = leaf(3, "nats-client", x509.ExtKeyUsageClientAuth, false); err != nil {
+	if p.ClientCertPEM, p.ClientKeyPEM, err = p.leaf("nats-client", x509.ExtKeyUsageClientAuth, false); err != nil {
 		return nil, err
 	}
 	files := []struct {
@@ -135,6 +111,50 @@ func newPKI(dir string) (*PKI, error) {
 		}
 	}
 	return p, nil
+}
+
+// leaf issues a certificate signed by the CA (ECDSA P-256, valid for an
+// hour), for 127.0.0.1, ::1 and localhost when server is set.
+func (p *PKI) leaf(cn string, usage x509.ExtKeyUsage, server bool) (certPEM, keyPEM []byte, err error) {
+	now := time.Now()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	p.serial++
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(p.serial),
+		Subject:      pkix.Name{CommonName: cn},
+		NotBefore:    now.Add(-time.Minute),
+		NotAfter:     now.Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
+		ExtKeyUsage:  []x509.ExtKeyUsage{usage},
+	}
+	if server {
+		tmpl.DNSNames = []string{"localhost"}
+		tmpl.IPAddresses = []net.IP{net.ParseIP("127.0.0.1"), net.IPv6loopback}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.caCert, &key.PublicKey, p.caKey)
+	if err != nil {
+		return nil, nil, err
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), nil
+}
+
+// NewClientCert issues another client certificate with common name cn from
+// the same CA (a rotated certificate), as PEM.
+func (p *PKI) NewClientCert(t T, cn string) (certPEM, keyPEM []byte) {
+	t.Helper()
+	certPEM, keyPEM, err := p.leaf(cn, x509.ExtKeyUsageClientAuth, false)
+	if err != nil {
+		t.Fatalf("natsauth: issue client certificate: %v", err)
+	}
+	return certPEM, keyPEM
 }
 
 // ServerTLSConfig is the server side: the server certificate and, with
