@@ -117,7 +117,7 @@ func startManagerWith(mc managerConfig) (stop func()) {
 	Expect(err).NotTo(HaveOccurred())
 	Expect(controller.Setup(mgr, conn, controller.Options{
 		ResyncInterval: mc.resync, MaxConcurrentReconciles: 4, AllowResourceConnections: mc.allowResourceConnections,
-		AdoptNamespaces: mc.adoptNamespaces,
+		AdoptNamespaces:        mc.adoptNamespaces,
 		ResourceConnectionURLs: mc.resourceConnectionURLs,
 	})).To(Succeed())
 
