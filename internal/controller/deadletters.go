@@ -29,9 +29,14 @@ func (d deadLetterLedger) DeadLettered(key types.NamespacedName, uid types.UID) 
 	return c.DeadLettered, true
 }
 
-// Forget deletes the resource's count, so that a new resource of the same
-// name starts at 0.
+// Forget deletes the resource's count, if the ledger holds one, so that a
+// new resource of the same name starts at 0 (one left behind would not be
+// continued anyway: it carries the old UID). A consumer that never
+// dead-lettered costs no JetStream request.
 func (d deadLetterLedger) Forget(ctx context.Context, key types.NamespacedName) error {
+	if _, ok := d.l.Get(ledgerKey(key)); !ok {
+		return nil
+	}
 	return d.l.Delete(ctx, ledgerKey(key))
 }
 

@@ -509,8 +509,10 @@ func (f *Forwarder) setup(ctx context.Context, js jetstream.JetStream) (jetstrea
 		return nil, fmt.Errorf("dlq: create consumer %q on %q: %w", f.o.consumer, cfg.Name, err)
 	}
 	if f.o.ledger != nil {
+		// Counting never holds up dead-lettering: a bucket that cannot be
+		// set up now is tried again at the first count.
 		if f.ledgerStream, err = f.o.ledger.ensure(ctx, js); err != nil {
-			return nil, err
+			f.o.log.Error(err, "cannot set up the dead-letter count bucket; trying again at the next dead letter")
 		}
 	}
 	return cons, nil
@@ -758,12 +760,23 @@ func (f *Forwarder) count(ctx context.Context, js jetstream.JetStream, m jetstre
 		return true
 	}
 	id := ledgerID(adv, target)
-	counted, n, err := l.add(ctx, js, f.ledgerStream, target.Key, target.UID, target.Base, id)
-	if err != nil && (errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrNoStreamResponse)) && ctx.Err() == nil {
-		// The bucket was deleted: create it again and retry once.
-		if st, eerr := l.ensure(ctx, js); eerr == nil {
-			f.ledgerStream = st
-			counted, n, err = l.add(ctx, js, f.ledgerStream, target.Key, target.UID, target.Base, id)
+	var (
+		counted bool
+		n       int64
+		err     error
+	)
+	if f.ledgerStream == nil {
+		f.ledgerStream, err = l.ensure(ctx, js)
+	}
+	if err == nil {
+		counted, n, err = l.add(ctx, js, f.ledgerStream, target.Key, target.UID, target.Base, id)
+		if err != nil && (errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
+			errors.Is(err, nats.ErrNoResponders)) && ctx.Err() == nil {
+			// The bucket was deleted: create it again and retry once.
+			if st, eerr := l.ensure(ctx, js); eerr == nil {
+				f.ledgerStream = st
+				counted, n, err = l.add(ctx, js, f.ledgerStream, target.Key, target.UID, target.Base, id)
+			}
 		}
 	}
 	if err != nil {

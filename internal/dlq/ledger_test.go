@@ -22,6 +22,9 @@ func ledgerValue(t *testing.T, js jetstream.JetStream, key string) (Count, bool)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	kv, err := js.KeyValue(ctx, DefaultLedgerBucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return Count{}, false
+	}
 	if err != nil {
 		t.Fatalf("bucket: %v", err)
 	}
@@ -317,5 +320,39 @@ func TestLedgerBucketConfig(t *testing.T) {
 	}
 	if err := l.Start(ctx); err == nil {
 		t.Error("second Start returned nil")
+	}
+}
+
+// TestLedgerBucketDeleted: a bucket deleted under a running forwarder is
+// created again at the next dead letter, which starts from the target's base
+// (the count the resource's status holds).
+func TestLedgerBucketDeleted(t *testing.T) {
+	e := newEnv(t)
+	c := e.orders(t)
+	e.dlq(t)
+	resolve := func(stream, consumer string) (Target, bool) {
+		t, ok := billingResolver(stream, consumer)
+		t.Base = 7
+		return t, ok
+	}
+	r := start(t, e.nc, resolve, false, WithLedger(newLedger(t, e)))
+	e.publishOrder(t, "orders.created")
+	if err := fetchOne(t, c).TermWithReason("bad payload"); err != nil {
+		t.Fatal(err)
+	}
+	waitCount(t, e.js, billingKey, 8)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := e.js.DeleteKeyValue(ctx, DefaultLedgerBucket); err != nil {
+		t.Fatal(err)
+	}
+	e.publishOrder(t, "orders.created")
+	if err := fetchOne(t, c).TermWithReason("bad payload"); err != nil {
+		t.Fatal(err)
+	}
+	waitCount(t, e.js, billingKey, 8)
+	advisoriesDone(t, e.js)
+	if s := r.f.Stats(); s.Counted != 2 {
+		t.Errorf("stats = %+v", s)
 	}
 }
