@@ -9,8 +9,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	eventsv1 "github.com/giia/eventstream-operator/api/v1alpha1"
+	"github.com/giia/eventstream-operator/internal/dlq"
 	"github.com/giia/eventstream-operator/pkg/events"
 )
 
@@ -100,6 +102,57 @@ func (f dlqFixture) deadLetters() []*jetstream.RawStreamMsg {
 	return out
 }
 
+// deadLettered reads status.state.deadLettered of the fixture's consumer.
+func (f dlqFixture) deadLettered() int64 {
+	out := &eventsv1.EventConsumer{}
+	if err := k8s.Get(context.Background(), client.ObjectKeyFromObject(f.consumer), out); err != nil || out.Status.State == nil {
+		return -1
+	}
+	return out.Status.State.DeadLettered
+}
+
+// ledger reads the consumer's count from the operator's KeyValue ledger
+// (false: no key).
+func (f dlqFixture) ledger() (dlq.Count, bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	kv, err := js.KeyValue(ctx, dlq.DefaultLedgerBucket)
+	if err != nil {
+		return dlq.Count{}, false
+	}
+	e, err := kv.Get(ctx, f.consumer.Namespace+"/"+f.consumer.Name)
+	if err != nil {
+		return dlq.Count{}, false
+	}
+	var c dlq.Count
+	Expect(jsonUnmarshal(e.Value(), &c)).To(Succeed())
+	return c, true
+}
+
+// setDeadLettered writes status.state.deadLettered by hand (what an older
+// operator left, or a status write that never happened).
+func (f dlqFixture) setDeadLettered(n int64) {
+	GinkgoHelper()
+	x := getConsumer(f.consumer)
+	patch := client.MergeFrom(x.DeepCopy())
+	if x.Status.State == nil {
+		x.Status.State = &eventsv1.EventConsumerState{}
+	}
+	x.Status.State.DeadLettered = n
+	Expect(k8s.Status().Patch(context.Background(), x, patch)).To(Succeed())
+}
+
+// deadLetterOne publishes an event and fails it until it is dead-lettered
+// (the DLQ stream holds want messages).
+func (f dlqFixture) deadLetterOne(want int) {
+	GinkgoHelper()
+	f.publishEvent()
+	done := make(chan struct{})
+	go f.neverAck(done)
+	defer close(done)
+	Eventually(f.deadLetters, 20*time.Second).Should(HaveLen(want))
+}
+
 func expectDeadLetter(f dlqFixture, e *events.Event, seq uint64) {
 	GinkgoHelper()
 	Eventually(f.deadLetters, 20*time.Second).Should(HaveLen(1))
@@ -160,6 +213,7 @@ var _ = Describe("Operator-side dead-letter forwarding", Ordered, func() {
 		stop = startManager(time.Minute)
 		defer stop()
 		expectDeadLetter(f, e, seq)
+		Eventually(f.deadLettered, 10*time.Second).Should(Equal(int64(1)))
 		f.cleanup()
 	})
 
@@ -192,6 +246,71 @@ var _ = Describe("Operator-side dead-letter forwarding", Ordered, func() {
 			}
 			return 0
 		}, 10*time.Second).Should(Equal(int64(1)), "counted once, though the library sent it")
+		f.cleanup()
+	})
+})
+
+var _ = Describe("Durable dead-letter counts", Ordered, func() {
+	It("keeps counts in the ledger: a new manager puts a lost status write right, and counts what failed while it was down", func() {
+		stop := startManager(time.Minute)
+		f := newDLQFixture()
+		f.deadLetterOne(1)
+		Eventually(f.deadLettered, 10*time.Second).Should(Equal(int64(1)))
+		Expect(f.ledger()).To(Equal(dlq.Count{DeadLettered: 1, UID: string(getConsumer(f.consumer).UID)}))
+		stop()
+
+		// The manager is gone; its last status write is lost (the status
+		// says 0), and another message is given up on meanwhile.
+		f.setDeadLettered(0)
+		f.publishEvent()
+		done := make(chan struct{})
+		go f.neverAck(done)
+		time.Sleep(5 * time.Second) // two deliveries, two ack waits, the advisory
+		close(done)
+
+		stop = startManager(time.Minute)
+		defer stop()
+		Eventually(f.deadLetters, 20*time.Second).Should(HaveLen(2))
+		Eventually(f.deadLettered, 10*time.Second).Should(Equal(int64(2)), "1 from the ledger + 1 forwarded after the restart")
+		Consistently(f.deadLettered, 2*time.Second).Should(Equal(int64(2)))
+		f.cleanup()
+	})
+
+	It("continues a count an older operator kept in status, and starts a recreated consumer at 0", func() {
+		stop := startManager(time.Minute)
+		defer func() { stop() }()
+		f := newDLQFixture()
+		stop()
+		// An operator from before the ledger counted 5 in status only.
+		f.setDeadLettered(5)
+		stop = startManager(time.Minute)
+		Consistently(f.deadLettered, 3*time.Second).Should(Equal(int64(5)), "no ledger key: the status is left as it is")
+		_, ok := f.ledger()
+		Expect(ok).To(BeFalse())
+
+		f.deadLetterOne(1)
+		Eventually(f.deadLettered, 10*time.Second).Should(Equal(int64(6)))
+		Expect(f.ledger()).To(HaveField("DeadLettered", int64(6)))
+
+		// Deleting the EventConsumer deletes its count; a new one of the
+		// same name starts from nothing. Its JetStream consumer is new too
+		// and gets the stored message again, which it gives up on.
+		deleteConsumerAndWait(f.consumer)
+		Eventually(func() bool { _, ok := f.ledger(); return ok }).Should(BeFalse())
+		f.consumer = newConsumer(f.consumer.Name, f.stream.Name, func(c *eventsv1.EventConsumer) {
+			c.Spec.MaxDeliver = 2
+			c.Spec.AckWait = "1s"
+			c.Spec.DeadLetter = &eventsv1.DeadLetter{}
+		})
+		Expect(k8s.Create(context.Background(), f.consumer)).To(Succeed())
+		Eventually(consumerReady(f.consumer)).Should(HavePrefix("True/"))
+		Expect(f.deadLettered()).To(BeNumerically("<=", 0))
+		done := make(chan struct{})
+		go f.neverAck(done)
+		Eventually(f.deadLettered, 20*time.Second).Should(Equal(int64(1)))
+		close(done)
+		Consistently(f.deadLettered, 2*time.Second).Should(Equal(int64(1)))
+		Expect(f.ledger()).To(Equal(dlq.Count{DeadLettered: 1, UID: string(getConsumer(f.consumer).UID)}))
 		f.cleanup()
 	})
 })

@@ -3,7 +3,6 @@ package controller
 import (
 	"context"
 	"strings"
-	"sync"
 
 	"github.com/go-logr/logr"
 	"github.com/nats-io/nats.go"
@@ -14,42 +13,50 @@ import (
 	"github.com/giia/eventstream-operator/internal/dlq"
 )
 
-// deadLetterCounts accumulates, per EventConsumer, the dead letters the
-// forwarder reports until the consumer's reconcile moves them into status.
-type deadLetterCounts struct {
-	mu sync.Mutex
-	m  map[types.NamespacedName]int64
+// deadLetterLedger adapts the forwarder's durable ledger (a JetStream
+// KeyValue bucket, watched into memory) to the EventConsumer reconciler.
+type deadLetterLedger struct{ l *dlq.Ledger }
+
+// DeadLettered returns the ledger's count for the resource with uid, or
+// false when the ledger holds none for it (nothing dead-lettered since the
+// ledger exists, its watch has not replayed it yet, or the stored count is
+// an older resource's of the same name).
+func (d deadLetterLedger) DeadLettered(key types.NamespacedName, uid types.UID) (int64, bool) {
+	c, ok := d.l.Get(ledgerKey(key))
+	if !ok || c.UID != string(uid) {
+		return 0, false
+	}
+	return c.DeadLettered, true
 }
 
-func newDeadLetterCounts() *deadLetterCounts {
-	return &deadLetterCounts{m: map[types.NamespacedName]int64{}}
+// Forget deletes the resource's count, if the ledger holds one, so that a
+// new resource of the same name starts at 0 (one left behind would not be
+// continued anyway: it carries the old UID). A consumer that never
+// dead-lettered costs no JetStream request.
+func (d deadLetterLedger) Forget(ctx context.Context, key types.NamespacedName) error {
+	if _, ok := d.l.Get(ledgerKey(key)); !ok {
+		return nil
+	}
+	return d.l.Delete(ctx, ledgerKey(key))
 }
 
-func (c *deadLetterCounts) Add(key types.NamespacedName) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.m[key]++
-}
+// ledgerKey is a resource's key in the ledger and its dlq.Target key:
+// "namespace/name" (a valid KeyValue key; unambiguous, since a namespace
+// holds no "/").
+func ledgerKey(key types.NamespacedName) string { return key.Namespace + "/" + key.Name }
 
-func (c *deadLetterCounts) Take(key types.NamespacedName) int64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	n := c.m[key]
-	delete(c.m, key)
-	return n
-}
-
-func (c *deadLetterCounts) Restore(key types.NamespacedName, n int64) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.m[key] += n
+// newDeadLetterLedger returns the ledger on the default connection; every
+// change of a count triggers the consumer's reconcile.
+func newDeadLetterLedger(nc *nats.Conn, triggers *Triggers, log logr.Logger) *dlq.Ledger {
+	return dlq.NewLedger(nc, dlq.WithLedgerLogger(log), dlq.WithOnChange(func(key string, _ dlq.Count) {
+		triggers.Reconcile(splitKey(key))
+	}))
 }
 
 // newDeadLetterForwarder wires the dead-letter forwarder to the EventConsumers:
 // it resolves a JetStream consumer to the EventConsumer that declares it (and
-// its deadLetter subject), and reports each dead letter to counts and to the
-// consumer's reconcile.
-func newDeadLetterForwarder(nc *nats.Conn, c client.Reader, counts *deadLetterCounts, triggers *Triggers, log logr.Logger) *dlq.Forwarder {
+// its deadLetter subject) and counts each dead letter in ledger.
+func newDeadLetterForwarder(nc *nats.Conn, c client.Reader, ledger *dlq.Ledger, triggers *Triggers, log logr.Logger) *dlq.Forwarder {
 	resolve := func(stream, consumer string) (dlq.Target, bool) {
 		list := &eventsv1.EventConsumerList{}
 		if err := c.List(context.Background(), list, client.MatchingFields{consumerNameIndex: consumer}); err != nil {
@@ -61,22 +68,23 @@ func newDeadLetterForwarder(nc *nats.Conn, c client.Reader, counts *deadLetterCo
 			if evc.Status.StreamName != stream || evc.Spec.DeadLetter == nil {
 				continue
 			}
-			return dlq.Target{
-				Key:     evc.Namespace + "/" + evc.Name,
+			t := dlq.Target{
+				Key:     ledgerKey(client.ObjectKeyFromObject(evc)),
 				Subject: evc.DeadLetterSubject,
-			}, true
+				UID:     string(evc.UID),
+			}
+			// A count kept in status by an operator from before the
+			// ledger is where the ledger starts.
+			if evc.Status.State != nil {
+				t.Base = evc.Status.State.DeadLettered
+			}
+			return t, true
 		}
 		return dlq.Target{}, false
 	}
-	counted := func(key string) {
-		nn := splitKey(key)
-		counts.Add(nn)
-		triggers.Reconcile(nn)
-	}
 	return dlq.New(nc, resolve,
 		dlq.WithLogger(log),
-		dlq.WithOnForwarded(counted),
-		dlq.WithOnAlreadyDeadLettered(counted),
+		dlq.WithLedger(ledger),
 		dlq.WithOnNotStored(func(key, subject string, err error) {
 			log.Info("dead letter not stored: no stream captures its subject", "consumer", key, "subject", subject, "error", err.Error())
 			triggers.Reconcile(splitKey(key))
@@ -84,7 +92,7 @@ func newDeadLetterForwarder(nc *nats.Conn, c client.Reader, counts *deadLetterCo
 	)
 }
 
-// splitKey reverses the "namespace/name" key of a dlq.Target.
+// splitKey reverses ledgerKey.
 func splitKey(key string) types.NamespacedName {
 	ns, name, _ := strings.Cut(key, "/")
 	return types.NamespacedName{Namespace: ns, Name: name}

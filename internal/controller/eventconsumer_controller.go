@@ -5,12 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -34,12 +32,14 @@ const (
 	consumerNameIndex = "jetStreamConsumer"   // the JetStream durable name
 )
 
-// DeadLetterCounter hands out how many messages were dead-lettered for a
-// consumer since the last call (the operator's forwarder counts them).
-type DeadLetterCounter interface {
-	Take(key types.NamespacedName) int64
-	// Restore gives back a count whose status write failed.
-	Restore(key types.NamespacedName, n int64)
+// DeadLetterCounts supplies the durable dead-lettered counts (the operator's
+// forwarder keeps them in a JetStream KeyValue ledger).
+type DeadLetterCounts interface {
+	// DeadLettered returns the count of the resource with uid, or false
+	// when there is none for it yet.
+	DeadLettered(key types.NamespacedName, uid types.UID) (int64, bool)
+	// Forget deletes a deleted resource's count.
+	Forget(ctx context.Context, key types.NamespacedName) error
 }
 
 // EventConsumerReconciler makes a durable JetStream consumer match each
@@ -50,7 +50,7 @@ type EventConsumerReconciler struct {
 	// dead letters forwarded).
 	Triggers <-chan event.GenericEvent
 	// DeadLetters, when set, supplies the dead-lettered counts for status.
-	DeadLetters DeadLetterCounter
+	DeadLetters DeadLetterCounts
 	// StreamsEpoch, when set, changes whenever streams come, go or change;
 	// the dead-letter check is cached until it does (or the spec changes).
 	StreamsEpoch func() uint64
@@ -84,37 +84,38 @@ func (r *EventConsumerReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	}
 
 	orig := evc.DeepCopy()
-	var deadLettered int64
-	if r.DeadLetters != nil {
-		deadLettered = r.DeadLetters.Take(req.NamespacedName)
-	}
-	result, syncErr := r.sync(ctx, evc, deadLettered)
-	// The count is added to what the cache holds: the patch must not land on
-	// a newer status (a conflict gives the count back and retries).
-	err := r.patchStatus(ctx, evc, orig, !equality.Semantic.DeepEqual(orig.Status, evc.Status), deadLettered > 0)
-	if err != nil && deadLettered > 0 {
-		r.DeadLetters.Restore(req.NamespacedName, deadLettered)
-		if apierrors.IsConflict(err) {
-			// The cache was behind: count again on fresh state, quietly.
-			return ctrl.Result{RequeueAfter: 50 * time.Millisecond}, syncErr
-		}
-	}
+	result, syncErr := r.sync(ctx, evc)
+	r.setDeadLettered(evc)
+	err := r.patchStatus(ctx, evc, orig, !equality.Semantic.DeepEqual(orig.Status, evc.Status), false)
 	if err != nil {
 		return ctrl.Result{}, errors.Join(syncErr, err)
 	}
 	return result, syncErr
 }
 
-func (r *EventConsumerReconciler) sync(ctx context.Context, evc *eventsv1.EventConsumer, deadLettered int64) (ctrl.Result, error) {
+// setDeadLettered copies the ledger's count into status. The value is
+// absolute, so a stale cache or a write lost with a killed manager is
+// corrected by the next reconcile, and an unchanged count writes nothing.
+// Without a ledger count (an operator from before the ledger counted in
+// status only) the status is left as it is; the ledger starts from it.
+func (r *EventConsumerReconciler) setDeadLettered(evc *eventsv1.EventConsumer) {
+	if r.DeadLetters == nil {
+		return
+	}
+	n, ok := r.DeadLetters.DeadLettered(client.ObjectKeyFromObject(evc), evc.UID)
+	if !ok {
+		return
+	}
+	if evc.Status.State == nil {
+		evc.Status.State = &eventsv1.EventConsumerState{}
+	}
+	evc.Status.State.DeadLettered = n
+}
+
+func (r *EventConsumerReconciler) sync(ctx context.Context, evc *eventsv1.EventConsumer) (ctrl.Result, error) {
 	gen := evc.Generation
 	name := evc.JetStreamName()
 	evc.Status.ObservedGeneration = gen
-	if deadLettered > 0 {
-		if evc.Status.State == nil {
-			evc.Status.State = &eventsv1.EventConsumerState{}
-		}
-		evc.Status.State.DeadLettered += deadLettered
-	}
 	fail := func(err error) (ctrl.Result, error) {
 		reason, transient := failureReason(err)
 		msg := failureMessage(reason, err)
@@ -348,6 +349,14 @@ func (r *EventConsumerReconciler) finalize(ctx context.Context, evc *eventsv1.Ev
 	}
 	r.releaseConnection(userKey("EventConsumer", evc))
 	r.dlqChecks.Delete(client.ObjectKeyFromObject(evc))
+	if r.DeadLetters != nil {
+		// A count left behind (NATS unreachable, or an increment racing
+		// with this) does no harm: it carries this resource's UID, which a
+		// new resource of the same name does not continue.
+		if err := r.DeadLetters.Forget(ctx, client.ObjectKeyFromObject(evc)); err != nil {
+			logf.FromContext(ctx).Info("cannot delete the dead-letter count; leaving it", "error", err.Error())
+		}
+	}
 	return ctrl.Result{}, r.removeFinalizer(ctx, evc)
 }
 

@@ -60,14 +60,21 @@ func Setup(mgr ctrl.Manager, nc *natsconn.Conn, o Options) error {
 	if err := (&EventStreamReconciler{reconciler: base, Triggers: triggers.Streams()}).SetupWithManager(mgr); err != nil {
 		return err
 	}
-	counts := newDeadLetterCounts()
+	// Dead-letter counts live in a JetStream KeyValue ledger on the default
+	// connection; its watch (leader only, like the reconciles that write
+	// status) keeps them in memory and triggers the consumer's reconcile.
+	dlLog := mgr.GetLogger().WithName("dead-letters")
+	ledger := newDeadLetterLedger(nc.NATS(), triggers, dlLog)
+	if err := mgr.Add(ledger); err != nil {
+		return err
+	}
 	if err := (&EventConsumerReconciler{
-		reconciler: base, Triggers: triggers.Consumers(), DeadLetters: counts, StreamsEpoch: triggers.StreamsEpoch,
+		reconciler: base, Triggers: triggers.Consumers(), DeadLetters: deadLetterLedger{ledger}, StreamsEpoch: triggers.StreamsEpoch,
 	}).SetupWithManager(mgr); err != nil {
 		return err
 	}
 	// After the controllers: the forwarder's resolver uses their indexes.
-	return mgr.Add(newDeadLetterForwarder(nc.NATS(), mgr.GetClient(), counts, triggers, mgr.GetLogger().WithName("dead-letters")))
+	return mgr.Add(newDeadLetterForwarder(nc.NATS(), mgr.GetClient(), ledger, triggers, dlLog))
 }
 
 // closeOnStop runs fn when the manager stops.

@@ -45,9 +45,21 @@
 //     default 30s doubling to 5m) and retried until it is stored or the
 //     capture stream's MaxAge (7 days) drops it.
 //
-// A consumer's dead-lettered count is therefore the number of OnForwarded
-// plus OnAlreadyDeadLettered calls. It is at least once: an advisory
-// redelivered after its ack was lost can be counted twice.
+// Counting (WithLedger): every dead letter stored by the forwarder, found
+// already stored (PubAck.Duplicate) or announced as sent by pkg/events is
+// counted in the Ledger, a JetStream KeyValue bucket, under Target.Key, before
+// the advisory is acknowledged. The increment carries the dead letter's
+// identity (events.DeadLetterMsgID of the original stream and sequence, plus
+// the target's key and UID) as its Nats-Msg-Id and the key's revision as its
+// expected last subject sequence, so an advisory that comes back after its
+// count was written (the operator was killed or lost its leadership before
+// the ack) is not counted again within LedgerDuplicateWindow; the tests kill
+// a forwarder between the two and start a new one. A count that cannot be
+// written because NATS is unreachable is retried with the advisory (the dead
+// letter is not published again by this forwarder); one JetStream refuses
+// (bucket full, say) is logged, counted in Stats.NotCounted and given up:
+// counts never hold up dead-lettering. OnForwarded and OnAlreadyDeadLettered
+// are notifications; they run once per handled advisory, after the ack.
 //
 // For pull consumers nats-server (2.15) sends MAX_DELIVERIES when the last
 // delivery's AckWait has passed and a pull request is waiting, i.e. as soon
@@ -139,6 +151,13 @@ type Target struct {
 	// Subject returns the dead-letter subject for a message first published
 	// on original; nil means events.DeadLetterSubject ("dlq.<original>").
 	Subject func(original string) string
+	// UID identifies the owning resource for the ledger: a count stored
+	// under another UID (an older resource with the same key) is not
+	// continued. Empty: any stored count is continued.
+	UID string
+	// Base is where the ledger starts a key that holds no count yet (or
+	// another UID's), e.g. a count an older operator kept elsewhere.
+	Base int64
 }
 
 // Resolver finds the Target of a (stream, consumer), or ok=false when that
@@ -156,6 +175,9 @@ type Stats struct {
 	Malformed           uint64 // advisories that could not be parsed
 	NotStored           uint64 // dead-letter publishes that failed (each attempt)
 	Retried             uint64 // advisories negatively acknowledged for a retry
+	Counted             uint64 // dead letters counted in the ledger
+	CountDuplicates     uint64 // ledger increments found counted already
+	NotCounted          uint64 // ledger increments that failed (each attempt)
 }
 
 // Forwarder turns JetStream's MAX_DELIVERIES and MSG_TERMINATED advisories
@@ -169,6 +191,13 @@ type Forwarder struct {
 	streams map[string]jetstream.Stream // handles by name; only the Start goroutine uses it
 
 	forwarded, already, unmanaged, gone, malformed, notStored, retried atomic.Uint64
+	counted, countDups, notCounted                                     atomic.Uint64
+
+	ledgerStream jetstream.Stream // set by setup when counting
+	// storedUncounted holds the ledger IDs of dead letters stored whose
+	// count failed transiently: their retry only counts. Only the Start
+	// goroutine uses it.
+	storedUncounted map[string]bool
 
 	started   atomic.Bool
 	readyOnce sync.Once
@@ -193,6 +222,11 @@ type options struct {
 	streamReplicas        int
 	consumerAckWait       time.Duration
 	consumerMaxAckPending int
+	ledger                *Ledger
+	// afterCount, in tests, runs after a dead letter was counted and
+	// before its advisory is acknowledged; true abandons the advisory
+	// there, as a kill would.
+	afterCount func() bool
 }
 
 // Option configures a Forwarder.
@@ -232,6 +266,10 @@ func WithOnAlreadyDeadLettered(fn func(key string)) Option {
 func WithOnNotStored(fn func(key, subject string, err error)) Option {
 	return func(o *options) { o.onNotStored = fn }
 }
+
+// WithLedger counts every dead letter in l (see the package doc). Without it
+// nothing is counted.
+func WithLedger(l *Ledger) Option { return func(o *options) { o.ledger = l } }
 
 // WithFetchBatch sets how many advisories one pull asks for (default
 // DefaultFetchBatch).
@@ -312,7 +350,8 @@ func New(nc *nats.Conn, resolve Resolver, opts ...Option) *Forwarder {
 	if o.clock == nil {
 		o.clock = events.SystemClock{}
 	}
-	return &Forwarder{nc: nc, resolve: resolve, o: o, streams: map[string]jetstream.Stream{}, ready: make(chan struct{})}
+	return &Forwarder{nc: nc, resolve: resolve, o: o, streams: map[string]jetstream.Stream{}, storedUncounted: map[string]bool{},
+		ready: make(chan struct{})}
 }
 
 // NeedLeaderElection: only the leader forwards; the capture stream keeps the
@@ -328,7 +367,7 @@ func (f *Forwarder) Stats() Stats {
 	return Stats{
 		Forwarded: f.forwarded.Load(), AlreadyDeadLettered: f.already.Load(), Unmanaged: f.unmanaged.Load(),
 		OriginalGone: f.gone.Load(), Malformed: f.malformed.Load(), NotStored: f.notStored.Load(),
-		Retried: f.retried.Load(),
+		Retried: f.retried.Load(), Counted: f.counted.Load(), CountDuplicates: f.countDups.Load(), NotCounted: f.notCounted.Load(),
 	}
 }
 
@@ -469,6 +508,13 @@ func (f *Forwarder) setup(ctx context.Context, js jetstream.JetStream) (jetstrea
 	if err != nil {
 		return nil, fmt.Errorf("dlq: create consumer %q on %q: %w", f.o.consumer, cfg.Name, err)
 	}
+	if f.o.ledger != nil {
+		// Counting never holds up dead-lettering: a bucket that cannot be
+		// set up now is tried again at the first count.
+		if f.ledgerStream, err = f.o.ledger.ensure(ctx, js); err != nil {
+			f.o.log.Error(err, "cannot set up the dead-letter count bucket; trying again at the next dead letter")
+		}
+	}
 	return cons, nil
 }
 
@@ -583,6 +629,9 @@ func (f *Forwarder) handle(ctx context.Context, js jetstream.JetStream, m jetstr
 	var reason string
 	if terminated {
 		if strings.HasPrefix(adv.Reason, events.TermReasonDeadLettered) {
+			if !f.count(ctx, js, m, adv, target, log) {
+				return
+			}
 			f.already.Add(1)
 			log.V(1).Info("already dead-lettered by the client library")
 			f.ack(m)
@@ -601,6 +650,13 @@ func (f *Forwarder) handle(ctx context.Context, js jetstream.JetStream, m jetstr
 		reason = fmt.Sprintf("max deliveries reached (%d)", adv.Deliveries)
 	}
 
+	if f.storedUncounted[ledgerID(adv, target)] {
+		// Stored by an earlier attempt whose count failed: only count.
+		if f.count(ctx, js, m, adv, target, log) {
+			f.ack(m)
+		}
+		return
+	}
 	orig, err := f.getMsg(ctx, js, adv.Stream, adv.StreamSeq)
 	switch {
 	case errors.Is(err, jetstream.ErrMsgNotFound), errors.Is(err, jetstream.ErrStreamNotFound):
@@ -664,6 +720,9 @@ func (f *Forwarder) handle(ctx context.Context, js jetstream.JetStream, m jetstr
 		f.retry(m, log)
 		return
 	}
+	if !f.count(ctx, js, m, adv, target, log) {
+		return
+	}
 	f.ack(m)
 	if ack.Duplicate {
 		f.already.Add(1)
@@ -682,6 +741,74 @@ func (f *Forwarder) handle(ctx context.Context, js jetstream.JetStream, m jetstr
 			f.o.onForwarded(target.Key)
 		}
 	})
+}
+
+// ledgerID is the identity of one dead letter of one target: the dead
+// letter's own Nats-Msg-Id, qualified by the target, since two consumers of
+// one stream can dead-letter the same message and each counts it.
+func ledgerID(adv advisory, target Target) string {
+	return events.DeadLetterMsgID(adv.Stream, adv.StreamSeq) + "@" + target.Key + "/" + target.UID
+}
+
+// count records the dead letter of adv in the ledger, if there is one. It
+// returns false when the advisory must not be acknowledged now: it has been
+// negatively acknowledged for a retry (NATS unreachable), or abandoned
+// (shutting down, or the test hook).
+func (f *Forwarder) count(ctx context.Context, js jetstream.JetStream, m jetstream.Msg, adv advisory, target Target, log logr.Logger) bool {
+	l := f.o.ledger
+	if l == nil {
+		return true
+	}
+	id := ledgerID(adv, target)
+	var (
+		counted bool
+		n       int64
+		err     error
+	)
+	if f.ledgerStream == nil {
+		f.ledgerStream, err = l.ensure(ctx, js)
+	}
+	if err == nil {
+		counted, n, err = l.add(ctx, js, f.ledgerStream, target.Key, target.UID, target.Base, id)
+		if err != nil && (errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
+			errors.Is(err, nats.ErrNoResponders)) && ctx.Err() == nil {
+			// The bucket was deleted: create it again and retry once.
+			if st, eerr := l.ensure(ctx, js); eerr == nil {
+				f.ledgerStream = st
+				counted, n, err = l.add(ctx, js, f.ledgerStream, target.Key, target.UID, target.Base, id)
+			}
+		}
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return false
+		}
+		f.notCounted.Add(1)
+		if isTransient(err) {
+			if len(f.storedUncounted) >= 4096 {
+				clear(f.storedUncounted)
+			}
+			f.storedUncounted[id] = true
+			log.Info("cannot count the dead letter; retrying later", "error", err.Error())
+			f.retry(m, log)
+			return false
+		}
+		log.Error(err, "dead letter stored but not counted; status.state.deadLettered will miss it", "ledgerKey", target.Key)
+		delete(f.storedUncounted, id)
+		return true
+	}
+	delete(f.storedUncounted, id)
+	if counted {
+		f.counted.Add(1)
+		log.V(1).Info("dead letter counted", "ledgerKey", target.Key, "deadLettered", n)
+	} else {
+		f.countDups.Add(1)
+		log.Info("dead letter was counted already", "ledgerKey", target.Key)
+	}
+	if f.o.afterCount != nil && f.o.afterCount() {
+		return false
+	}
+	return true
 }
 
 // getMsg reads message seq of stream, caching the stream handles.
