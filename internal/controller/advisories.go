@@ -508,6 +508,10 @@ func init() {
 func observeAdvisory(start time.Time) {
 	d := time.Since(start)
 	advisoryHandleSeconds.Observe(d.Seconds())
-	for cur := maxHandled.Load(); int64(d) > cur && !maxHandled.CompareAndSwap(cur, int64(d)); cur = maxHandled.Load() {
+	for {
+		cur := maxHandled.Load()
+		if int64(d) <= cur || maxHandled.CompareAndSwap(cur, int64(d)) {
+			return
+		}
 	}
 }
