@@ -9,9 +9,11 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
 )
 
 // All is the trigger name that asks for every object of a kind to be
@@ -32,21 +34,125 @@ var advisorySubjects = []string{
 // forwarding into reconcile triggers, so that a stream or consumer deleted or
 // changed out of band is put back in about a second instead of at the next
 // resync. It runs only on the leader.
+//
+// The NATS subscription callbacks never block: they record the name in a
+// coalescing set (queued) and wake the dispatcher, which hands the set to the
+// controllers' sources and is the only one that waits when they are busy. A
+// burst of advisories about the same names collapses into one trigger per
+// name, and nothing asked for is ever dropped.
 type Triggers struct {
-	nc        *nats.Conn
-	log       logr.Logger
-	streams   chan event.GenericEvent
-	consumers chan event.GenericEvent
+	nc  *nats.Conn
+	log logr.Logger
+	out [2]chan event.GenericEvent // by kind: streamKind, consumerKind
 
 	// epoch counts stream changes seen (created, updated, deleted), so that
 	// what depends on the set of streams can be cached until it moves.
 	epoch atomic.Uint64
 
+	qmu    sync.Mutex
+	queued triggerSet       // not yet handed to the controllers
+	wake   [2]chan struct{} // by kind; capacity 1: a pending wake-up is enough
+
+	ownMu sync.Mutex
+	own   map[string]ownWrite // "stream" or "stream/consumer" the operator itself just wrote
+
 	mu      sync.Mutex
-	own     map[string]ownWrite // "stream" or "stream/consumer" the operator itself just wrote
-	ctx     context.Context     // set by Start
-	pending []*nats.Conn        // attached before Start
+	ctx     context.Context // set by Start
+	pending []*nats.Conn    // attached before Start
 	subs    map[*nats.Conn][]*nats.Subscription
+	dropped map[*nats.Subscription]int // the subscription's Dropped() last seen
+}
+
+// triggerSet holds the triggers waiting for the dispatcher, each once. An
+// "all" flag absorbs every entry of its kind.
+type triggerSet struct {
+	allStreams   bool
+	streams      map[string]struct{}
+	allConsumers bool
+	consumers    map[consumerKey]struct{} // consumer All: every consumer of the stream
+	direct       map[types.NamespacedName]struct{}
+}
+
+type consumerKey struct{ stream, consumer string }
+
+// The two kinds of triggers, each with its own channel and dispatcher.
+const (
+	streamKind = iota
+	consumerKind
+)
+
+var kindNames = [2]string{"eventstream", "eventconsumer"}
+
+// take removes the triggers of one kind from the set and returns them.
+func (s *triggerSet) take(kind int) []event.GenericEvent {
+	var out []event.GenericEvent
+	if kind == streamKind {
+		if s.allStreams {
+			out = append(out, streamTrigger(All))
+		}
+		for n := range s.streams {
+			out = append(out, streamTrigger(n))
+		}
+		s.allStreams, s.streams = false, nil
+		return out
+	}
+	if s.allConsumers {
+		out = append(out, consumerTrigger(All, All))
+	}
+	for k := range s.consumers {
+		out = append(out, consumerTrigger(k.stream, k.consumer))
+	}
+	for k := range s.direct {
+		out = append(out, directTrigger(k))
+	}
+	s.allConsumers, s.consumers, s.direct = false, nil, nil
+	return out
+}
+
+func (s *triggerSet) addStream(stream string) {
+	switch {
+	case s.allStreams:
+	case stream == All:
+		s.allStreams, s.streams = true, nil
+	default:
+		if s.streams == nil {
+			s.streams = map[string]struct{}{}
+		}
+		s.streams[stream] = struct{}{}
+	}
+}
+
+func (s *triggerSet) addConsumer(stream, consumer string) {
+	switch {
+	case s.allConsumers:
+	case stream == All:
+		s.allConsumers, s.consumers, s.direct = true, nil, nil
+	default:
+		if _, ok := s.consumers[consumerKey{stream, All}]; ok {
+			return
+		}
+		if s.consumers == nil {
+			s.consumers = map[consumerKey]struct{}{}
+		}
+		if consumer == All {
+			for k := range s.consumers {
+				if k.stream == stream {
+					delete(s.consumers, k)
+				}
+			}
+		}
+		s.consumers[consumerKey{stream, consumer}] = struct{}{}
+	}
+}
+
+func (s *triggerSet) addDirect(key types.NamespacedName) {
+	if s.allConsumers {
+		return // every EventConsumer is reconciled anyway
+	}
+	if s.direct == nil {
+		s.direct = map[types.NamespacedName]struct{}{}
+	}
+	s.direct[key] = struct{}{}
 }
 
 // ownWrite counts the advisories the operator's own writes to an object will
@@ -60,31 +166,51 @@ type ownWrite struct {
 // out-of-band change inside this window is still caught at the resync.
 const ownWriteWindow = 3 * time.Second
 
+// The advisory subscriptions' pending limits. The callbacks only record a
+// name, so the backlog stays near zero; the limits bound the memory a stalled
+// process could hold (100 000 advisories is ten times the 10 000-stream
+// benchmark burst, at well under 1 KiB each). Beyond them nats.go drops
+// messages (a slow consumer); the dispatcher notices and asks for a full
+// resync, since the dropped names are unknown.
+const (
+	advisoryPendingMsgs  = 100_000
+	advisoryPendingBytes = 64 << 20
+)
+
+// triggerChanSize: the controllers' sources read the triggers from channels.
+// The coalescing set is the buffer; a small channel keeps triggers in the set,
+// where repeats of a name collapse, rather than queued up twice.
+const triggerChanSize = 64
+
 // NewTriggers returns the triggers for conn; add them to the manager and hand
 // Streams() and Consumers() to the reconcilers.
 func NewTriggers(conn *nats.Conn, log logr.Logger) *Triggers {
-	return &Triggers{
+	t := &Triggers{
 		nc: conn, log: log,
-		streams:   make(chan event.GenericEvent, 4096),
-		consumers: make(chan event.GenericEvent, 4096),
-		own:       map[string]ownWrite{},
-		subs:      map[*nats.Conn][]*nats.Subscription{},
+		own:     map[string]ownWrite{},
+		subs:    map[*nats.Conn][]*nats.Subscription{},
+		dropped: map[*nats.Subscription]int{},
 	}
+	for k := range t.out {
+		t.out[k] = make(chan event.GenericEvent, triggerChanSize)
+		t.wake[k] = make(chan struct{}, 1)
+	}
+	return t
 }
 
 // Streams is the source of triggers for the EventStream controller: objects
 // named after a JetStream stream (or All).
-func (t *Triggers) Streams() <-chan event.GenericEvent { return t.streams }
+func (t *Triggers) Streams() <-chan event.GenericEvent { return t.out[streamKind] }
 
 // Consumers is the source of triggers for the EventConsumer controller; see
 // consumerTrigger.
-func (t *Triggers) Consumers() <-chan event.GenericEvent { return t.consumers }
+func (t *Triggers) Consumers() <-chan event.GenericEvent { return t.out[consumerKind] }
 
 // NeedLeaderElection: only the leader reacts to advisories.
 func (t *Triggers) NeedLeaderElection() bool { return true }
 
 // Start subscribes to the advisories, on the default connection and on every
-// attached one, until ctx ends.
+// attached one, and dispatches the triggers until ctx ends.
 func (t *Triggers) Start(ctx context.Context) error {
 	t.mu.Lock()
 	t.ctx = ctx
@@ -101,7 +227,22 @@ func (t *Triggers) Start(ctx context.Context) error {
 		return err
 	}
 	t.log.Info("watching JetStream advisories", "subjects", advisorySubjects)
-	<-ctx.Done()
+	var wg sync.WaitGroup
+	for kind := range t.out {
+		wg.Add(1)
+		go func() { defer wg.Done(); t.dispatch(ctx, kind) }()
+	}
+	tick := time.NewTicker(time.Second)
+	for done := false; !done; {
+		select {
+		case <-ctx.Done():
+			done = true
+		case <-tick.C:
+			t.checkDropped()
+		}
+	}
+	tick.Stop()
+	wg.Wait()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for nc := range t.subs {
@@ -134,9 +275,11 @@ func (t *Triggers) Attach(nc *nats.Conn) (detach func()) {
 }
 
 func (t *Triggers) subscribeLocked(nc *nats.Conn) error {
-	ctx := t.ctx
 	for _, subj := range advisorySubjects {
-		sub, err := nc.Subscribe(subj, func(m *nats.Msg) { t.handle(ctx, m.Subject) })
+		sub, err := nc.Subscribe(subj, func(m *nats.Msg) { t.handle(m.Subject) })
+		if err == nil {
+			err = sub.SetPendingLimits(advisoryPendingMsgs, advisoryPendingBytes)
+		}
 		if err != nil {
 			t.unsubscribeLocked(nc)
 			return err
@@ -156,39 +299,105 @@ func (t *Triggers) subscribeLocked(nc *nats.Conn) error {
 func (t *Triggers) unsubscribeLocked(nc *nats.Conn) {
 	for _, s := range t.subs[nc] {
 		_ = s.Unsubscribe()
+		delete(t.dropped, s)
 	}
 	delete(t.subs, nc)
 }
 
-func (t *Triggers) handle(ctx context.Context, subject string) {
+// handle runs on nats.go's subscription goroutine: it must never wait for the
+// controllers (a blocked callback makes the subscription a slow consumer).
+// It takes two short locks and never blocks otherwise.
+func (t *Triggers) handle(subject string) {
+	start := time.Now()
+	defer observeAdvisory(start)
 	tokens := strings.Split(subject, ".")
 	if len(tokens) < 6 {
 		return
 	}
 	kind, action, stream := tokens[3], tokens[4], tokens[5]
-	send := func(ch chan event.GenericEvent, ev event.GenericEvent) {
-		select {
-		case ch <- ev:
-		case <-ctx.Done():
-		}
-	}
 	switch {
 	case kind == "STREAM":
 		t.epoch.Add(1)
 		// A stream created or deleted takes its consumers with it, and a
 		// stream's subjects decide where dead letters are stored: consumers
 		// are checked whoever did it.
-		send(t.consumers, consumerTrigger(stream, All))
 		if action != "DELETED" && t.consumeOwnWrite(stream) {
-			return // the reconcile that wrote it already recorded the result
+			// The reconcile that wrote it already recorded the result.
+			t.enqueue(func(s *triggerSet) { s.addConsumer(stream, All) })
+			return
 		}
-		send(t.streams, streamTrigger(stream))
+		t.enqueue(func(s *triggerSet) { s.addConsumer(stream, All); s.addStream(stream) })
 	case kind == "CONSUMER" && len(tokens) == 7:
 		consumer := tokens[6]
 		if action == "CREATED" && t.consumeOwnWrite(stream+"/"+consumer) {
 			return
 		}
-		send(t.consumers, consumerTrigger(stream, consumer))
+		t.enqueue(func(s *triggerSet) { s.addConsumer(stream, consumer) })
+	}
+}
+
+// enqueue records triggers in the coalescing set and wakes the dispatcher;
+// it never blocks.
+func (t *Triggers) enqueue(add func(*triggerSet)) {
+	t.qmu.Lock()
+	add(&t.queued)
+	t.qmu.Unlock()
+	for _, w := range t.wake {
+		select {
+		case w <- struct{}{}:
+		default: // a wake-up is already pending; it will see this too
+		}
+	}
+}
+
+// dispatch hands the queued triggers of one kind to its controller's source
+// until ctx ends. Sending may wait for the controller: that only holds back
+// the dispatcher (and lets more triggers coalesce), never a NATS callback,
+// nor the other kind's dispatcher.
+func (t *Triggers) dispatch(ctx context.Context, kind int) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.wake[kind]:
+		}
+		t.qmu.Lock()
+		batch := t.queued.take(kind)
+		t.qmu.Unlock()
+		for _, ev := range batch {
+			select {
+			case t.out[kind] <- ev:
+				triggersDispatched.WithLabelValues(kindNames[kind]).Inc()
+			case <-ctx.Done():
+				return
+			}
+		}
+	}
+}
+
+// checkDropped looks for advisories nats.go dropped because a subscription
+// hit its pending limits. Which names they carried is unknown, so everything
+// is reconciled again.
+func (t *Triggers) checkDropped() {
+	t.mu.Lock()
+	lost := 0
+	for _, subs := range t.subs {
+		for _, s := range subs {
+			n, err := s.Dropped()
+			if err != nil {
+				continue
+			}
+			if n > t.dropped[s] {
+				lost += n - t.dropped[s]
+			}
+			t.dropped[s] = n
+		}
+	}
+	t.mu.Unlock()
+	if lost > 0 {
+		advisoriesDropped.Add(float64(lost))
+		t.log.Error(nats.ErrSlowConsumer, "JetStream advisories dropped; reconciling every resource", "dropped", lost)
+		t.ResyncAll()
 	}
 }
 
@@ -196,27 +405,18 @@ func (t *Triggers) handle(ctx context.Context, subject string) {
 // NATS reconnects.
 func (t *Triggers) StreamsEpoch() uint64 { return t.epoch.Load() }
 
-// ResyncAll asks for every object to be reconciled; it never blocks (a full
-// queue already holds work that will read fresh state).
+// ResyncAll asks for every object to be reconciled; it never blocks and is
+// never lost.
 func (t *Triggers) ResyncAll() {
 	t.epoch.Add(1)
-	for ch, ev := range map[chan event.GenericEvent]event.GenericEvent{
-		t.streams: streamTrigger(All), t.consumers: consumerTrigger(All, All),
-	} {
-		select {
-		case ch <- ev:
-		default:
-		}
-	}
+	t.enqueue(func(s *triggerSet) { s.addStream(All); s.addConsumer(All, All) })
 }
 
-// Reconcile asks for one EventConsumer to be reconciled now (the dead-letter
-// forwarder uses it to get its count into status); it never blocks.
+// Reconcile asks for one EventConsumer to be reconciled soon (the
+// dead-letter forwarder uses it to get its count into status); it never
+// blocks and is never lost.
 func (t *Triggers) Reconcile(key types.NamespacedName) {
-	select {
-	case t.consumers <- directTrigger(key):
-	default:
-	}
+	t.enqueue(func(s *triggerSet) { s.addDirect(key) })
 }
 
 // ExpectOwnWrite records that the operator is about to create or update a
@@ -228,8 +428,8 @@ func (t *Triggers) ExpectOwnWrite(stream, consumer string) {
 	if consumer != "" {
 		key += "/" + consumer
 	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
+	t.ownMu.Lock()
+	defer t.ownMu.Unlock()
 	w := t.own[key]
 	w.n++
 	w.until = time.Now().Add(ownWriteWindow)
@@ -237,8 +437,8 @@ func (t *Triggers) ExpectOwnWrite(stream, consumer string) {
 }
 
 func (t *Triggers) consumeOwnWrite(key string) bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
+	t.ownMu.Lock()
+	defer t.ownMu.Unlock()
 	w, ok := t.own[key]
 	if !ok {
 		return false
@@ -274,4 +474,44 @@ func directTrigger(key types.NamespacedName) event.GenericEvent {
 	return event.GenericEvent{Object: &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{
 		Namespace: key.Namespace, Name: key.Name, Labels: map[string]string{triggerDirectLabel: "true"},
 	}}}
+}
+
+// Advisory metrics: the callbacks' own time (they must stay in the
+// microseconds), what nats.go dropped, and the triggers left after
+// coalescing.
+var (
+	advisoryHandleSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "eventstream_operator_advisory_callback_duration_seconds",
+		Help:    "Time the NATS subscription callback spends on one JetStream advisory.",
+		Buckets: []float64{1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 1e-3, 1e-2, 0.1, 1},
+	})
+	advisoryHandleMax = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "eventstream_operator_advisory_callback_max_seconds",
+		Help: "Longest time the NATS subscription callback spent on one JetStream advisory since the process started.",
+	}, func() float64 { return time.Duration(maxHandled.Load()).Seconds() })
+	advisoriesDropped = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "eventstream_operator_advisories_dropped_total",
+		Help: "JetStream advisories the NATS client dropped because a subscription reached its pending limits (slow consumer); each drop triggers a full resync.",
+	})
+	triggersDispatched = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "eventstream_operator_triggers_dispatched_total",
+		Help: "Reconcile triggers handed to a controller after coalescing (advisories, reconnects, dead letters), by controller.",
+	}, []string{"controller"})
+
+	maxHandled atomic.Int64 // nanoseconds
+)
+
+func init() {
+	metrics.Registry.MustRegister(advisoryHandleSeconds, advisoryHandleMax, advisoriesDropped, triggersDispatched)
+}
+
+func observeAdvisory(start time.Time) {
+	d := time.Since(start)
+	advisoryHandleSeconds.Observe(d.Seconds())
+	for {
+		cur := maxHandled.Load()
+		if int64(d) <= cur || maxHandled.CompareAndSwap(cur, int64(d)) {
+			return
+		}
+	}
 }

@@ -7,8 +7,9 @@
 //	go run ./test/bench/operator              # full sizes, 3 runs (make bench)
 //	go run ./test/bench/operator -quick -runs 1
 //
-// Scenarios (-scenarios, comma-separated): convergence (always run: it
-// creates the objects the others use), floor, steady, memory, drift, library.
+// Scenarios (-scenarios, comma-separated): convergence (run whenever one of
+// floor, steady, memory, drift is: it creates the objects they use), floor,
+// steady, memory, drift, burst (in an environment of its own), library.
 // See docs/performance.md for how each figure is measured.
 package main
 
@@ -51,7 +52,10 @@ var (
 	steadyIntervals = flag.Int("steady-intervals", 3, "resync intervals counted in the steady state")
 	driftResync     = flag.Duration("drift-resync", time.Minute, "the manager's --resync-interval for the drift scenario")
 	timeout         = flag.Duration("timeout", 5*time.Minute, "limit of each convergence (reported as timeout)")
-	scenarios       = flag.String("scenarios", "convergence,floor,steady,memory,drift,library", "scenarios to run")
+	scenarios       = flag.String("scenarios", "convergence,floor,steady,memory,drift,burst,library", "scenarios to run")
+	burstSize       = flag.Int("burst-size", 10000, "burst scenario: EventStreams whose JetStream streams are all deleted at once (-quick: 500)")
+	burstParallel   = flag.Int("burst-parallel", 64, "burst scenario: goroutines deleting the streams")
+	burstResync     = flag.Duration("burst-resync", 30*time.Minute, "burst scenario: the manager's --resync-interval (long, so that only advisories repair)")
 	libraryArgs     = flag.String("library-args", "", "extra arguments for go run ./test/bench/library")
 	admissionPolicy = flag.Bool("admission-policy", true, "install config/admission (the finalizer MutatingAdmissionPolicy), as config/default and the chart do")
 	profileDir      = flag.String("profile-dir", "", "write CPU profiles of the manager and kube-apiserver, taken during the largest EventStream convergence of each run, into this directory")
@@ -70,6 +74,9 @@ func main() {
 	logf.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.Level(zapcore.ErrorLevel)))
 	if *quick {
 		*sizesFlag, *nConsumers, *nDrift = "100", 100, 10
+		if !flagSet("burst-size") {
+			*burstSize = 500
+		}
 	}
 	var sizes []int
 	for _, s := range strings.Split(*sizesFlag, ",") {
@@ -109,27 +116,51 @@ func main() {
 		*runs, sizes, *nConsumers, *nConsStreams, *parallel, *workers)
 	fmt.Printf("machine: %d CPUs (nproc), %s, load average at start %s\n", runtime.NumCPU(), memTotal(), loadavg())
 
-	var results []vals
+	var results, bursts []vals
+	mainRun := has("convergence") || has("floor") || has("steady") || has("memory") || has("drift")
 	for r := 1; r <= *runs && ctx.Err() == nil; r++ {
 		dir := filepath.Join(base, fmt.Sprintf("run-%d", r))
 		_ = os.MkdirAll(dir, 0o755)
-		t := time.Now()
-		fmt.Fprintf(os.Stderr, "run %d/%d (load %s)...\n", r, *runs, loadavg())
-		v, err := oneRun(ctx, r, root, assets, dir, sizes)
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "run %d: %v\n", r, err)
-		}
-		if v != nil {
-			v["run wall s"] = time.Since(t).Seconds()
-			results = append(results, v)
-			if *verbose {
-				printAll(fmt.Sprintf("run %d: every value", r), []vals{v}, "")
+		if mainRun {
+			t := time.Now()
+			fmt.Fprintf(os.Stderr, "run %d/%d (load %s)...\n", r, *runs, loadavg())
+			v, err := oneRun(ctx, r, root, assets, dir, sizes)
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "run %d: %v\n", r, err)
 			}
+			if v != nil {
+				v["run wall s"] = time.Since(t).Seconds()
+				results = append(results, v)
+				if *verbose {
+					printAll(fmt.Sprintf("run %d: every value", r), []vals{v}, "")
+				}
+			}
+			fmt.Fprintf(os.Stderr, "run %d done in %s (load %s)\n", r, time.Since(t).Round(time.Second), loadavg())
 		}
-		fmt.Fprintf(os.Stderr, "run %d done in %s (load %s)\n", r, time.Since(t).Round(time.Second), loadavg())
+		if has("burst") && *burstSize > 0 && ctx.Err() == nil {
+			bdir := filepath.Join(dir, "burst")
+			_ = os.MkdirAll(bdir, 0o755)
+			t := time.Now()
+			fmt.Fprintf(os.Stderr, "run %d/%d: burst of %d (load %s)...\n", r, *runs, *burstSize, loadavg())
+			v, err := burstRun(ctx, root, assets, bdir, *burstSize)
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "run %d burst: %v\n", r, err)
+			}
+			if v != nil {
+				v["burst run wall s"] = time.Since(t).Seconds()
+				bursts = append(bursts, v)
+				if *verbose {
+					printAll(fmt.Sprintf("run %d burst: every value", r), []vals{v}, "")
+				}
+			}
+			fmt.Fprintf(os.Stderr, "run %d burst done in %s (load %s)\n", r, time.Since(t).Round(time.Second), loadavg())
+		}
 	}
 	if len(results) > 0 {
 		report(results, sizes)
+	}
+	if len(bursts) > 0 {
+		reportBurst(bursts)
 	}
 	if has("library") && ctx.Err() == nil {
 		library(ctx, root)
@@ -139,6 +170,12 @@ func main() {
 		fmt.Printf("; logs in %s", base)
 	}
 	fmt.Println()
+}
+
+func flagSet(name string) bool {
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
 
 func oneRun(ctx context.Context, r int, root, assets, dir string, sizes []int) (vals, error) {
