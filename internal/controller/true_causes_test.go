@@ -28,17 +28,19 @@ var _ = Describe("True causes of JetStream refusals", Ordered, func() {
 	ctx := context.Background()
 	var limitedJS jetstream.JetStream
 	var limitedNC *nats.Conn
+	var stream *eventsv1.EventStream // Ready at the end of the first spec, used by the second
 
 	BeforeAll(func() {
-		// An account whose JetStream allows two streams and two consumers:
-		// the operator's dead-letter capture stream and its consumer take one
-		// of each.
+		// An account whose JetStream allows three streams and two consumers
+		// per stream (nats-server applies the account's max_consumers to
+		// each stream): the operator's dead-letter capture stream and count
+		// ledger (a KeyValue bucket) take two of the streams.
 		dir := GinkgoT().TempDir()
 		conf := filepath.Join(dir, "limited.conf")
 		Expect(os.WriteFile(conf, []byte(`
 accounts: {
   LIMITED: {
-    jetstream: {max_streams: 2, max_consumers: 2, max_file: 100G, max_mem: 1G}
+    jetstream: {max_streams: 3, max_consumers: 2, max_file: 100G, max_mem: 64M}
     users: [{user: limited, password: limited-pw}]
   }
 }
@@ -59,8 +61,10 @@ accounts: {
 		Expect(err).NotTo(HaveOccurred())
 
 		DeferCleanup(startManagerWith(managerConfig{resync: time.Minute, natsURL: url, adoptNamespaces: []string{"default"}}))
-		Eventually(func() error { _, err := limitedJS.Stream(ctx, dlq.DefaultStreamName); return err }).Should(Succeed(),
-			"the dead-letter capture stream takes one of the account's streams")
+		for _, s := range []string{dlq.DefaultStreamName, "KV_" + dlq.DefaultLedgerBucket} {
+			Eventually(func() error { _, err := limitedJS.Stream(ctx, s); return err }).Should(Succeed(),
+				"the operator's own stream %s takes one of the account's streams", s)
+		}
 	})
 
 	// expectNoRetry checks that nothing is sent on subject (a JetStream API
@@ -96,34 +100,34 @@ accounts: {
 			return k8s.Update(ctx, cur)
 		}).Should(Succeed())
 		expectReady(second)
-		DeferCleanup(func() { deleteAndWait(second) })
+		stream = second
 	})
 
 	It("says AccountLimitExceeded when the account's consumer limit is reached", func() {
-		evs := &eventsv1.EventStream{}
-		Eventually(func() error {
-			list := &eventsv1.EventStreamList{}
-			if err := k8s.List(ctx, list); err != nil {
-				return err
-			}
-			for i := range list.Items {
-				if strings.HasPrefix(list.Items[i].Name, "second-") && list.Items[i].DeletionTimestamp.IsZero() {
-					*evs = list.Items[i]
-					return nil
-				}
-			}
-			return fmt.Errorf("the stream of the previous spec is gone")
-		}).Should(Succeed())
-		one := newConsumer(uniqueName("one"), evs.Name)
-		Expect(k8s.Create(ctx, one)).To(Succeed())
-		Eventually(consumerReady(one)).Should(HavePrefix("True/"))
+		Expect(stream).NotTo(BeNil(), "the previous spec leaves a Ready stream")
+		evs := stream
+		DeferCleanup(func() { deleteAndWait(evs) })
+		// Fill the stream's room for consumers, then ask for one more.
+		info, err := limitedJS.AccountInfo(ctx)
+		Expect(err).NotTo(HaveOccurred())
+		room := info.Limits.MaxConsumers
+		Expect(room).To(Equal(2))
+		var ready []*eventsv1.EventConsumer
+		for range room {
+			c := newConsumer(uniqueName("fits"), evs.Name)
+			Expect(k8s.Create(ctx, c)).To(Succeed())
+			Eventually(consumerReady(c)).Should(HavePrefix("True/"))
+			ready = append(ready, c)
+		}
 		two := newConsumer(uniqueName("two"), evs.Name)
 		Expect(k8s.Create(ctx, two)).To(Succeed())
 		Eventually(consumerReady(two)).Should(Equal("False/" + eventsv1.ReasonAccountLimitExceeded))
 		Expect(getConsumer(two).Status.Conditions[0].Message).To(ContainSubstring("maximum consumers limit reached"))
 		expectNoRetry("$JS.API.CONSUMER.CREATE." + evs.JetStreamName() + ".>")
 		deleteConsumerAndWait(two)
-		deleteConsumerAndWait(one)
+		for _, c := range ready {
+			deleteConsumerAndWait(c)
+		}
 	})
 
 	It("says InvalidSpec for replicas on a server without clustering (10074), not an outage", func() {
@@ -135,7 +139,7 @@ accounts: {
 				n++
 			}
 			return n
-		}).Should(BeNumerically("<=", 2))
+		}).Should(BeNumerically("<=", 3))
 		r3 := newStream(uniqueName("r3"), func(e *eventsv1.EventStream) { e.Spec.Replicas = 3 })
 		Expect(k8s.Create(ctx, r3)).To(Succeed())
 		Eventually(readyReason(r3)).Should(Equal("False/" + eventsv1.ReasonInvalidSpec))
