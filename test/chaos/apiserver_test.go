@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -22,7 +23,8 @@ import (
 // apiOutage is how long kube-apiserver and etcd stay down.
 const apiOutage = 30 * time.Second
 
-// TestAPIServerDown: the API server (kube-apiserver and etcd) is stopped for
+// TestAPIServerDown: the API server (kube-apiserver and etcd) is SIGKILLed and
+// stays down for
 // 30 s right after EventStreams were created, changed and deleted (their
 // reconciles in flight), and JetStream drifts while it is down (streams
 // deleted and changed out of band). The manager, running without leader
@@ -59,7 +61,7 @@ func TestAPIServerDown(t *testing.T) {
 		}
 		return out
 	}
-	drifted, changed, deleted, created := names("drift", 6), names("chg", 4), names("del", 8), names("new", 12)
+	drifted, changed, deleted, created := names("drift", 6), names("chg", 10), names("del", 20), names("new", 40)
 	for _, n := range append(append(append([]string{}, drifted...), changed...), deleted...) {
 		s := smallStream(ns, n, "api."+n+".>")
 		s.Spec.DeletionPolicy = eventsv1.DeletionPolicyDelete
@@ -71,35 +73,41 @@ func TestAPIServerDown(t *testing.T) {
 		t.Fatalf("before the outage: %v\n%s", err, tail(mgr.logPath(), 30))
 	}
 
-	// Just before the stop, with no pause: creates, changes and deletes
-	// whose reconciles are in flight when the API server goes away.
+	// Just before the stop, with no pause: creates, changes and deletes, 16
+	// at a time, whose reconciles are in flight when the API server dies.
+	var ops []func() error
 	for _, n := range created {
-		s := smallStream(ns, n, "api."+n+".>")
-		s.Spec.Description = "created just before the API server stopped"
-		if err := c.Create(ctx, s); err != nil {
-			t.Fatal(err)
-		}
+		ops = append(ops, func() error {
+			s := smallStream(ns, n, "api."+n+".>")
+			s.Spec.Description = "created just before the API server stopped"
+			return c.Create(ctx, s)
+		})
 	}
 	for _, n := range changed {
-		if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-			s, err := getStream(c, ns, n)
-			if err != nil {
-				return err
-			}
-			s.Spec.Description = "changed just before the API server stopped"
-			s.Spec.MaxMsgs = int64p(5000)
-			return c.Update(ctx, s)
-		}); err != nil {
-			t.Fatal(err)
-		}
+		ops = append(ops, func() error {
+			return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+				s, err := getStream(c, ns, n)
+				if err != nil {
+					return err
+				}
+				s.Spec.Description = "changed just before the API server stopped"
+				s.Spec.MaxMsgs = int64p(5000)
+				return c.Update(ctx, s)
+			})
+		})
 	}
 	for _, n := range deleted {
-		if err := c.Delete(ctx, &eventsv1.EventStream{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: n}}); err != nil {
-			t.Fatal(err)
-		}
+		ops = append(ops, func() error {
+			return c.Delete(ctx, &eventsv1.EventStream{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: n}})
+		})
+	}
+	rnd, _ := chaosRand(t)
+	rnd.Shuffle(len(ops), func(i, j int) { ops[i], ops[j] = ops[j], ops[i] })
+	if err := parallel(16, ops); err != nil {
+		t.Fatal(err)
 	}
 	t0 := time.Now()
-	if err := kp.stopServers(); err != nil {
+	if err := kp.killServers(); err != nil {
 		t.Fatalf("stopping the API server: %v", err)
 	}
 	downAt := time.Now()
@@ -144,11 +152,12 @@ func TestAPIServerDown(t *testing.T) {
 			repairedDuring++
 		}
 	}
+	restartAt := time.Now()
 	if err := kp.startServers(); err != nil {
 		t.Fatal(err)
 	}
 	upAt := time.Now()
-	down := upAt.Sub(downAt)
+	down, restart := restartAt.Sub(downAt), upAt.Sub(restartAt)
 
 	// Everything converges.
 	want := len(drifted) + len(changed) + len(created)
@@ -189,16 +198,37 @@ func TestAPIServerDown(t *testing.T) {
 	}
 	o := checkOwnership(t, js, ns, items)
 	alive := !mgr.proc.exited()
-	fmt.Printf("FIGURES apiserver-down: kube-apiserver and etcd stopped (in %.1fs) right after %d creates, %d changes and %d deletes, down %.0fs; "+
+	fmt.Printf("FIGURES apiserver-down: kube-apiserver and etcd SIGKILLed (gone in %.1fs) right after %d creates, %d changes and %d deletes, down %.0fs (then %.1fs to restart); "+
 		"at the stop JetStream held %d of the %d new streams and %d of the %d deleted ones; meanwhile %d streams deleted and %d changed out of band "+
 		"(%d of %d repaired before the API server returned); manager alive throughout (%d start): %v; "+
 		"after the API server returned: everything converged in %.1fs, %d EventStreams Ready, %d owned streams, %d duplicates, %d orphans, %d missing\n",
-		stopTook.Seconds(), len(created), len(changed), len(deleted), down.Seconds(),
+		stopTook.Seconds(), len(created), len(changed), len(deleted), down.Seconds(), restart.Seconds(),
 		inFlight.created, len(created), inFlight.deleted, len(deleted), len(drifted)/2, len(drifted)-len(drifted)/2,
 		repairedDuring, len(drifted), mgr.starts, alive, converged.Seconds(), countReady(items), o.ours, o.dups, o.orphans, o.missing)
 	if !alive {
 		t.Errorf("bin/manager exited after the API server returned:\n%s", tail(mgr.logPath(), 40))
 	}
+}
+
+// parallel runs ops, n at a time, and returns the first error.
+func parallel(n int, ops []func() error) error {
+	errs := make(chan error, len(ops))
+	sem := make(chan struct{}, n)
+	var wg sync.WaitGroup
+	for _, op := range ops {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if err := op(); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs
 }
 
 // jsName is the JetStream name of an EventStream without spec.name.

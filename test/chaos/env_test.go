@@ -26,6 +26,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	corev1 "k8s.io/api/core/v1"
@@ -36,6 +37,7 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	eventsv1 "github.com/giia/eventstream-operator/api/v1alpha1"
 	"github.com/giia/eventstream-operator/internal/testutil/freeport"
@@ -75,6 +77,9 @@ type kubePlane struct {
 }
 
 func TestMain(m *testing.M) {
+	// envtest logs through controller-runtime's logger; the managers' logs
+	// are in their own files.
+	ctrllog.SetLogger(logr.Discard())
 	var err error
 	if root, err = repoRoot(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -192,10 +197,55 @@ func (p *kubePlane) stop() {
 	_ = os.RemoveAll(p.dir)
 }
 
-// stopServers stops kube-apiserver, then etcd (SIGTERM), keeping etcd's data
-// and the API server's certificates (restartable planes only).
-func (p *kubePlane) stopServers() error {
+// killServers SIGKILLs kube-apiserver and etcd, as a crash would, keeping
+// etcd's data and the API server's certificates (restartable planes only).
+// envtest's own Stop sends SIGTERM, which kube-apiserver took more than 30 s
+// to honour with a manager connected.
+func (p *kubePlane) killServers() error {
+	for _, d := range []string{filepath.Join(p.dir, "apiserver"), filepath.Join(p.dir, "etcd")} {
+		pids, err := childrenWithArg(d)
+		if err != nil {
+			return err
+		}
+		if len(pids) != 1 {
+			return fmt.Errorf("%d processes of this test name %s, want 1", len(pids), d)
+		}
+		if err := syscall.Kill(pids[0], syscall.SIGKILL); err != nil {
+			return err
+		}
+	}
+	// envtest reaps them and sees them gone.
 	return errors.Join(p.env.ControlPlane.APIServer.Stop(), p.env.ControlPlane.Etcd.Stop())
+}
+
+// childrenWithArg returns the pids of this process's children that have an
+// argument containing s.
+func childrenWithArg(s string) ([]int, error) {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, err
+	}
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...: comm may hold spaces, so split after ')'.
+		rest := string(stat[bytes.LastIndexByte(stat, ')')+1:])
+		if f := strings.Fields(rest); len(f) < 2 || f[1] != strconv.Itoa(os.Getpid()) {
+			continue
+		}
+		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err == nil && bytes.Contains(cmdline, []byte(s)) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids, nil
 }
 
 // startServers starts etcd and kube-apiserver again, on the ports, data and
