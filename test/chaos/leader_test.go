@@ -109,8 +109,9 @@ func terminate(cons jetstream.Consumer, n int) error {
 // TestLeaderKilledWhileConverging: two bin/manager processes with leader
 // election on the same namespace. While 300 new EventStreams converge, the
 // leader is SIGKILLed once a random number of them (10–80 %, from the logged
-// seed) are Ready. The other manager must take the lease over within the
-// lease duration (plus a retry period and a margin), and then everything
+// seed) are Ready. The other manager must take the lease over and start its
+// controllers within the lease duration (plus a retry period and a margin),
+// and then everything
 // converges: all Ready, one stream per EventStream, no orphan. An
 // EventConsumer dead-letters 13 messages: 5 counted before the kill, 3
 // terminated right before it, 5 right after it; at the end its
@@ -310,6 +311,9 @@ func TestLeaderKilledWhileConverging(t *testing.T) {
 		stored, dupIDs, counted, deadBefore, deadAtKill, deadAfter)
 	if takeover > leaseDuration+margin {
 		t.Errorf("%s took the lease %s after the kill, more than the lease duration %s + %s", follower.name, takeover, leaseDuration, margin)
+	}
+	if w := workersAt.Sub(killedAt); w > leaseDuration+margin {
+		t.Errorf("%s started its controllers %s after the kill, more than the lease duration %s + %s", follower.name, w, leaseDuration, margin)
 	}
 	if readyAtKill >= leaderStreams {
 		t.Errorf("the leader was killed only after everything converged")
