@@ -138,7 +138,7 @@ func controlPlane(t *testing.T) client.Client {
 
 // startKubePlane starts envtest's etcd and kube-apiserver with the CRDs,
 // keeping its kubeconfig in dir. restartable: etcd's data and the API
-// server's certificates live in dir too, so that stopServers and
+// server's certificates live in dir too, so that killServers and
 // startServers bring the same cluster back on the same ports (envtest would
 // otherwise delete its temporary directories on Stop).
 func startKubePlane(dir string, restartable bool) (*kubePlane, error) {
