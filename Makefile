@@ -178,11 +178,11 @@ test-fuzz: ## Run every fuzz target for its execution budget (event decoder, fas
 ##@ Chaos
 
 .PHONY: test-chaos
-test-chaos: build nats-server envtest ## Fault-injection tests: nats-server, the manager and a consumer killed mid-work (test/chaos, ~2.5 min).
-	KUBEBUILDER_ASSETS="$$(hack/envtest/build.sh)" go test -tags chaos ./test/chaos/ -count=1 -v -timeout 15m
+test-chaos: build nats-server envtest ## Fault-injection tests: nats-server, the manager, the leader and a consumer killed mid-work, NATS and the API server down (test/chaos).
+	KUBEBUILDER_ASSETS="$$(hack/envtest/build.sh)" go test -tags chaos ./test/chaos/ -count=1 -v -timeout 20m
 
 ##@ End-to-end
 
 .PHONY: test-e2e
 test-e2e: build nats-server helm envtest build-installer ## End-to-end: helm install the chart into envtest's API server, run bin/manager with the chart's RBAC against bin/nats-server, apply config/samples.
-	KUBEBUILDER_ASSETS="$$(hack/envtest/build.sh)" go test -tags e2e ./test/e2e/ -count=1 -v -timeout 15m
+	KUBEBUILDER_ASSETS="$$(hack/envtest/build.sh)" go test -tags e2e ./test/e2e/ -count=1 -v -timeout 20m

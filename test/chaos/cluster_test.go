@@ -5,7 +5,6 @@ package chaos
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -78,8 +77,7 @@ func TestClusterLeaderKilled(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	seed := time.Now().UnixNano()
-	rnd := rand.New(rand.NewPCG(uint64(seed), 11))
+	rnd, seed := chaosRand(t)
 	killAt := int(float64(clusterEvents) * (0.25 + 0.35*rnd.Float64()))
 	t.Logf("seed %d: the stream leader is killed after %d of %d publishes", seed, killAt, clusterEvents)
 	var victim *natsServer
@@ -220,10 +218,10 @@ func TestClusterLeaderKilled(t *testing.T) {
 	})
 	scaled := time.Since(t2)
 
-	fmt.Printf("FIGURES cluster: 3 nats-servers (JetStream up %.1fs after start), EventStream replicas 3; stream leader %s SIGKILLed after %d of %d sync publishes; "+
+	fmt.Printf("FIGURES cluster: seed %d; 3 nats-servers (JetStream up %.1fs after start), EventStream replicas 3; stream leader %s SIGKILLed after %d of %d sync publishes; "+
 		"new leader %s; %d ok, %d errors, %d retries (client OutMsgs - events), max publish latency %v, %v in all; stream: %d messages, %d distinct IDs, %d duplicates, %d lost; "+
 		"EventStream Ready (%s; not Ready in %d of %d samples taken every 200ms from the kill on); scale 1→3: Ready with 3 replicas (peers %s) %.1fs after the update\n",
-		clusterUp.Seconds(), oldLeader, killAt, clusterEvents, newLeader, len(ok), len(pubErrs), int(pnc.Stats().OutMsgs)-clusterEvents, maxLat.Round(time.Millisecond),
+		seed, clusterUp.Seconds(), oldLeader, killAt, clusterEvents, newLeader, len(ok), len(pubErrs), int(pnc.Stats().OutMsgs)-clusterEvents, maxLat.Round(time.Millisecond),
 		pubTime.Round(time.Millisecond), stored, len(ids), extra, lost, readyCond(haReady).Reason, notReady.Load(), samples.Load(), peers, scaled.Seconds())
 	if extra != 0 || stored != len(ids) {
 		t.Errorf("%d duplicate copies; %d messages for %d IDs", extra, stored, len(ids))

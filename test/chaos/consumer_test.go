@@ -54,7 +54,8 @@ func readLines(path string) []string {
 
 // TestConsumerKilledWithFailingHandler: 1,000 events on a stream whose
 // EventConsumer dead-letters (maxDeliver 3, backoff 1s 2s); a consuming
-// process whose handler fails 30% of deliveries is SIGKILLed midway and
+// process whose handler fails 30% of deliveries is SIGKILLed once a random
+// number (20–70 %, from the logged seed) of the events are handled, and
 // restarted, and so is the operator's manager. Every event ends up handled or
 // in the dead-letter stream, and every dead letter is counted once in
 // status.state.deadLettered (the counts live in the operator's KeyValue
@@ -89,25 +90,7 @@ func TestConsumerKilledWithFailingHandler(t *testing.T) {
 	}
 	waitStreamReady(t, c, ns, "work", time.Minute)
 	waitStreamReady(t, c, ns, "work-dlq", time.Minute)
-	getConsumer := func() (*eventsv1.EventConsumer, error) {
-		var x eventsv1.EventConsumer
-		gctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		err := c.Get(gctx, client.ObjectKeyFromObject(evc), &x)
-		return &x, err
-	}
-	if err := eventually(time.Minute, 200*time.Millisecond, func() error {
-		x, err := getConsumer()
-		if err != nil {
-			return err
-		}
-		if !isReadyNow(x) {
-			return fmt.Errorf("worker: %s", condString(x))
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	waitConsumerReady(t, c, ns, "worker", time.Minute)
 
 	// 1,000 events.
 	pub, err := events.NewPublisher(nc, publishRetry()...)
@@ -131,6 +114,9 @@ func TestConsumerKilledWithFailingHandler(t *testing.T) {
 		t.Fatalf("WORK holds %v messages (%v), want %d", info, err, consumerEvents)
 	}
 
+	rnd, seed := chaosRand(t)
+	killAt := consumerEvents/5 + rnd.IntN(consumerEvents/2+1)
+	t.Logf("the consumer is SIGKILLed once %d of %d events are handled", killAt, consumerEvents)
 	out := filepath.Join(dir, "handled.txt")
 	runConsumer := func(n int) *process {
 		p, err := startProcess("consumer", filepath.Join(dir, fmt.Sprintf("consumer-%d.log", n)), os.Environ(), consumerBin,
@@ -147,12 +133,12 @@ func TestConsumerKilledWithFailingHandler(t *testing.T) {
 		if p1.exited() {
 			return fmt.Errorf("consumer exited:\n%s", tail(p1.log, 20))
 		}
-		if handledAtKill = len(readLines(out)); handledAtKill >= consumerEvents*2/5 {
+		if handledAtKill = len(readLines(out)); handledAtKill >= killAt {
 			return nil
 		}
 		return fmt.Errorf("%d handled", handledAtKill)
 	}); err != nil {
-		t.Fatalf("the consumer did not get midway: %v", err)
+		t.Fatalf("the consumer did not handle %d events: %v", killAt, err)
 	}
 	p1.kill()
 	// The manager is killed in the middle of dead-lettering too, and comes
@@ -231,7 +217,7 @@ func TestConsumerKilledWithFailingHandler(t *testing.T) {
 	var deadLettered int64
 	t3 := time.Now()
 	countErr := eventually(15*time.Second, 500*time.Millisecond, func() error {
-		x, err := getConsumer()
+		x, err := getConsumer(c, ns, "worker")
 		if err != nil {
 			return err
 		}
@@ -244,11 +230,11 @@ func TestConsumerKilledWithFailingHandler(t *testing.T) {
 		return nil
 	})
 	countLag := time.Since(t3)
-	fmt.Printf("FIGURES consumer-killed: %d events, handler failing 30%%, maxDeliver 3, backoff 1s/2s; consumer SIGKILLed %.1fs in with %d handled, restarted; "+
+	fmt.Printf("FIGURES consumer-killed: seed %d; %d events, handler failing 30%%, maxDeliver 3, backoff 1s/2s; consumer SIGKILLed %.1fs in with %d handled, restarted; "+
 		"settled %.1fs after the start: %d distinct events handled (%d handle calls recorded, %d events handled more than once, %d extra), "+
 		"%d dead letters for %d events (%d events dead-lettered twice; by reason: %v), %d both handled and dead-lettered, %d lost; "+
 		"manager SIGKILLed with the consumer and restarted; EventConsumer status.state.deadLettered %d (%.1fs after settling); %s\n",
-		consumerEvents, killedAfter.Seconds(), handledAtKill, settled.Seconds(), len(handled), len(readLines(out)), handledTwice, extraHandles,
+		seed, consumerEvents, killedAfter.Seconds(), handledAtKill, settled.Seconds(), len(handled), len(readLines(out)), handledTwice, extraHandles,
 		dlqMsgs, len(dead), dlqDupIDs, reasons, both, lost, deadLettered, countLag.Seconds(), strings.TrimSpace(tail(p2.log, 1)))
 	if lost != 0 {
 		t.Errorf("%d events lost: neither handled nor in the dead-letter stream", lost)

@@ -13,17 +13,20 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	corev1 "k8s.io/api/core/v1"
@@ -34,6 +37,7 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	eventsv1 "github.com/giia/eventstream-operator/api/v1alpha1"
 	"github.com/giia/eventstream-operator/internal/testutil/freeport"
@@ -56,9 +60,16 @@ var root string
 // The control plane is started once, on first use, and shared by the tests
 // that need it; each test runs its own manager restricted to its own
 // namespace (--watch-namespaces), so tests never see each other's objects.
+// (TestAPIServerDown stops its control plane, so it starts one of its own.)
 var kube struct {
-	once       sync.Once
-	err        error
+	once sync.Once
+	err  error
+	*kubePlane
+}
+
+// kubePlane is envtest's etcd and kube-apiserver with the CRDs installed, and
+// a kubeconfig (for bin/manager) and a client of a system:masters user.
+type kubePlane struct {
 	env        *envtest.Environment
 	kubeconfig string
 	c          client.Client
@@ -66,6 +77,9 @@ var kube struct {
 }
 
 func TestMain(m *testing.M) {
+	// envtest logs through controller-runtime's logger; the managers' logs
+	// are in their own files.
+	ctrllog.SetLogger(logr.Discard())
 	var err error
 	if root, err = repoRoot(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -78,11 +92,8 @@ func TestMain(m *testing.M) {
 		}
 	}
 	code := m.Run()
-	if kube.env != nil {
-		_ = kube.env.Stop()
-	}
-	if kube.dir != "" {
-		_ = os.RemoveAll(kube.dir)
+	if kube.kubePlane != nil {
+		kube.stop()
 	}
 	os.Exit(code)
 }
@@ -105,53 +116,148 @@ func repoRoot() (string, error) {
 	}
 }
 
-// controlPlane starts envtest's etcd and kube-apiserver (once) with the CRDs.
+// controlPlane returns the shared control plane, started on first use.
 func controlPlane(t *testing.T) client.Client {
 	t.Helper()
 	kube.once.Do(func() {
-		if os.Getenv("KUBEBUILDER_ASSETS") == "" {
-			kube.err = errors.New("KUBEBUILDER_ASSETS is not set: run `make test-chaos`")
+		dir, err := os.MkdirTemp("", "chaos-kube-")
+		if err != nil {
+			kube.err = err
 			return
 		}
-		start := time.Now()
-		kube.dir, kube.err = os.MkdirTemp("", "chaos-kube-")
+		kube.kubePlane, kube.err = startKubePlane(dir, false)
 		if kube.err != nil {
-			return
+			_ = os.RemoveAll(dir)
 		}
-		kube.env = &envtest.Environment{
-			CRDDirectoryPaths:        []string{filepath.Join(root, "config", "crd", "bases")},
-			ErrorIfCRDPathMissing:    true,
-			ControlPlaneStartTimeout: 2 * time.Minute,
-			ControlPlaneStopTimeout:  30 * time.Second,
-		}
-		if _, kube.err = kube.env.Start(); kube.err != nil {
-			_ = kube.env.Stop()
-			kube.env = nil
-			return
-		}
-		user, err := kube.env.AddUser(envtest.User{Name: "chaos", Groups: []string{"system:masters"}}, nil)
-		if err != nil {
-			kube.err = err
-			return
-		}
-		kc, err := user.KubeConfig()
-		if err != nil {
-			kube.err = err
-			return
-		}
-		kube.kubeconfig = filepath.Join(kube.dir, "kubeconfig")
-		if kube.err = os.WriteFile(kube.kubeconfig, kc, 0o600); kube.err != nil {
-			return
-		}
-		cfg := rest.CopyConfig(user.Config())
-		cfg.QPS, cfg.Burst = 500, 1000
-		kube.c, kube.err = client.New(cfg, client.Options{Scheme: scheme})
-		fmt.Printf("envtest control plane started in %.1fs\n", time.Since(start).Seconds())
 	})
 	if kube.err != nil {
 		t.Fatalf("envtest: %v", kube.err)
 	}
 	return kube.c
+}
+
+// startKubePlane starts envtest's etcd and kube-apiserver with the CRDs,
+// keeping its kubeconfig in dir. restartable: etcd's data and the API
+// server's certificates live in dir too, so that killServers and
+// startServers bring the same cluster back on the same ports (envtest would
+// otherwise delete its temporary directories on Stop).
+func startKubePlane(dir string, restartable bool) (*kubePlane, error) {
+	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
+		return nil, errors.New("KUBEBUILDER_ASSETS is not set: run `make test-chaos`")
+	}
+	start := time.Now()
+	p := &kubePlane{dir: dir, env: &envtest.Environment{
+		CRDDirectoryPaths:        []string{filepath.Join(root, "config", "crd", "bases")},
+		ErrorIfCRDPathMissing:    true,
+		ControlPlaneStartTimeout: 2 * time.Minute,
+		ControlPlaneStopTimeout:  30 * time.Second,
+	}}
+	if restartable {
+		etcdDir, certDir := filepath.Join(dir, "etcd"), filepath.Join(dir, "apiserver")
+		for _, d := range []string{etcdDir, certDir} {
+			if err := os.MkdirAll(d, 0o700); err != nil {
+				return nil, err
+			}
+		}
+		p.env.ControlPlane.Etcd = &envtest.Etcd{DataDir: etcdDir}
+		p.env.ControlPlane.APIServer = &envtest.APIServer{CertDir: certDir}
+	}
+	if _, err := p.env.Start(); err != nil {
+		_ = p.env.Stop()
+		return nil, err
+	}
+	user, err := p.env.AddUser(envtest.User{Name: "chaos", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		p.stop()
+		return nil, err
+	}
+	kc, err := user.KubeConfig()
+	if err != nil {
+		p.stop()
+		return nil, err
+	}
+	p.kubeconfig = filepath.Join(dir, "kubeconfig")
+	if err := os.WriteFile(p.kubeconfig, kc, 0o600); err != nil {
+		p.stop()
+		return nil, err
+	}
+	cfg := rest.CopyConfig(user.Config())
+	cfg.QPS, cfg.Burst = 500, 1000
+	if p.c, err = client.New(cfg, client.Options{Scheme: scheme}); err != nil {
+		p.stop()
+		return nil, err
+	}
+	fmt.Printf("envtest control plane started in %.1fs\n", time.Since(start).Seconds())
+	return p, nil
+}
+
+// stop stops the control plane for good and removes its directory.
+func (p *kubePlane) stop() {
+	_ = p.env.Stop()
+	_ = os.RemoveAll(p.dir)
+}
+
+// killServers SIGKILLs kube-apiserver and etcd, as a crash would, keeping
+// etcd's data and the API server's certificates (restartable planes only).
+// envtest's own Stop sends SIGTERM, which kube-apiserver took more than 30 s
+// to honour with a manager connected.
+func (p *kubePlane) killServers() error {
+	for _, d := range []string{filepath.Join(p.dir, "apiserver"), filepath.Join(p.dir, "etcd")} {
+		pids, err := childrenWithArg(d)
+		if err != nil {
+			return err
+		}
+		if len(pids) != 1 {
+			return fmt.Errorf("%d processes of this test name %s, want 1", len(pids), d)
+		}
+		if err := syscall.Kill(pids[0], syscall.SIGKILL); err != nil {
+			return err
+		}
+	}
+	// envtest reaps them and sees them gone.
+	return errors.Join(p.env.ControlPlane.APIServer.Stop(), p.env.ControlPlane.Etcd.Stop())
+}
+
+// childrenWithArg returns the pids of this process's children that have an
+// argument containing s.
+func childrenWithArg(s string) ([]int, error) {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, err
+	}
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...: comm may hold spaces, so split after ')'.
+		rest := string(stat[bytes.LastIndexByte(stat, ')')+1:])
+		if f := strings.Fields(rest); len(f) < 2 || f[1] != strconv.Itoa(os.Getpid()) {
+			continue
+		}
+		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err == nil && bytes.Contains(cmdline, []byte(s)) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids, nil
+}
+
+// startServers starts etcd and kube-apiserver again, on the ports, data and
+// certificates of the first start: clients and kubeconfigs keep working.
+func (p *kubePlane) startServers() error {
+	if err := p.env.ControlPlane.Etcd.Start(); err != nil {
+		return fmt.Errorf("restarting etcd: %w", err)
+	}
+	if err := p.env.ControlPlane.APIServer.Start(); err != nil {
+		return fmt.Errorf("restarting kube-apiserver: %w", err)
+	}
+	return nil
 }
 
 func createNamespace(t *testing.T, c client.Client, ns string) {
@@ -161,6 +267,24 @@ func createNamespace(t *testing.T, c client.Client, ns string) {
 	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
 		t.Fatalf("creating namespace %s: %v", ns, err)
 	}
+}
+
+// chaosRand is the random source a test draws its kill points from: seeded
+// with CHAOS_SEED when it is set (to replay a failed run), else with the
+// clock. The seed is logged either way, and each test prints it in its
+// FIGURES line.
+func chaosRand(t *testing.T) (*rand.Rand, uint64) {
+	t.Helper()
+	seed := uint64(time.Now().UnixNano())
+	if v := os.Getenv("CHAOS_SEED"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			t.Fatalf("CHAOS_SEED=%q: want an unsigned integer", v)
+		}
+		seed = n
+	}
+	t.Logf("%s: CHAOS_SEED=%d (set it to replay these kill points)", t.Name(), seed)
+	return rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), seed
 }
 
 func freePort(t *testing.T) int {
@@ -398,35 +522,58 @@ func waitJetStream(t *testing.T, js jetstream.JetStream, within time.Duration) {
 
 type manager struct {
 	dir, natsURL, ns string
+	name             string   // log file prefix
+	kubeconfig       string   // the control plane it talks to
+	args             []string // extra flags
 	probePort        int
 	starts           int
 	proc             *process
 }
 
-func newManager(dir, natsURL, ns string) *manager {
-	return &manager{dir: dir, natsURL: natsURL, ns: ns}
+// newManager describes a manager of ns on the control plane of kubeconfig.
+func newManager(dir, kubeconfig, natsURL, ns string) *manager {
+	return &manager{dir: dir, natsURL: natsURL, ns: ns, name: "manager", kubeconfig: kubeconfig}
 }
 
 func (m *manager) logPath() string {
-	return filepath.Join(m.dir, fmt.Sprintf("manager-%d.log", m.starts))
+	return filepath.Join(m.dir, fmt.Sprintf("%s-%d.log", m.name, m.starts))
 }
 
-// start runs bin/manager against the shared control plane, watching only
-// m.ns, and waits until its controllers have started (waitReady: and it
-// reports ready, i.e. connected to NATS).
+// leaderElect reports whether the manager runs with --leader-elect.
+func (m *manager) leaderElect() bool {
+	for _, a := range m.args {
+		if a == "--leader-elect" {
+			return true
+		}
+	}
+	return false
+}
+
+// leading reports whether its controllers run: both controllers (EventStream
+// and EventConsumer) logged "Starting workers", which a leader-elected
+// manager does only once it holds the lease.
+func (m *manager) leading() bool {
+	b, _ := os.ReadFile(m.logPath())
+	return bytes.Count(b, []byte("Starting workers")) >= 2
+}
+
+// start runs bin/manager against its control plane, watching only m.ns, and
+// waits until it is up: its controllers have started (or, with
+// --leader-elect, where a follower starts none, /healthz answers) and
+// (waitReady) /readyz is OK, i.e. it is connected to NATS.
 func (m *manager) start(t *testing.T, waitReady bool) {
 	t.Helper()
 	m.starts++
 	m.probePort = freePort(t)
 	var err error
-	m.proc, err = startProcess("manager", m.logPath(), append(os.Environ(), "KUBECONFIG="+kube.kubeconfig),
-		filepath.Join(root, "bin", "manager"),
-		"--nats-url", m.natsURL,
-		"--watch-namespaces", m.ns,
-		"--metrics-bind-address", "0",
-		"--health-probe-bind-address", fmt.Sprintf("127.0.0.1:%d", m.probePort),
-		"--resync-interval", "30s",
-		"--max-concurrent-reconciles", "4")
+	m.proc, err = startProcess(m.name, m.logPath(), append(os.Environ(), "KUBECONFIG="+m.kubeconfig),
+		filepath.Join(root, "bin", "manager"), append([]string{
+			"--nats-url", m.natsURL,
+			"--watch-namespaces", m.ns,
+			"--metrics-bind-address", "0",
+			"--health-probe-bind-address", fmt.Sprintf("127.0.0.1:%d", m.probePort),
+			"--resync-interval", "30s",
+			"--max-concurrent-reconciles", "4"}, m.args...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -435,8 +582,11 @@ func (m *manager) start(t *testing.T, waitReady bool) {
 		if m.proc.exited() {
 			t.Fatalf("bin/manager exited at start:\n%s", tail(m.logPath(), 40))
 		}
-		b, _ := os.ReadFile(m.logPath())
-		if bytes.Count(b, []byte("Starting workers")) >= 2 && (!waitReady || m.probe("/readyz")) {
+		up := m.leading()
+		if m.leaderElect() {
+			up = m.probe("/healthz")
+		}
+		if up && (!waitReady || m.probe("/readyz")) {
 			return
 		}
 		if time.Now().After(deadline) {
@@ -468,11 +618,11 @@ func (m *manager) stop() {
 	}
 }
 
-// startManager starts a manager for ns and stops it at cleanup (before the
-// nats-server, which was registered earlier).
+// startManager starts a manager for ns on the shared control plane and stops
+// it at cleanup (before the nats-server, which was registered earlier).
 func startManager(t *testing.T, dir, natsURL, ns string) *manager {
 	t.Helper()
-	m := newManager(dir, natsURL, ns)
+	m := newManager(dir, kube.kubeconfig, natsURL, ns)
 	m.start(t, true)
 	t.Cleanup(m.stop)
 	return m
@@ -526,6 +676,31 @@ func getStream(c client.Client, ns, name string) (*eventsv1.EventStream, error) 
 	var s eventsv1.EventStream
 	err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &s)
 	return &s, err
+}
+
+func getConsumer(c client.Client, ns, name string) (*eventsv1.EventConsumer, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var x eventsv1.EventConsumer
+	err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &x)
+	return &x, err
+}
+
+// waitConsumerReady waits until the EventConsumer is Ready for its generation.
+func waitConsumerReady(t *testing.T, c client.Client, ns, name string, within time.Duration) {
+	t.Helper()
+	if err := eventually(within, 200*time.Millisecond, func() error {
+		x, err := getConsumer(c, ns, name)
+		if err != nil {
+			return err
+		}
+		if !isReadyNow(x) {
+			return fmt.Errorf("%s/%s: %s", ns, name, condString(x))
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("EventConsumer not Ready within %s: %v", within, err)
+	}
 }
 
 // waitStreamReady waits until the EventStream is Ready for its generation.

@@ -180,9 +180,8 @@ func TestNATSUnreachable(t *testing.T) {
 			if !apierrors.IsNotFound(err) {
 				return err
 			}
-			jsName := strings.ToUpper(strings.ReplaceAll(n, "-", "_"))
-			if _, err := streamInfo(js, jsName); !errors.Is(err, jetstream.ErrStreamNotFound) {
-				return fmt.Errorf("JetStream stream %s not deleted (%v)", jsName, err)
+			if _, err := streamInfo(js, jsName(n)); !errors.Is(err, jetstream.ErrStreamNotFound) {
+				return fmt.Errorf("JetStream stream %s not deleted (%v)", jsName(n), err)
 			}
 		}
 		return nil

@@ -114,8 +114,7 @@ func TestNATSKilledWhilePublishing(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	seed := time.Now().UnixNano()
-	rnd := rand.New(rand.NewPCG(uint64(seed), 7))
+	rnd, seed := chaosRand(t)
 	k := &killer{points: []float64{0.15 + 0.25*rnd.Float64(), 0.55 + 0.25*rnd.Float64()}}
 	t.Logf("seed %d: kills at %.0f%% and %.0f%% of the sync publishes", seed, 100*k.points[0], 100*k.points[1])
 
@@ -225,11 +224,11 @@ func TestNATSKilledWhilePublishing(t *testing.T) {
 		}
 	}
 
-	fmt.Printf("FIGURES nats-killed: %d sync + %d async events, %d kill(s) at %s of the run (down %v, restart %v); "+
+	fmt.Printf("FIGURES nats-killed: seed %d; %d sync + %d async events, %d kill(s) at %s of the run (down %v, restart %v); "+
 		"sync: %d ok, %d errors, %d slow (>400ms), max latency %v, %v; async: %d accepted, %d rejected, %d to the error handler, %v; "+
 		"stream: %d messages, %d distinct IDs, %d duplicates, %d lost (sync %d, async %d), %d stored though reported failed; "+
 		"publish attempts (client OutMsgs): sync %d (%d retries), async %d (%d retries)\n",
-		syncEvents, asyncEvents, len(k.at), pct(k.at), k.downs, k.restarts,
+		seed, syncEvents, asyncEvents, len(k.at), pct(k.at), k.downs, k.restarts,
 		len(syncOK), len(syncErrs), slow, maxLat.Round(time.Millisecond), syncTime.Round(time.Millisecond),
 		len(asyncIDs), len(asyncRejected), handlerErrs, asyncTime.Round(time.Millisecond),
 		stored, len(ids), extra, lostSync+lostAsync, lostSync, lostAsync, unknown,
