@@ -112,21 +112,21 @@ func (f dlqFixture) deadLettered() int64 {
 }
 
 // ledger reads the consumer's count from the operator's KeyValue ledger
-// (false: no key).
-func (f dlqFixture) ledger() (dlq.Count, bool) {
+// (nil: no key).
+func (f dlqFixture) ledger() *dlq.Count {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	kv, err := js.KeyValue(ctx, dlq.DefaultLedgerBucket)
 	if err != nil {
-		return dlq.Count{}, false
+		return nil
 	}
 	e, err := kv.Get(ctx, f.consumer.Namespace+"/"+f.consumer.Name)
 	if err != nil {
-		return dlq.Count{}, false
+		return nil
 	}
 	var c dlq.Count
 	Expect(jsonUnmarshal(e.Value(), &c)).To(Succeed())
-	return c, true
+	return &c
 }
 
 // setDeadLettered writes status.state.deadLettered by hand (what an older
@@ -253,10 +253,11 @@ var _ = Describe("Operator-side dead-letter forwarding", Ordered, func() {
 var _ = Describe("Durable dead-letter counts", Ordered, func() {
 	It("keeps counts in the ledger: a new manager puts a lost status write right, and counts what failed while it was down", func() {
 		stop := startManager(time.Minute)
+		defer func() { stop() }() // stop may be called twice
 		f := newDLQFixture()
 		f.deadLetterOne(1)
 		Eventually(f.deadLettered, 10*time.Second).Should(Equal(int64(1)))
-		Expect(f.ledger()).To(Equal(dlq.Count{DeadLettered: 1, UID: string(getConsumer(f.consumer).UID)}))
+		Expect(f.ledger()).To(Equal(&dlq.Count{DeadLettered: 1, UID: string(getConsumer(f.consumer).UID)}))
 		stop()
 
 		// The manager is gone; its last status write is lost (the status
@@ -269,7 +270,6 @@ var _ = Describe("Durable dead-letter counts", Ordered, func() {
 		close(done)
 
 		stop = startManager(time.Minute)
-		defer stop()
 		Eventually(f.deadLetters, 20*time.Second).Should(HaveLen(2))
 		Eventually(f.deadLettered, 10*time.Second).Should(Equal(int64(2)), "1 from the ledger + 1 forwarded after the restart")
 		Consistently(f.deadLettered, 2*time.Second).Should(Equal(int64(2)))
@@ -278,15 +278,14 @@ var _ = Describe("Durable dead-letter counts", Ordered, func() {
 
 	It("continues a count an older operator kept in status, and starts a recreated consumer at 0", func() {
 		stop := startManager(time.Minute)
-		defer func() { stop() }()
+		defer func() { stop() }() // stop may be called twice
 		f := newDLQFixture()
 		stop()
 		// An operator from before the ledger counted 5 in status only.
 		f.setDeadLettered(5)
 		stop = startManager(time.Minute)
 		Consistently(f.deadLettered, 3*time.Second).Should(Equal(int64(5)), "no ledger key: the status is left as it is")
-		_, ok := f.ledger()
-		Expect(ok).To(BeFalse())
+		Expect(f.ledger()).To(BeNil())
 
 		f.deadLetterOne(1)
 		Eventually(f.deadLettered, 10*time.Second).Should(Equal(int64(6)))
@@ -296,7 +295,7 @@ var _ = Describe("Durable dead-letter counts", Ordered, func() {
 		// same name starts from nothing. Its JetStream consumer is new too
 		// and gets the stored message again, which it gives up on.
 		deleteConsumerAndWait(f.consumer)
-		Eventually(func() bool { _, ok := f.ledger(); return ok }).Should(BeFalse())
+		Eventually(f.ledger).Should(BeNil())
 		f.consumer = newConsumer(f.consumer.Name, f.stream.Name, func(c *eventsv1.EventConsumer) {
 			c.Spec.MaxDeliver = 2
 			c.Spec.AckWait = "1s"
@@ -310,7 +309,7 @@ var _ = Describe("Durable dead-letter counts", Ordered, func() {
 		Eventually(f.deadLettered, 20*time.Second).Should(Equal(int64(1)))
 		close(done)
 		Consistently(f.deadLettered, 2*time.Second).Should(Equal(int64(1)))
-		Expect(f.ledger()).To(Equal(dlq.Count{DeadLettered: 1, UID: string(getConsumer(f.consumer).UID)}))
+		Expect(f.ledger()).To(Equal(&dlq.Count{DeadLettered: 1, UID: string(getConsumer(f.consumer).UID)}))
 		f.cleanup()
 	})
 })

@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	eventsv1 "github.com/giia/eventstream-operator/api/v1alpha1"
+	"github.com/giia/eventstream-operator/internal/dlq"
 	"github.com/giia/eventstream-operator/pkg/events"
 )
 
@@ -141,13 +142,27 @@ func TestConsumerKilledWithFailingHandler(t *testing.T) {
 		t.Fatalf("the consumer did not handle %d events: %v", killAt, err)
 	}
 	p1.kill()
-	// The manager is killed in the middle of dead-lettering too, and comes
-	// back while the second consumer runs.
-	mgr.kill()
 	killedAfter := time.Since(start)
 	time.Sleep(500 * time.Millisecond)
 	p2 := runConsumer(2)
 	defer p2.stop(15 * time.Second)
+
+	// The manager is SIGKILLed while dead letters are being counted, and
+	// comes back 2 s later.
+	dlqAtManagerKill := 0
+	if err := eventually(time.Minute, 50*time.Millisecond, func() error {
+		info, err := streamInfo(js, "WORK_DLQ")
+		if err != nil {
+			return err
+		}
+		if dlqAtManagerKill = int(info.State.Msgs); dlqAtManagerKill >= 10 {
+			return nil
+		}
+		return fmt.Errorf("%d dead letters", dlqAtManagerKill)
+	}); err != nil {
+		t.Fatalf("no dead letters to count: %v", err)
+	}
+	mgr.kill()
 	time.Sleep(2 * time.Second)
 	mgr.start(t, true)
 
@@ -216,7 +231,9 @@ func TestConsumerKilledWithFailingHandler(t *testing.T) {
 	// sent by the library) into status.state.deadLettered.
 	var deadLettered int64
 	t3 := time.Now()
-	countErr := eventually(15*time.Second, 500*time.Millisecond, func() error {
+	// Advisories the killed manager had been sent but not acknowledged
+	// come back after the capture consumer's ack wait (30 s), hence 45 s.
+	countErr := eventually(45*time.Second, 500*time.Millisecond, func() error {
 		x, err := getConsumer(c, ns, "worker")
 		if err != nil {
 			return err
@@ -233,9 +250,9 @@ func TestConsumerKilledWithFailingHandler(t *testing.T) {
 	fmt.Printf("FIGURES consumer-killed: seed %d; %d events, handler failing 30%%, maxDeliver 3, backoff 1s/2s; consumer SIGKILLed %.1fs in with %d handled, restarted; "+
 		"settled %.1fs after the start: %d distinct events handled (%d handle calls recorded, %d events handled more than once, %d extra), "+
 		"%d dead letters for %d events (%d events dead-lettered twice; by reason: %v), %d both handled and dead-lettered, %d lost; "+
-		"manager SIGKILLed with the consumer and restarted; EventConsumer status.state.deadLettered %d (%.1fs after settling); %s\n",
+		"manager SIGKILLed with %d dead letters stored and restarted; EventConsumer status.state.deadLettered %d (%.1fs after settling); %s\n",
 		seed, consumerEvents, killedAfter.Seconds(), handledAtKill, settled.Seconds(), len(handled), len(readLines(out)), handledTwice, extraHandles,
-		dlqMsgs, len(dead), dlqDupIDs, reasons, both, lost, deadLettered, countLag.Seconds(), strings.TrimSpace(tail(p2.log, 1)))
+		dlqMsgs, len(dead), dlqDupIDs, reasons, both, lost, dlqAtManagerKill, deadLettered, countLag.Seconds(), strings.TrimSpace(tail(p2.log, 1)))
 	if lost != 0 {
 		t.Errorf("%d events lost: neither handled nor in the dead-letter stream", lost)
 	}
@@ -246,6 +263,7 @@ func TestConsumerKilledWithFailingHandler(t *testing.T) {
 		t.Errorf("%d events dead-lettered more than once (a dead letter must be stored once)", dlqDupIDs)
 	}
 	if countErr != nil {
+		t.Logf("ledger: %s\n%s", ledgerValue(js, ns+"/worker"), tail(mgr.logPath(), 30))
 		// The count once lost increments when dead letters arrived faster
 		// than status patches reached the cache, and could lose those not
 		// yet written when the manager died (both fixed by the ledger; see
@@ -255,6 +273,22 @@ func TestConsumerKilledWithFailingHandler(t *testing.T) {
 	if len(dead) == 0 {
 		t.Errorf("no dead letter at all with a handler failing 30%% of 3 deliveries: the dead-letter path was not exercised")
 	}
+}
+
+// ledgerValue reads the operator's dead-letter count of key from its
+// KeyValue ledger, for diagnostics.
+func ledgerValue(js jetstream.JetStream, key string) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	kv, err := js.KeyValue(ctx, dlq.DefaultLedgerBucket)
+	if err != nil {
+		return err.Error()
+	}
+	e, err := kv.Get(ctx, key)
+	if err != nil {
+		return err.Error()
+	}
+	return string(e.Value())
 }
 
 // dlqReasons counts dead letters by who sent them: the library (reason
