@@ -12,6 +12,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
 
 // The streams chart's release (charts/eventstream-streams), installed in the
@@ -21,7 +23,8 @@ const (
 	streamsChart   = "charts/eventstream-streams"
 )
 
-// ---- 4b: metrics, HTTPS with authentication and authorization ----
+// ---- 7b: metrics, HTTPS with authentication and authorization ----
+// (after the samples, so that the operator's JetStream histogram has samples)
 
 // checkSecureMetrics scrapes the manager's metrics endpoint as the chart
 // configures it (--metrics-secure=true): no token is 401, a ServiceAccount
@@ -189,9 +192,9 @@ func (s *suite) sameStreams(ctx context.Context, before streamState, after strin
 
 // adoptIntoStreamsChart takes the seven sample EventStreams, made to look like
 // the hook-created ones of the old chart (helm.sh/hook annotations, created
-// outside any release), through the README's upgrade steps: Helm's ownership
-// metadata, then helm install of charts/eventstream-streams. The chart adopts
-// them in place: same UIDs, same messages.
+// outside any release), through the README's upgrade steps: helm install of
+// charts/eventstream-streams with --take-ownership. The chart adopts them in
+// place: same UIDs, same messages, the chart's labels and annotations.
 func (s *suite) adoptIntoStreamsChart() error {
 	ctx, cancel := context.WithTimeout(s.ctx, 3*time.Minute)
 	defer cancel()
@@ -227,30 +230,43 @@ func (s *suite) adoptIntoStreamsChart() error {
 		!strings.Contains(out, "invalid ownership metadata") {
 		return fmt.Errorf("helm install over unlabelled EventStreams: want Helm's ownership error, got %v", err)
 	}
-	// The README's steps.
-	if _, err := s.kubectl(30*time.Second, append(append([]string{"label", "evs", "-n", samplesNS, "--overwrite"}, names...),
-		"app.kubernetes.io/managed-by=Helm")...); err != nil {
-		return err
-	}
-	if _, err := s.kubectl(30*time.Second, append(append([]string{"annotate", "evs", "-n", samplesNS, "--overwrite"}, names...),
-		"meta.helm.sh/release-name="+streamsRelease, "meta.helm.sh/release-namespace="+samplesNS,
+	// The README's steps: drop the hook annotations, then install with
+	// --take-ownership. (Helm's ownership label and annotations set by hand
+	// make helm install adopt them too, but then Helm patches a custom
+	// resource only by the difference between two renderings, none: the
+	// chart's labels and the adopt annotation were never applied, in the
+	// first version of this test. --take-ownership merges against the live
+	// objects.)
+	if _, err := s.kubectl(30*time.Second, append(append([]string{"annotate", "evs", "-n", samplesNS}, names...),
 		"helm.sh/hook-", "helm.sh/hook-weight-", "helm.sh/hook-delete-policy-")...); err != nil {
 		return err
 	}
-	if _, err := s.helm(2*time.Minute, "install", streamsRelease, streamsChart, "-n", samplesNS, "--kubeconfig", s.adminKC); err != nil {
+	if _, err := s.helm(2*time.Minute, "install", streamsRelease, streamsChart, "-n", samplesNS, "--kubeconfig", s.adminKC,
+		"--take-ownership"); err != nil {
 		return err
 	}
-	out, err := s.kubectlQuiet(30*time.Second, "get", "evs", "-n", samplesNS, "-o",
-		`jsonpath={range .items[*]}{.metadata.name} {.metadata.annotations.events\.giia\.io/adopt} {.metadata.labels.app\.kubernetes\.io/instance}{"\n"}{end}`)
+	out, err := s.kubectlQuiet(30*time.Second, "get", "evs", "-n", samplesNS, "-o", "json")
 	if err != nil {
 		return err
 	}
-	for _, n := range names {
-		if !strings.Contains(out, n+" true "+streamsRelease+"\n") {
-			return fmt.Errorf("EventStream %s after the install: want the adopt annotation and the release label:\n%s", n, out)
+	list := &unstructured.UnstructuredList{}
+	if err := list.UnmarshalJSON([]byte(out)); err != nil {
+		return err
+	}
+	if len(list.Items) != len(sampleStreams) {
+		return fmt.Errorf("%d EventStreams in %s after the install, want %d", len(list.Items), samplesNS, len(sampleStreams))
+	}
+	for _, o := range list.Items {
+		a, l := o.GetAnnotations(), o.GetLabels()
+		if a["events.giia.io/adopt"] != "true" || l["app.kubernetes.io/instance"] != streamsRelease || a["helm.sh/hook"] != "" {
+			return fmt.Errorf("EventStream %s after the install: want the adopt annotation, the release label and no hook annotation; labels %v, annotations %v",
+				o.GetName(), l, a)
 		}
 	}
-	return s.sameStreams(ctx, before, "helm install "+streamsRelease+" (adoption)")
+	if a := list.Items[0].GetAnnotations(); a["meta.helm.sh/release-name"] != streamsRelease || list.Items[0].GetLabels()["app.kubernetes.io/managed-by"] != "Helm" {
+		return fmt.Errorf("EventStream %s: no Helm ownership metadata after --take-ownership: %v", list.Items[0].GetName(), a)
+	}
+	return s.sameStreams(ctx, before, "helm install "+streamsRelease+" --take-ownership (adoption)")
 }
 
 // helmUpgradesKeepStreams upgrades the streams chart twice per deletion
