@@ -118,11 +118,14 @@ chart-crds: ## Copy the CRDs and the manager RBAC rules from config/ into the He
 	hack/sync-chart-crds.sh
 
 .PHONY: helm-lint
-helm-lint: helm chart-crds ## Lint the Helm chart (defaults and the optional features).
+helm-lint: helm chart-crds ## Lint the Helm charts (operator: defaults and the optional features; default streams).
 	$(HELM) lint --strict $(CHART_DIR)
-	$(HELM) lint --strict $(CHART_DIR) --set 'watchNamespaces={a,b}' --set defaultStreams.enabled=true \
-		--set metrics.serviceMonitor.enabled=true --set networkPolicy.enabled=true \
+	$(HELM) lint --strict $(CHART_DIR) --set 'watchNamespaces={a,b}' \
+		--set metrics.serviceMonitor.enabled=true --set metrics.certSecret=metrics-cert --set networkPolicy.enabled=true \
 		--set nats.credentialsSecret.name=nats-creds --set nats.tls.secret=nats-tls
+	$(HELM) lint --strict $(CHART_DIR) --set metrics.secure=false --set replicaCount=1
+	$(HELM) lint --strict charts/eventstream-streams
+	$(HELM) lint --strict charts/eventstream-streams --set deletionPolicy=Delete --set namespace=apps
 
 .PHONY: build-installer
 build-installer: ## Write dist/install.yaml (CRDs, RBAC, manager) with the image set to IMG.

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -16,8 +17,10 @@ import (
 	_ "k8s.io/client-go/plugin/pkg/client/auth"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	eventsv1 "github.com/giia/eventstream-operator/api/v1alpha1"
@@ -47,6 +50,9 @@ type options struct {
 	probeAddr               string
 	pprofAddr               string
 	secureMetrics           bool
+	metricsCertPath         string
+	metricsCertName         string
+	metricsCertKey          string
 	allowResourceConns      bool
 	adoptNamespaces         string
 	resourceConnURLs        string
@@ -67,10 +73,13 @@ func main() {
 	flag.DurationVar(&o.leaseDuration, "leader-election-lease-duration", 15*time.Second, "How long a follower waits, after the leader's last renewal, before it takes the lease over.")
 	flag.DurationVar(&o.renewDeadline, "leader-election-renew-deadline", 10*time.Second, "How long the leader keeps retrying to renew the lease before it gives up leadership (and the manager exits).")
 	flag.DurationVar(&o.retryPeriod, "leader-election-retry-period", 2*time.Second, "How often leader election clients try to acquire or renew the lease.")
-	flag.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "Address of the metrics endpoint; \"0\" disables it.")
-	flag.BoolVar(&o.secureMetrics, "metrics-secure", false, "Serve metrics over HTTPS with authentication and authorization.")
 	flag.BoolVar(&o.allowResourceConns, "allow-resource-connections", false, "Let EventStreams name their own NATS server and credentials through spec.connection.secretRef (the operator then reads those Secrets, and only those). Off: such resources are refused with reason ConnectionNotAllowed.")
 	flag.StringVar(&o.resourceConnURLs, "resource-connection-urls", "", "With --allow-resource-connections: comma-separated host patterns the Secrets' URLs must match, each host, host:port, *.domain or *.domain:port (\"*.\" matches one or more labels; no port means 4222; no DNS lookups). Empty allows any host.")
+	flag.StringVar(&o.metricsAddr, "metrics-bind-address", ":8443", "Address of the metrics endpoint (HTTPS with --metrics-secure, the default); \"0\" disables it.")
+	flag.BoolVar(&o.secureMetrics, "metrics-secure", true, "Serve metrics over HTTPS, and only to clients that present a bearer token the API server authenticates (TokenReview) and authorizes for GET on the /metrics URL (SubjectAccessReview). false: plain HTTP, unauthenticated: bind it to loopback or restrict it with a NetworkPolicy.")
+	flag.StringVar(&o.metricsCertPath, "metrics-cert-path", "", "Directory holding the metrics server's certificate and key (e.g. a mounted cert-manager Secret), reloaded when they change; empty: a self-signed certificate generated at start.")
+	flag.StringVar(&o.metricsCertName, "metrics-cert-name", "tls.crt", "Certificate file name in --metrics-cert-path.")
+	flag.StringVar(&o.metricsCertKey, "metrics-cert-key", "tls.key", "Key file name in --metrics-cert-path.")
 	flag.BoolVar(&o.allowResourceConns, "allow-resource-connections", true, "Let EventStreams name their own NATS server and credentials through spec.connection.secretRef (the operator then reads those Secrets, and only those).")
 	flag.StringVar(&o.adoptNamespaces, "adopt-namespaces", ownNamespace(), "Comma-separated namespaces whose EventStreams and EventConsumers may adopt, with the annotation events.giia.io/adopt: \"true\", a JetStream stream or consumer that no resource manages (made by hand or by scripts); \"*\" allows every namespace, \"\" none. Default: the operator's own namespace (POD_NAMESPACE, or its service account's namespace in a pod).")
 	flag.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
@@ -95,14 +104,13 @@ func run(o options) error {
 		return fmt.Errorf("leader election timings must satisfy --leader-election-lease-duration (%s) > --leader-election-renew-deadline (%s) > 1.2 × --leader-election-retry-period (%s) > 0",
 			o.leaseDuration, o.renewDeadline, o.retryPeriod)
 	}
+	metricsOpts, metricsCerts, err := metricsOptions(o)
+	if err != nil {
+		return err
+	}
 	mgrOpts := ctrl.Options{
-		Scheme: scheme,
-		Metrics: metricsserver.Options{
-			BindAddress:   o.metricsAddr,
-			SecureServing: o.secureMetrics,
-			// HTTP/2 is disabled against the HTTP/2 rapid-reset CVEs.
-			TLSOpts: []func(*tls.Config){func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} }},
-		},
+		Scheme:  scheme,
+		Metrics: metricsOpts,
 		// The operator never reads managedFields: leaving them out of the
 		// cache saves memory and the deep copy of every cached Get.
 		Cache:                   cache.Options{DefaultTransform: cache.TransformStripManagedFields()},
@@ -127,6 +135,12 @@ func run(o options) error {
 	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), mgrOpts)
 	if err != nil {
 		return fmt.Errorf("creating manager: %w", err)
+	}
+
+	if metricsCerts != nil {
+		if err := mgr.Add(metricsCerts); err != nil {
+			return fmt.Errorf("watching the metrics certificate: %w", err)
+		}
 	}
 
 	o.nats.Name = "eventstream-operator"
@@ -155,6 +169,37 @@ func run(o options) error {
 		"workers", o.maxConcurrentReconciles, "namespaces", o.watchNamespaces, "adoptNamespaces", o.adoptNamespaces,
 		"resourceConnections", o.allowResourceConns, "resourceConnectionURLs", o.resourceConnURLs)
 	return mgr.Start(ctrl.SetupSignalHandler())
+}
+
+// metricsOptions configures the metrics server the way kubebuilder v4 does:
+// with --metrics-secure (the default) HTTPS, every request authenticated and
+// authorized by the API server (TokenReview, SubjectAccessReview for GET on
+// the URL path), with the certificate from --metrics-cert-path (watched for
+// renewals; the returned CertWatcher must be added to the manager) or a
+// self-signed one; without it plain HTTP with no authentication.
+func metricsOptions(o options) (metricsserver.Options, *certwatcher.CertWatcher, error) {
+	opts := metricsserver.Options{
+		BindAddress:   o.metricsAddr,
+		SecureServing: o.secureMetrics,
+		// HTTP/2 is disabled against the HTTP/2 rapid-reset CVEs.
+		TLSOpts: []func(*tls.Config){func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} }},
+	}
+	if !o.secureMetrics {
+		if o.metricsCertPath != "" {
+			return opts, nil, fmt.Errorf("--metrics-cert-path=%s needs --metrics-secure", o.metricsCertPath)
+		}
+		return opts, nil, nil
+	}
+	opts.FilterProvider = filters.WithAuthenticationAndAuthorization
+	if o.metricsCertPath == "" {
+		return opts, nil, nil
+	}
+	cw, err := certwatcher.New(filepath.Join(o.metricsCertPath, o.metricsCertName), filepath.Join(o.metricsCertPath, o.metricsCertKey))
+	if err != nil {
+		return opts, nil, fmt.Errorf("loading the metrics certificate (--metrics-cert-path, --metrics-cert-name, --metrics-cert-key): %w", err)
+	}
+	opts.TLSOpts = append(opts.TLSOpts, func(c *tls.Config) { c.GetCertificate = cw.GetCertificate })
+	return opts, cw, nil
 }
 
 func splitList(s string) []string {

@@ -246,7 +246,7 @@ kubectl wait --for=condition=Established --timeout=60s -f config/crd/bases | sed
 step "starting the manager"
 start manager "$root/bin/manager" --nats-url "$nats_url" \
   --health-probe-bind-address "127.0.0.1:$probe_port" \
-  --metrics-bind-address "127.0.0.1:$metrics_port"
+  --metrics-bind-address "127.0.0.1:$metrics_port" --metrics-secure=false
 wait_for manager 120 "the manager's /readyz" curl -sf "http://127.0.0.1:$probe_port/readyz"
 info "manager ready: probes http://127.0.0.1:$probe_port, metrics http://127.0.0.1:$metrics_port/metrics ($(elapsed))"
 

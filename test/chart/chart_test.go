@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,17 +24,23 @@ import (
 	admissionv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 )
 
 const (
-	chartRel = "charts/eventstream-operator"
-	release  = "t"
-	relNS    = "ops"
+	chartRel        = "charts/eventstream-operator"
+	streamsChartRel = "charts/eventstream-streams"
+	// The API server serves MutatingAdmissionPolicy (Kubernetes 1.36+):
+	// helm template knows only what --api-versions tells it.
+	mapAPIVersion = "admissionregistration.k8s.io/v1/MutatingAdmissionPolicy"
+	release       = "t"
+	relNS         = "ops"
 	// What `helm template` calls the manager's resources for release "t".
 	fullname = "t-eventstream-operator"
 )
@@ -79,11 +86,18 @@ func helm(t *testing.T, args ...string) (string, error) {
 	return string(out), err
 }
 
-// render runs `helm template` with the given --set flags and returns the
-// objects, in order.
+// render runs `helm template` of the operator chart with the given --set
+// flags and returns the objects, in order.
 func render(t *testing.T, sets ...string) []*unstructured.Unstructured {
 	t.Helper()
-	args := []string{"template", release, chartRel, "--namespace", relNS}
+	return renderChart(t, chartRel, nil, sets...)
+}
+
+// renderChart runs `helm template` of chart with more helm arguments and
+// --set flags.
+func renderChart(t *testing.T, chart string, extra []string, sets ...string) []*unstructured.Unstructured {
+	t.Helper()
+	args := append([]string{"template", release, chart, "--namespace", relNS}, extra...)
 	for _, s := range sets {
 		args = append(args, "--set", s)
 	}
@@ -156,15 +170,31 @@ func managerContainer(t *testing.T, d *appsv1.Deployment) corev1.Container {
 // roleYAMLRules are the rules of the ClusterRole in config/rbac/role.yaml.
 func roleYAMLRules(t *testing.T) []rbacv1.PolicyRule {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join(root(t), "config/rbac/role.yaml"))
+	return configClusterRoleRules(t, "config/rbac/role.yaml")
+}
+
+// configClusterRoleRules are the rules of the ClusterRole in a config/ file.
+func configClusterRoleRules(t *testing.T, rel string) []rbacv1.PolicyRule {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(root(t), rel))
 	if err != nil {
 		t.Fatal(err)
 	}
 	role := only[rbacv1.ClusterRole](t, decodeAll(t, string(data)), "ClusterRole")
 	if len(role.Rules) == 0 {
-		t.Fatal("config/rbac/role.yaml has no rules")
+		t.Fatalf("%s has no rules", rel)
 	}
 	return role.Rules
+}
+
+// clusterRoles maps the rendered ClusterRoles by name.
+func clusterRoles(t *testing.T, objs []*unstructured.Unstructured) map[string]*rbacv1.ClusterRole {
+	t.Helper()
+	out := map[string]*rbacv1.ClusterRole{}
+	for _, o := range ofKind(objs, "ClusterRole") {
+		out[o.GetName()] = convert[rbacv1.ClusterRole](t, o)
+	}
+	return out
 }
 
 // TestCRDTemplatesMatchConfig: each templates/crds file is its
@@ -262,13 +292,21 @@ func TestCRDValues(t *testing.T) {
 }
 
 func TestHelmLint(t *testing.T) {
-	for _, sets := range [][]string{
-		nil,
-		{"watchNamespaces={a,b}", "defaultStreams.enabled=true", "metrics.serviceMonitor.enabled=true",
-			"networkPolicy.enabled=true", "nats.credentialsSecret.name=nats-creds", "nats.tls.secret=nats-tls"},
+	for _, c := range []struct {
+		chart string
+		sets  []string
+	}{
+		{chartRel, nil},
+		{chartRel, []string{"watchNamespaces={a,b}", "metrics.serviceMonitor.enabled=true", "metrics.certSecret=metrics-cert",
+			"metrics.serviceMonitor.caSecret.name=metrics-ca", "metrics.readerSubjects[0].kind=ServiceAccount",
+			"metrics.readerSubjects[0].name=prometheus", "metrics.readerSubjects[0].namespace=monitoring",
+			"networkPolicy.enabled=true", "nats.credentialsSecret.name=nats-creds", "nats.tls.secret=nats-tls"}},
+		{chartRel, []string{"metrics.secure=false", "metrics.serviceMonitor.enabled=true", "replicaCount=1"}},
+		{streamsChartRel, nil},
+		{streamsChartRel, []string{"namespace=apps", "deletionPolicy=Delete", "spec.maxBytes=256Mi", "streams.dlq-events=false"}},
 	} {
-		args := []string{"lint", "--strict", chartRel}
-		for _, s := range sets {
+		args := []string{"lint", "--strict", c.chart}
+		for _, s := range c.sets {
 			args = append(args, "--set", s)
 		}
 		out, err := helm(t, args...)
@@ -289,7 +327,9 @@ func TestValuesSchemaRejectsBadValues(t *testing.T) {
 		"maxConcurrentReconciles=0",
 		"nats.url=localhost:4222",
 		"watchNamespaces={Not_A_Namespace}",
-		"defaultStreams.deletionPolicy=Keep",
+		"podDisruptionBudget.minAvailable=-1",
+		"metrics.secure=yes",
+		"metrics.readerSubjects[0].kind=Robot",
 		"image.pullPolicy=Sometimes",
 		"unknownValue=1",
 	} {
@@ -297,6 +337,13 @@ func TestValuesSchemaRejectsBadValues(t *testing.T) {
 			t.Errorf("--set %s: rendered without error", set)
 		} else if !strings.Contains(out, "values don't meet the specifications of the schema") && !strings.Contains(out, "schema") {
 			t.Errorf("--set %s: failed, but not on the schema:\n%s", set, out)
+		}
+	}
+	for _, set := range []string{"deletionPolicy=Keep", "namespace=Not_A_Namespace", "streams.unknown-events=true", "unknownValue=1"} {
+		if out, err := helm(t, "template", release, streamsChartRel, "--set", set); err == nil {
+			t.Errorf("%s --set %s: rendered without error", streamsChartRel, set)
+		} else if !strings.Contains(out, "schema") {
+			t.Errorf("%s --set %s: failed, but not on the schema:\n%s", streamsChartRel, set, out)
 		}
 	}
 }
@@ -339,14 +386,15 @@ func TestDefaultDeployment(t *testing.T) {
 	for _, want := range []string{"--leader-elect", "--leader-election-namespace=" + relNS,
 		"--nats-url=nats://nats.nats.svc:4222", "--resync-interval=1m", "--max-concurrent-reconciles=4",
 		"--allow-resource-connections=false",
-		"--metrics-bind-address=:8080", "--health-probe-bind-address=:8081"} {
+		"--metrics-bind-address=:8443", "--metrics-secure=true", "--health-probe-bind-address=:8081"} {
 		if !slices.Contains(c.Args, want) {
 			t.Errorf("args %q lack %q", c.Args, want)
 		}
 	}
 	for _, a := range c.Args {
 		if strings.HasPrefix(a, "--watch-namespaces") || strings.HasPrefix(a, "--nats-creds") || strings.HasPrefix(a, "--nats-tls") ||
-			strings.HasPrefix(a, "--resource-connection-urls") {
+			strings.HasPrefix(a, "--resource-connection-urls") ||
+			strings.HasPrefix(a, "--metrics-cert") {
 			t.Errorf("unexpected default arg %q", a)
 		}
 	}
@@ -373,8 +421,12 @@ func TestDefaultDeployment(t *testing.T) {
 	}
 
 	svc := only[corev1.Service](t, objs, "Service")
-	if len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].Port != 8080 || svc.Spec.Ports[0].Name != "metrics" {
-		t.Errorf("metrics Service ports %+v, want metrics:8080", svc.Spec.Ports)
+	if len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].Port != 8443 || svc.Spec.Ports[0].Name != "https" ||
+		svc.Spec.Ports[0].TargetPort.String() != "metrics" {
+		t.Errorf("metrics Service ports %+v, want https:8443 to the container port metrics", svc.Spec.Ports)
+	}
+	if p := c.Ports; len(p) == 0 || p[0].Name != "metrics" || p[0].ContainerPort != 8443 {
+		t.Errorf("container ports %+v, want metrics:8443 first", p)
 	}
 	for k, v := range svc.Spec.Selector {
 		if d.Spec.Template.Labels[k] != v {
@@ -410,6 +462,30 @@ func TestDefaultDeployment(t *testing.T) {
 		t.Errorf("leader-election Role cannot manage leases: %+v", le.Rules)
 	}
 	assertBound(t, objs, "RoleBinding", relNS, le.Name, sa.Name)
+
+	// Two replicas: a PodDisruptionBudget keeps one through node drains.
+	pdb := only[policyv1.PodDisruptionBudget](t, objs, "PodDisruptionBudget")
+	if pdb.Namespace != relNS || pdb.Spec.MinAvailable == nil || pdb.Spec.MinAvailable.IntValue() != 1 || pdb.Spec.MaxUnavailable != nil {
+		t.Errorf("PodDisruptionBudget %s/%s minAvailable %v maxUnavailable %v, want minAvailable 1 in %s",
+			pdb.Namespace, pdb.Name, pdb.Spec.MinAvailable, pdb.Spec.MaxUnavailable, relNS)
+	}
+	sel, err := metav1.LabelSelectorAsSelector(pdb.Spec.Selector)
+	if err != nil || !sel.Matches(labels.Set(d.Spec.Template.Labels)) || !sel.Matches(labels.Set(d.Spec.Selector.MatchLabels)) {
+		t.Errorf("PodDisruptionBudget selector %v does not select the manager pods %v (%v)", pdb.Spec.Selector, d.Spec.Template.Labels, err)
+	}
+}
+
+func TestPodDisruptionBudget(t *testing.T) {
+	if n := len(ofKind(render(t, "replicaCount=1"), "PodDisruptionBudget")); n != 0 {
+		t.Errorf("replicaCount=1 renders %d PodDisruptionBudgets: a single replica could never be drained", n)
+	}
+	if n := len(ofKind(render(t, "podDisruptionBudget.enabled=false"), "PodDisruptionBudget")); n != 0 {
+		t.Errorf("podDisruptionBudget.enabled=false renders %d PodDisruptionBudgets", n)
+	}
+	pdb := only[policyv1.PodDisruptionBudget](t, render(t, "replicaCount=3", "podDisruptionBudget.minAvailable=2"), "PodDisruptionBudget")
+	if pdb.Spec.MinAvailable == nil || pdb.Spec.MinAvailable.IntValue() != 2 {
+		t.Errorf("minAvailable %v, want 2", pdb.Spec.MinAvailable)
+	}
 }
 
 // assertBound checks that a binding of kind in ns binds roleName to the
@@ -441,23 +517,104 @@ func assertBound(t *testing.T, objs []*unstructured.Unstructured, kind, ns, role
 
 func TestClusterRoleRulesMatchRoleYAML(t *testing.T) {
 	objs := render(t)
-	var managers []*rbacv1.ClusterRole
-	for _, o := range ofKind(objs, "ClusterRole") {
-		managers = append(managers, convert[rbacv1.ClusterRole](t, o))
+	roles := clusterRoles(t, objs)
+	names := slices.Sorted(maps.Keys(roles))
+	if want := []string{fullname + "-manager", fullname + "-metrics-auth", fullname + "-metrics-reader"}; !slices.Equal(names, want) {
+		t.Fatalf("ClusterRoles %v, want %v", names, want)
 	}
-	if len(managers) != 1 {
-		t.Fatalf("want one ClusterRole, got %d", len(managers))
+	manager := roles[fullname+"-manager"]
+	if want := roleYAMLRules(t); !reflect.DeepEqual(manager.Rules, want) {
+		t.Errorf("ClusterRole rules differ from config/rbac/role.yaml (run make chart-crds)\n got: %+v\nwant: %+v", manager.Rules, want)
 	}
-	if want := roleYAMLRules(t); !reflect.DeepEqual(managers[0].Rules, want) {
-		t.Errorf("ClusterRole rules differ from config/rbac/role.yaml (run make chart-crds)\n got: %+v\nwant: %+v", managers[0].Rules, want)
+	assertBound(t, objs, "ClusterRoleBinding", "", manager.Name, fullname)
+}
+
+// TestMetricsRBAC: with metrics.secure the manager may create TokenReviews
+// and SubjectAccessReviews (the rules of config/rbac/metrics_auth_role.yaml),
+// and a metrics-reader ClusterRole (config/rbac/metrics_reader_role.yaml) is
+// there to bind scrapers to, which metrics.readerSubjects does.
+func TestMetricsRBAC(t *testing.T) {
+	objs := render(t, "metrics.readerSubjects[0].kind=ServiceAccount", "metrics.readerSubjects[0].name=prometheus",
+		"metrics.readerSubjects[0].namespace=monitoring")
+	roles := clusterRoles(t, objs)
+	auth, reader := roles[fullname+"-metrics-auth"], roles[fullname+"-metrics-reader"]
+	if auth == nil || reader == nil {
+		t.Fatalf("ClusterRoles %v lack %[2]s-metrics-auth or %[2]s-metrics-reader", slices.Sorted(maps.Keys(roles)), fullname)
 	}
-	assertBound(t, objs, "ClusterRoleBinding", "", managers[0].Name, fullname)
+	if want := configClusterRoleRules(t, "config/rbac/metrics_auth_role.yaml"); !reflect.DeepEqual(auth.Rules, want) {
+		t.Errorf("metrics-auth rules differ from config/rbac/metrics_auth_role.yaml\n got: %+v\nwant: %+v", auth.Rules, want)
+	}
+	wantAuth := []rbacv1.PolicyRule{
+		{APIGroups: []string{"authentication.k8s.io"}, Resources: []string{"tokenreviews"}, Verbs: []string{"create"}},
+		{APIGroups: []string{"authorization.k8s.io"}, Resources: []string{"subjectaccessreviews"}, Verbs: []string{"create"}},
+	}
+	if !reflect.DeepEqual(auth.Rules, wantAuth) {
+		t.Errorf("metrics-auth rules %+v, want %+v", auth.Rules, wantAuth)
+	}
+	assertBound(t, objs, "ClusterRoleBinding", "", auth.Name, fullname)
+	wantReader := []rbacv1.PolicyRule{{NonResourceURLs: []string{"/metrics"}, Verbs: []string{"get"}}}
+	if !reflect.DeepEqual(reader.Rules, wantReader) ||
+		!reflect.DeepEqual(configClusterRoleRules(t, "config/rbac/metrics_reader_role.yaml"), wantReader) {
+		t.Errorf("metrics-reader rules %+v (and config/rbac/metrics_reader_role.yaml), want %+v", reader.Rules, wantReader)
+	}
+	bound := false
+	for _, o := range ofKind(objs, "ClusterRoleBinding") {
+		b := convert[rbacv1.ClusterRoleBinding](t, o)
+		if b.RoleRef.Name == reader.Name && slices.Contains(b.Subjects, rbacv1.Subject{Kind: "ServiceAccount", Name: "prometheus", Namespace: "monitoring"}) {
+			bound = true
+		}
+	}
+	if !bound {
+		t.Errorf("metrics.readerSubjects: no ClusterRoleBinding of %s to monitoring/prometheus", reader.Name)
+	}
+
+	// Plain HTTP: no authentication, so no RBAC for it.
+	objs = render(t, "metrics.secure=false")
+	if names := slices.Sorted(maps.Keys(clusterRoles(t, objs))); !slices.Equal(names, []string{fullname + "-manager"}) {
+		t.Errorf("metrics.secure=false: ClusterRoles %v, want only the manager's", names)
+	}
+	c := managerContainer(t, only[appsv1.Deployment](t, objs, "Deployment"))
+	if !slices.Contains(c.Args, "--metrics-secure=false") {
+		t.Errorf("metrics.secure=false: args %q lack --metrics-secure=false", c.Args)
+	}
+	if svc := only[corev1.Service](t, objs, "Service"); svc.Spec.Ports[0].Name != "http" {
+		t.Errorf("metrics.secure=false: Service port named %q, want http", svc.Spec.Ports[0].Name)
+	}
+}
+
+// TestMetricsCertificate: metrics.certSecret is mounted and served
+// (--metrics-cert-path), and refused without HTTPS.
+func TestMetricsCertificate(t *testing.T) {
+	d := only[appsv1.Deployment](t, render(t, "metrics.certSecret=metrics-cert"), "Deployment")
+	c := managerContainer(t, d)
+	var dir string
+	for _, a := range c.Args {
+		if v, ok := strings.CutPrefix(a, "--metrics-cert-path="); ok {
+			dir = v
+		}
+	}
+	if dir == "" {
+		t.Fatalf("args %q lack --metrics-cert-path", c.Args)
+	}
+	for _, key := range []string{"tls.crt", "tls.key"} {
+		if got, ok := secretFileAt(d, c, dir+"/"+key); !ok || got.secret != "metrics-cert" || got.key != key {
+			t.Errorf("%s/%s is %+v (found %v), want Secret metrics-cert key %s", dir, key, got, ok, key)
+		}
+	}
+	out, err := helm(t, "template", release, chartRel, "--set", "metrics.certSecret=metrics-cert", "--set", "metrics.secure=false")
+	if err == nil || !strings.Contains(out, "metrics.certSecret needs metrics.secure=true") {
+		t.Errorf("certSecret without metrics.secure: want an error naming both values, got %v:\n%s", err, out)
+	}
 }
 
 func TestWatchNamespaces(t *testing.T) {
 	objs := render(t, "watchNamespaces={a,b}")
-	if n := len(ofKind(objs, "ClusterRole")) + len(ofKind(objs, "ClusterRoleBinding")); n != 0 {
-		t.Errorf("watchNamespaces set, yet %d ClusterRole(Binding)s rendered", n)
+	// Only the metrics authentication roles are cluster-wide (TokenReviews and
+	// SubjectAccessReviews are cluster-scoped).
+	for _, o := range append(ofKind(objs, "ClusterRole"), ofKind(objs, "ClusterRoleBinding")...) {
+		if !strings.HasPrefix(o.GetName(), fullname+"-metrics-") {
+			t.Errorf("watchNamespaces set, yet %s %s rendered", o.GetKind(), o.GetName())
+		}
 	}
 	want := roleYAMLRules(t)
 	for _, ns := range []string{"a", "b"} {
@@ -595,41 +752,81 @@ func secretFileAt(d *appsv1.Deployment, c corev1.Container, path string) (struct
 	return none, false
 }
 
-func TestDefaultStreams(t *testing.T) {
-	streams := ofKind(render(t, "defaultStreams.enabled=true", "defaultStreams.spec.maxBytes=256Mi"), "EventStream")
-	want := map[string]string{
-		"auth-events":      "auth.>",
-		"catalog-events":   "catalog.>",
-		"ddmrp-events":     "ddmrp.>",
-		"execution-events": "execution.>",
-		"analytics-events": "analytics.>",
-		"ai-agent-events":  "ai_agent.>",
-		"dlq-events":       "dlq.>",
+// TestDefaultStreamsAreTheirOwnChart: the operator chart no longer renders
+// the default streams (they were hooks, deleted and recreated by every
+// upgrade) and says where they went; charts/eventstream-streams renders them
+// as ordinary resources, with the adopt annotation.
+func TestDefaultStreamsAreTheirOwnChart(t *testing.T) {
+	out, err := helm(t, "template", release, chartRel, "--set", "defaultStreams.enabled=true")
+	if err == nil || !strings.Contains(out, "charts/eventstream-streams") || !strings.Contains(out, "defaultStreams.enabled") {
+		t.Errorf("defaultStreams.enabled=true: want an error naming the value and charts/eventstream-streams, got %v:\n%s", err, out)
 	}
-	if len(streams) != len(want) {
-		t.Fatalf("%d EventStreams, want %d", len(streams), len(want))
+	// An old values file (namespace, deletionPolicy, spec) still passes the schema.
+	if n := len(ofKind(render(t, "defaultStreams.namespace=apps", "defaultStreams.deletionPolicy=Retain"), "EventStream")); n != 0 {
+		t.Errorf("the operator chart renders %d EventStreams", n)
 	}
-	for _, s := range streams {
-		name := s.GetName()
-		subjects, _, _ := unstructured.NestedStringSlice(s.Object, "spec", "subjects")
-		policy, _, _ := unstructured.NestedString(s.Object, "spec", "deletionPolicy")
-		maxBytes, _, _ := unstructured.NestedString(s.Object, "spec", "maxBytes")
-		subject, ok := want[name]
-		switch {
-		case !ok:
-			t.Errorf("unexpected EventStream %s", name)
-		case s.GetAPIVersion() != "events.giia.io/v1alpha1":
-			t.Errorf("%s: apiVersion %s", name, s.GetAPIVersion())
-		case !slices.Equal(subjects, []string{subject}):
-			t.Errorf("%s: subjects %v, want [%s]", name, subjects, subject)
-		case policy != "Retain":
-			t.Errorf("%s: deletionPolicy %q, want Retain", name, policy)
-		case s.GetNamespace() != relNS:
-			t.Errorf("%s: namespace %q, want %q", name, s.GetNamespace(), relNS)
-		case maxBytes != "256Mi":
-			t.Errorf("%s: defaultStreams.spec not applied (maxBytes %q)", name, maxBytes)
+
+	for _, tc := range []struct {
+		sets       []string
+		ns, policy string
+	}{
+		{[]string{"spec.maxBytes=256Mi"}, relNS, "Retain"},
+		{[]string{"spec.maxBytes=256Mi", "namespace=apps", "deletionPolicy=Delete"}, "apps", "Delete"},
+	} {
+		objs := renderChart(t, streamsChartRel, nil, tc.sets...)
+		streams := ofKind(objs, "EventStream")
+		want := map[string][2]string{
+			"auth-events":      {"auth.>", "Authentication and user events"},
+			"catalog-events":   {"catalog.>", "Product catalog events"},
+			"ddmrp-events":     {"ddmrp.>", "DDMRP buffer and planning events"},
+			"execution-events": {"execution.>", "Order execution events"},
+			"analytics-events": {"analytics.>", "Analytics events"},
+			"ai-agent-events":  {"ai_agent.>", "AI agent events"},
+			"dlq-events":       {"dlq.>", "Dead-lettered events from every stream"},
 		}
-		delete(want, name)
+		if len(streams) != len(want) || len(objs) != len(streams) {
+			t.Fatalf("%v: %d objects, %d EventStreams, want only the %d EventStreams", tc.sets, len(objs), len(streams), len(want))
+		}
+		for _, s := range streams {
+			name := s.GetName()
+			subjects, _, _ := unstructured.NestedStringSlice(s.Object, "spec", "subjects")
+			desc, _, _ := unstructured.NestedString(s.Object, "spec", "description")
+			policy, _, _ := unstructured.NestedString(s.Object, "spec", "deletionPolicy")
+			maxBytes, _, _ := unstructured.NestedString(s.Object, "spec", "maxBytes")
+			w, ok := want[name]
+			switch {
+			case !ok:
+				t.Errorf("unexpected EventStream %s", name)
+			case s.GetAPIVersion() != "events.giia.io/v1alpha1":
+				t.Errorf("%s: apiVersion %s", name, s.GetAPIVersion())
+			case !slices.Equal(subjects, []string{w[0]}) || desc != w[1]:
+				t.Errorf("%s: subjects %v description %q, want [%s] %q", name, subjects, desc, w[0], w[1])
+			case policy != tc.policy:
+				t.Errorf("%v: %s: deletionPolicy %q, want %s", tc.sets, name, policy, tc.policy)
+			case s.GetNamespace() != tc.ns:
+				t.Errorf("%v: %s: namespace %q, want %q", tc.sets, name, s.GetNamespace(), tc.ns)
+			case maxBytes != "256Mi":
+				t.Errorf("%s: spec not applied (maxBytes %q)", name, maxBytes)
+			case s.GetAnnotations()["events.giia.io/adopt"] != "true":
+				t.Errorf("%s: annotations %v lack events.giia.io/adopt: \"true\"", name, s.GetAnnotations())
+			}
+			for k := range s.GetAnnotations() {
+				if strings.HasPrefix(k, "helm.sh/") {
+					t.Errorf("%s: annotation %s: the streams must be ordinary release resources, not hooks", name, k)
+				}
+			}
+			delete(want, name)
+		}
+	}
+
+	if n := len(ofKind(renderChart(t, streamsChartRel, nil, "streams.dlq-events=false"), "EventStream")); n != 6 {
+		t.Errorf("streams.dlq-events=false: %d EventStreams, want 6", n)
+	}
+	for _, k := range []string{"name", "subjects", "deletionPolicy"} {
+		out, err := helm(t, "template", release, streamsChartRel, "--set", "spec."+k+"=x")
+		if err == nil || !strings.Contains(out, "spec."+k+" cannot be set") {
+			t.Errorf("spec.%s=x: want an error naming the field, got %v:\n%s", k, err, out)
+		}
 	}
 }
 
@@ -646,9 +843,45 @@ func TestOptionalMonitoringAndNetworkPolicy(t *testing.T) {
 			t.Errorf("ServiceMonitor selector %v does not select the metrics Service (labels %v)", sel, svc.Labels)
 		}
 	}
+	// HTTPS with the scraper's own token; the self-signed certificate is not
+	// verified.
+	ep, _, _ := unstructured.NestedSlice(sm[0].Object, "spec", "endpoints")
+	if len(ep) != 1 {
+		t.Fatalf("ServiceMonitor endpoints %v", ep)
+	}
+	endpoint := ep[0].(map[string]any)
+	skip, _, _ := unstructured.NestedBool(endpoint, "tlsConfig", "insecureSkipVerify")
+	if endpoint["scheme"] != "https" || endpoint["port"] != svc.Spec.Ports[0].Name ||
+		endpoint["bearerTokenFile"] != "/var/run/secrets/kubernetes.io/serviceaccount/token" || !skip {
+		t.Errorf("ServiceMonitor endpoint %v: want https on Service port %s, the bearer token file, insecureSkipVerify", endpoint, svc.Spec.Ports[0].Name)
+	}
+	sm = ofKind(render(t, "metrics.serviceMonitor.enabled=true", "metrics.serviceMonitor.caSecret.name=metrics-ca"), "ServiceMonitor")
+	ep, _, _ = unstructured.NestedSlice(sm[0].Object, "spec", "endpoints")
+	tlsCfg, _, _ := unstructured.NestedMap(ep[0].(map[string]any), "tlsConfig")
+	ca, _, _ := unstructured.NestedString(tlsCfg, "ca", "secret", "name")
+	if ca != "metrics-ca" || tlsCfg["insecureSkipVerify"] != nil || tlsCfg["serverName"] != fullname+"-metrics."+relNS+".svc" {
+		t.Errorf("caSecret set: tlsConfig %v, want the CA Secret metrics-ca, serverName %s-metrics.%s.svc and verification", tlsCfg, fullname, relNS)
+	}
+	sm = ofKind(render(t, "metrics.serviceMonitor.enabled=true", "metrics.secure=false"), "ServiceMonitor")
+	ep, _, _ = unstructured.NestedSlice(sm[0].Object, "spec", "endpoints")
+	if e := ep[0].(map[string]any); e["scheme"] != "http" || e["port"] != "http" || e["bearerTokenFile"] != nil || e["tlsConfig"] != nil {
+		t.Errorf("metrics.secure=false: ServiceMonitor endpoint %v, want plain http", e)
+	}
+
 	np := ofKind(objs, "NetworkPolicy")
 	if len(np) != 1 {
 		t.Fatalf("%d NetworkPolicies, want 1", len(np))
+	}
+	ingress, _, _ := unstructured.NestedSlice(np[0].Object, "spec", "ingress")
+	var ports []string
+	for _, r := range ingress {
+		ps, _, _ := unstructured.NestedSlice(r.(map[string]any), "ports")
+		for _, p := range ps {
+			ports = append(ports, fmt.Sprint(p.(map[string]any)["port"]))
+		}
+	}
+	if !slices.Equal(ports, []string{"8443", "8081"}) {
+		t.Errorf("NetworkPolicy ingress ports %v, want [8443 8081] (metrics, probes)", ports)
 	}
 	types, _, _ := unstructured.NestedStringSlice(np[0].Object, "spec", "policyTypes")
 	sort.Strings(types)
@@ -809,7 +1042,8 @@ func TestDockerfileBuildRuns(t *testing.T) {
 	if err != nil {
 		t.Fatalf("manager --help: %v\n%s", err, out)
 	}
-	for _, flag := range []string{"-nats-url", "-leader-elect", "-health-probe-bind-address", "-metrics-bind-address", "-watch-namespaces"} {
+	for _, flag := range []string{"-nats-url", "-leader-elect", "-health-probe-bind-address", "-metrics-bind-address", "-metrics-secure",
+		"-metrics-cert-path", "-watch-namespaces"} {
 		if !strings.Contains(string(out), flag) {
 			t.Errorf("manager --help does not mention %s:\n%s", flag, out)
 		}
@@ -844,9 +1078,10 @@ func TestFinalizerAdmissionPolicy(t *testing.T) {
 		t.Fatal("config/admission/finalizer_policy.yaml has no MutatingAdmissionPolicy")
 	}
 
-	policy, binding := finalizerPolicy(t, render(t))
+	served := []string{"--api-versions", mapAPIVersion}
+	policy, binding := finalizerPolicy(t, renderChart(t, chartRel, served))
 	if policy == nil {
-		t.Fatal("the chart renders no finalizer MutatingAdmissionPolicy by default")
+		t.Fatalf("the chart renders no finalizer MutatingAdmissionPolicy where the API server serves %s", mapAPIVersion)
 	}
 	if !reflect.DeepEqual(policy.Spec, wantPolicy.Spec) {
 		t.Errorf("the chart's policy spec differs from config/admission/finalizer_policy.yaml\n got: %+v\nwant: %+v", policy.Spec, wantPolicy.Spec)
@@ -859,14 +1094,27 @@ func TestFinalizerAdmissionPolicy(t *testing.T) {
 	}
 
 	// Namespaced mode: the finalizer only where this operator removes it.
-	_, binding = finalizerPolicy(t, render(t, "watchNamespaces={a,b}"))
+	_, binding = finalizerPolicy(t, renderChart(t, chartRel, served, "watchNamespaces={a,b}"))
 	want := &admissionv1.MatchResources{NamespaceSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
 		Key: "kubernetes.io/metadata.name", Operator: metav1.LabelSelectorOpIn, Values: []string{"a", "b"}}}}}
 	if binding == nil || !reflect.DeepEqual(binding.Spec.MatchResources, want) {
 		t.Errorf("watchNamespaces={a,b}: binding match %+v, want %+v", binding, want)
 	}
 
-	if p, _ := finalizerPolicy(t, render(t, "admissionPolicy.enabled=false")); p != nil {
+	if p, _ := finalizerPolicy(t, renderChart(t, chartRel, served, "admissionPolicy.enabled=false")); p != nil {
 		t.Errorf("admissionPolicy.enabled=false, yet %s rendered", p.Name)
+	}
+
+	// Where the API server does not serve it (Kubernetes 1.33, most clusters
+	// in use), the policy is not rendered: installing it would fail. A
+	// beta-only API server (v1beta1) does not count: the template is v1.
+	for _, extra := range [][]string{
+		{"--kube-version", "1.33.0"},
+		nil,
+		{"--kube-version", "1.35.0", "--api-versions", "admissionregistration.k8s.io/v1beta1/MutatingAdmissionPolicy"},
+	} {
+		if p, _ := finalizerPolicy(t, renderChart(t, chartRel, extra)); p != nil {
+			t.Errorf("helm template %v renders %s, though the API server does not serve %s", extra, p.Name, mapAPIVersion)
+		}
 	}
 }

@@ -4,7 +4,13 @@
 // chart installed by the real bin/helm into envtest's real kube-apiserver and
 // etcd, the real bin/manager running with the chart's RBAC (impersonating the
 // chart's ServiceAccount), the real bin/nats-server with JetStream, kubectl for
-// everything a user does, and pkg/events for publishing and consuming.
+// everything a user does, and pkg/events for publishing and consuming. It also
+// scrapes the manager's metrics as the chart serves them (HTTPS, 401 without a
+// token, 403 without RBAC, 200 with the metrics-reader ClusterRole), takes the
+// sample EventStreams into charts/eventstream-streams the way the README's
+// upgrade steps say, upgrades both charts and checks that no EventStream is
+// recreated and no message lost (deletionPolicy Retain and Delete), and
+// uninstalls both charts with nothing left terminating.
 //
 //	make test-e2e
 //
@@ -51,7 +57,7 @@ const (
 	ownerKey     = "events.giia.io/owner"
 	uidKey       = "events.giia.io/uid"
 	finalizer    = "events.giia.io/finalizer"
-	overallLimit = 13 * time.Minute // below go test -timeout 15m, so cleanup always runs
+	overallLimit = 18 * time.Minute // below go test -timeout 20m, so cleanup always runs
 )
 
 // The seven EventStreams of config/samples: resource name, JetStream name,
@@ -144,10 +150,15 @@ func TestE2E(t *testing.T) {
 		{"05_samples_ready", s.applySamples},
 		{"06_jetstream_matches_samples", s.checkJetStream},
 		{"07_event_reaches_consumer", s.publishAndConsume},
+		{"07b_metrics_https_authn_authz", s.checkSecureMetrics},
 		{"08a_delete_retain", s.deleteRetain},
 		{"08b_delete_delete", s.deleteDelete},
 		{"09_install_yaml_server_dry_run", s.dryRunInstaller},
-		{"10_manager_stops_on_sigterm", s.stopManager},
+		{"11a_streams_chart_adopts_hook_streams", s.adoptIntoStreamsChart},
+		{"11b_helm_upgrades_keep_streams", s.helmUpgradesKeepStreams},
+		{"11c_helm_uninstall_streams_chart", s.uninstallStreamsChart},
+		{"12_manager_stops_on_sigterm", s.stopManager},
+		{"13_helm_uninstall_operator_chart", s.uninstallOperatorChart},
 	}
 	for _, st := range steps {
 		ok := t.Run(st.name, func(t *testing.T) {

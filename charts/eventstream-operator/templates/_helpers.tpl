@@ -49,3 +49,4 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{/* Where the NATS credentials file and TLS files are mounted. */}}
 {{- define "eventstream-operator.natsCredsDir" -}}/etc/eventstream-operator/nats-creds{{- end }}
 {{- define "eventstream-operator.natsTLSDir" -}}/etc/eventstream-operator/nats-tls{{- end }}
+{{- define "eventstream-operator.metricsCertDir" -}}/etc/eventstream-operator/metrics-cert{{- end }}

@@ -224,7 +224,8 @@ func (e *env) startManager(ctx context.Context, resync time.Duration, workers in
 	}
 	e.mgr = exec.Command(filepath.Join(e.root, "bin", "manager"),
 		"--nats-url", e.natsURL,
-		"--metrics-bind-address", fmt.Sprintf("127.0.0.1:%d", e.metricsPort),
+		// Plain HTTP on loopback: the benchmark scrapes without a token.
+		"--metrics-bind-address", fmt.Sprintf("127.0.0.1:%d", e.metricsPort), "--metrics-secure=false",
 		"--health-probe-bind-address", fmt.Sprintf("127.0.0.1:%d", e.probePort),
 		"--pprof-bind-address", fmt.Sprintf("127.0.0.1:%d", e.pprofPort),
 		"--resync-interval", resync.String(),
