@@ -383,7 +383,7 @@ func TestDefaultDeployment(t *testing.T) {
 	if c.Image != "ghcr.io/giia/eventstream-operator:0.1.0" {
 		t.Errorf("image %q, want ghcr.io/giia/eventstream-operator:<appVersion 0.1.0>", c.Image)
 	}
-	for _, want := range []string{"--leader-elect", "--leader-election-namespace=" + relNS,
+	for _, want := range []string{"--leader-elect", "--leader-election-namespace=" + relNS, "--adopt-namespaces=" + relNS,
 		"--nats-url=nats://nats.nats.svc:4222", "--resync-interval=1m", "--max-concurrent-reconciles=4",
 		"--allow-resource-connections=false",
 		"--metrics-bind-address=:8443", "--metrics-secure=true", "--health-probe-bind-address=:8081"} {
@@ -639,6 +639,23 @@ func TestWatchNamespaces(t *testing.T) {
 	c := managerContainer(t, only[appsv1.Deployment](t, objs, "Deployment"))
 	if !slices.Contains(c.Args, "--watch-namespaces=a,b") {
 		t.Errorf("args %q lack --watch-namespaces=a,b", c.Args)
+	}
+}
+
+// Adoption of unmarked JetStream objects is allowed in the release namespace
+// by default (where eventstream-streams installs the default streams), and in
+// the namespaces listed otherwise.
+func TestAdoptNamespaces(t *testing.T) {
+	c := managerContainer(t, only[appsv1.Deployment](t, render(t, "adoptNamespaces={platform,team-a}"), "Deployment"))
+	if !slices.Contains(c.Args, "--adopt-namespaces=platform,team-a") {
+		t.Errorf("args %q lack --adopt-namespaces=platform,team-a", c.Args)
+	}
+	c = managerContainer(t, only[appsv1.Deployment](t, render(t, "adoptNamespaces={*}"), "Deployment"))
+	if !slices.Contains(c.Args, "--adopt-namespaces=*") {
+		t.Errorf("args %q lack --adopt-namespaces=*", c.Args)
+	}
+	if out, err := helm(t, "template", release, chartRel, "--set", "adoptNamespaces={Not_A_Namespace}"); err == nil {
+		t.Errorf("an invalid namespace in adoptNamespaces was accepted:\n%s", out)
 	}
 }
 
