@@ -60,30 +60,7 @@ type options struct {
 
 func main() {
 	var o options
-	flag.StringVar(&o.nats.URL, "nats-url", envOr("NATS_URL", "nats://127.0.0.1:4222"), "NATS server URL(s), comma-separated. Env: NATS_URL.")
-	flag.StringVar(&o.nats.CredsFile, "nats-creds", "", "Path to a NATS credentials file (mounted from a Secret).")
-	flag.StringVar(&o.nats.TLSCA, "nats-tls-ca", "", "Path to the CA certificate that signs the NATS server's certificate.")
-	flag.StringVar(&o.nats.TLSCert, "nats-tls-cert", "", "Path to the client certificate for NATS (mutual TLS).")
-	flag.StringVar(&o.nats.TLSKey, "nats-tls-key", "", "Path to the client key for NATS (mutual TLS).")
-	flag.DurationVar(&o.resyncInterval, "resync-interval", time.Minute, "How often each resource is checked against JetStream (jittered 10%); advisories repair drift sooner.")
-	flag.IntVar(&o.maxConcurrentReconciles, "max-concurrent-reconciles", 4, "Reconcile workers per kind.")
-	flag.StringVar(&o.watchNamespaces, "watch-namespaces", "", "Comma-separated namespaces to watch; empty watches all.")
-	flag.BoolVar(&o.leaderElect, "leader-elect", false, "Enable leader election, for running more than one replica.")
-	flag.StringVar(&o.leaderElectionNamespace, "leader-election-namespace", "", "Namespace of the leader election lease (default: the pod's namespace).")
-	flag.DurationVar(&o.leaseDuration, "leader-election-lease-duration", 15*time.Second, "How long a follower waits, after the leader's last renewal, before it takes the lease over.")
-	flag.DurationVar(&o.renewDeadline, "leader-election-renew-deadline", 10*time.Second, "How long the leader keeps retrying to renew the lease before it gives up leadership (and the manager exits).")
-	flag.DurationVar(&o.retryPeriod, "leader-election-retry-period", 2*time.Second, "How often leader election clients try to acquire or renew the lease.")
-	flag.BoolVar(&o.allowResourceConns, "allow-resource-connections", false, "Let EventStreams name their own NATS server and credentials through spec.connection.secretRef (the operator then reads those Secrets, and only those). Off: such resources are refused with reason ConnectionNotAllowed.")
-	flag.StringVar(&o.resourceConnURLs, "resource-connection-urls", "", "With --allow-resource-connections: comma-separated host patterns the Secrets' URLs must match, each host, host:port, *.domain or *.domain:port (\"*.\" matches one or more labels; no port means 4222; no DNS lookups). Empty allows any host.")
-	flag.StringVar(&o.metricsAddr, "metrics-bind-address", ":8443", "Address of the metrics endpoint (HTTPS with --metrics-secure, the default); \"0\" disables it.")
-	flag.BoolVar(&o.secureMetrics, "metrics-secure", true, "Serve metrics over HTTPS, and only to clients that present a bearer token the API server authenticates (TokenReview) and authorizes for GET on the /metrics URL (SubjectAccessReview). false: plain HTTP, unauthenticated: bind it to loopback or restrict it with a NetworkPolicy.")
-	flag.StringVar(&o.metricsCertPath, "metrics-cert-path", "", "Directory holding the metrics server's certificate and key (e.g. a mounted cert-manager Secret), reloaded when they change; empty: a self-signed certificate generated at start.")
-	flag.StringVar(&o.metricsCertName, "metrics-cert-name", "tls.crt", "Certificate file name in --metrics-cert-path.")
-	flag.StringVar(&o.metricsCertKey, "metrics-cert-key", "tls.key", "Key file name in --metrics-cert-path.")
-	flag.BoolVar(&o.allowResourceConns, "allow-resource-connections", true, "Let EventStreams name their own NATS server and credentials through spec.connection.secretRef (the operator then reads those Secrets, and only those).")
-	flag.StringVar(&o.adoptNamespaces, "adopt-namespaces", ownNamespace(), "Comma-separated namespaces whose EventStreams and EventConsumers may adopt, with the annotation events.giia.io/adopt: \"true\", a JetStream stream or consumer that no resource manages (made by hand or by scripts); \"*\" allows every namespace, \"\" none. Default: the operator's own namespace (POD_NAMESPACE, or its service account's namespace in a pod).")
-	flag.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
-	flag.StringVar(&o.pprofAddr, "pprof-bind-address", "0", "Address of Go's /debug/pprof endpoints, for profiling (e.g. 127.0.0.1:6060); \"0\" disables them. Unauthenticated: bind it to loopback.")
+	bindFlags(flag.CommandLine, &o)
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -92,6 +69,33 @@ func main() {
 		ctrl.Log.Error(err, "manager stopped")
 		os.Exit(1)
 	}
+}
+
+// bindFlags defines the manager's flags on fs, writing into o.
+func bindFlags(fs *flag.FlagSet, o *options) {
+	fs.StringVar(&o.nats.URL, "nats-url", envOr("NATS_URL", "nats://127.0.0.1:4222"), "NATS server URL(s), comma-separated. Env: NATS_URL.")
+	fs.StringVar(&o.nats.CredsFile, "nats-creds", "", "Path to a NATS credentials file (mounted from a Secret).")
+	fs.StringVar(&o.nats.TLSCA, "nats-tls-ca", "", "Path to the CA certificate that signs the NATS server's certificate.")
+	fs.StringVar(&o.nats.TLSCert, "nats-tls-cert", "", "Path to the client certificate for NATS (mutual TLS).")
+	fs.StringVar(&o.nats.TLSKey, "nats-tls-key", "", "Path to the client key for NATS (mutual TLS).")
+	fs.DurationVar(&o.resyncInterval, "resync-interval", time.Minute, "How often each resource is checked against JetStream (jittered 10%); advisories repair drift sooner.")
+	fs.IntVar(&o.maxConcurrentReconciles, "max-concurrent-reconciles", 4, "Reconcile workers per kind.")
+	fs.StringVar(&o.watchNamespaces, "watch-namespaces", "", "Comma-separated namespaces to watch; empty watches all.")
+	fs.BoolVar(&o.leaderElect, "leader-elect", false, "Enable leader election, for running more than one replica.")
+	fs.StringVar(&o.leaderElectionNamespace, "leader-election-namespace", "", "Namespace of the leader election lease (default: the pod's namespace).")
+	fs.DurationVar(&o.leaseDuration, "leader-election-lease-duration", 15*time.Second, "How long a follower waits, after the leader's last renewal, before it takes the lease over.")
+	fs.DurationVar(&o.renewDeadline, "leader-election-renew-deadline", 10*time.Second, "How long the leader keeps retrying to renew the lease before it gives up leadership (and the manager exits).")
+	fs.DurationVar(&o.retryPeriod, "leader-election-retry-period", 2*time.Second, "How often leader election clients try to acquire or renew the lease.")
+	fs.BoolVar(&o.allowResourceConns, "allow-resource-connections", false, "Let EventStreams name their own NATS server and credentials through spec.connection.secretRef (the operator then reads those Secrets, and only those). Off: such resources are refused with reason ConnectionNotAllowed.")
+	fs.StringVar(&o.resourceConnURLs, "resource-connection-urls", "", "With --allow-resource-connections: comma-separated host patterns the Secrets' URLs must match, each host, host:port, *.domain or *.domain:port (\"*.\" matches one or more labels; no port means 4222; no DNS lookups). Empty allows any host.")
+	fs.StringVar(&o.metricsAddr, "metrics-bind-address", ":8443", "Address of the metrics endpoint (HTTPS with --metrics-secure, the default); \"0\" disables it.")
+	fs.BoolVar(&o.secureMetrics, "metrics-secure", true, "Serve metrics over HTTPS, and only to clients that present a bearer token the API server authenticates (TokenReview) and authorizes for GET on the /metrics URL (SubjectAccessReview). false: plain HTTP, unauthenticated: bind it to loopback or restrict it with a NetworkPolicy.")
+	fs.StringVar(&o.metricsCertPath, "metrics-cert-path", "", "Directory holding the metrics server's certificate and key (e.g. a mounted cert-manager Secret), reloaded when they change; empty: a self-signed certificate generated at start.")
+	fs.StringVar(&o.metricsCertName, "metrics-cert-name", "tls.crt", "Certificate file name in --metrics-cert-path.")
+	fs.StringVar(&o.metricsCertKey, "metrics-cert-key", "tls.key", "Key file name in --metrics-cert-path.")
+	fs.StringVar(&o.adoptNamespaces, "adopt-namespaces", ownNamespace(), "Comma-separated namespaces whose EventStreams and EventConsumers may adopt, with the annotation events.giia.io/adopt: \"true\", a JetStream stream or consumer that no resource manages (made by hand or by scripts); \"*\" allows every namespace, \"\" none. Default: the operator's own namespace (POD_NAMESPACE, or its service account's namespace in a pod).")
+	fs.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
+	fs.StringVar(&o.pprofAddr, "pprof-bind-address", "0", "Address of Go's /debug/pprof endpoints, for profiling (e.g. 127.0.0.1:6060); \"0\" disables them. Unauthenticated: bind it to loopback.")
 }
 
 func run(o options) error {

@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"flag"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -110,4 +111,28 @@ func TestMetricsOptions(t *testing.T) {
 			t.Errorf("a missing certificate file: want an error naming the flags, got %v", err)
 		}
 	})
+}
+
+// The flags are defined once each (a duplicate panics at start) and their
+// defaults are the documented ones.
+func TestFlagDefaults(t *testing.T) {
+	t.Setenv("POD_NAMESPACE", "eventstream-system")
+	fs := flag.NewFlagSet("manager", flag.ContinueOnError)
+	var o options
+	bindFlags(fs, &o)
+	if err := fs.Parse(nil); err != nil {
+		t.Fatal(err)
+	}
+	if o.allowResourceConns || o.resourceConnURLs != "" {
+		t.Errorf("per-resource connections on by default: %v %q", o.allowResourceConns, o.resourceConnURLs)
+	}
+	if o.metricsAddr != ":8443" || !o.secureMetrics {
+		t.Errorf("metrics %q secure=%v, want :8443 secure", o.metricsAddr, o.secureMetrics)
+	}
+	if o.adoptNamespaces != "eventstream-system" {
+		t.Errorf("--adopt-namespaces defaults to %q, want the operator's namespace", o.adoptNamespaces)
+	}
+	if o.maxConcurrentReconciles != 4 || o.resyncInterval != time.Minute {
+		t.Errorf("workers %d, resync %s", o.maxConcurrentReconciles, o.resyncInterval)
+	}
 }
