@@ -233,7 +233,7 @@ func reportBurst(rs []vals) {
 		{"stream triggers per object after coalescing", "burst stream triggers /obj", "x", "", nil},
 		{"STREAM.CREATE requests per object", "burst STREAM.CREATE requests /obj", "x", "", nil},
 		{"advisories handled by the manager", "burst advisories handled", "", "", nil},
-		{"advisory callback: mean", "burst advisory callback mean µs", "x", "", nil},
+		{"advisory callback: mean (µs)", "burst advisory callback mean µs", "x", "", nil},
 		{"advisory callback: max (ms, since the manager started)", "burst advisory callback max ms", "x", "", nil},
 		{"advisories dropped by nats.go (slow consumer)", "burst advisories dropped (client slow consumer)", "", "0", le(0)},
 		{"nats-server slow-consumer reports", "burst nats-server slow consumer reports", "", "0", le(0)},
