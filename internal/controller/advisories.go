@@ -56,6 +56,12 @@ type Triggers struct {
 	ownMu sync.Mutex
 	own   map[string]ownWrite // "stream" or "stream/consumer" the operator itself just wrote
 
+	// The deletion audit (see StreamAudit).
+	audit      StreamAudit
+	auditMu    sync.Mutex
+	auditTimer *time.Timer
+	auditFirst time.Time
+
 	mu      sync.Mutex
 	ctx     context.Context // set by Start
 	pending []*nats.Conn    // attached before Start
@@ -327,6 +333,9 @@ func (t *Triggers) handle(subject string) {
 			return
 		}
 		t.enqueue(func(s *triggerSet) { s.addConsumer(stream, All); s.addStream(stream) })
+		if action == "DELETED" {
+			t.armAudit()
+		}
 	case kind == "CONSUMER" && len(tokens) == 7:
 		consumer := tokens[6]
 		if action == "CREATED" && t.consumeOwnWrite(stream+"/"+consumer) {
@@ -334,6 +343,76 @@ func (t *Triggers) handle(subject string) {
 		}
 		t.enqueue(func(s *triggerSet) { s.addConsumer(stream, consumer) })
 	}
+}
+
+// StreamAudit returns the JetStream names of the streams that EventStreams
+// expect and JetStream no longer has.
+type StreamAudit func(ctx context.Context) ([]string, error)
+
+// Lost deletion advisories: nats-server (2.15) queues a stream's DELETED
+// advisory on the stream's own send loop just before it closes that loop
+// (stream.stop), and under load the loop can quit first, so the advisory is
+// never sent. In a burst of out-of-band deletions this was seen: one stream
+// of 300 was never repaired before the resync. A DELETED advisory therefore
+// also arms an audit that runs when the burst is quiet, auditQuiet after the
+// last DELETED advisory (at most auditMaxDelay after the first): it lists the
+// streams JetStream has (one STREAM.NAMES request per 1024 streams) and
+// triggers every EventStream whose stream is gone. A deletion whose advisory
+// is lost and that no other deletion follows waits for the resync.
+const (
+	auditQuiet    = 2 * time.Second
+	auditMaxDelay = 10 * time.Second
+)
+
+// SetDeletionAudit sets the function the deletion audit calls; without one
+// there is no audit. Call it before Start.
+func (t *Triggers) SetDeletionAudit(fn StreamAudit) { t.audit = fn }
+
+// armAudit schedules the deletion audit; it never blocks.
+func (t *Triggers) armAudit() {
+	if t.audit == nil {
+		return
+	}
+	t.auditMu.Lock()
+	defer t.auditMu.Unlock()
+	now := time.Now()
+	switch {
+	case t.auditTimer == nil:
+		t.auditFirst = now
+		t.auditTimer = time.AfterFunc(auditQuiet, t.runAudit)
+	case now.Sub(t.auditFirst) < auditMaxDelay-auditQuiet:
+		t.auditTimer.Reset(auditQuiet)
+	}
+}
+
+func (t *Triggers) runAudit() {
+	t.auditMu.Lock()
+	t.auditTimer = nil
+	t.auditMu.Unlock()
+	t.mu.Lock()
+	ctx := t.ctx
+	t.mu.Unlock()
+	if ctx == nil || ctx.Err() != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	missing, err := t.audit(ctx)
+	if err != nil {
+		t.log.Info("deletion audit failed; the resync will repair what it would have found", "error", err.Error())
+		return
+	}
+	if len(missing) == 0 {
+		return
+	}
+	t.log.Info("streams deleted without an advisory, reconciling them", "streams", len(missing))
+	lostDeletions.Add(float64(len(missing)))
+	t.enqueue(func(s *triggerSet) {
+		for _, name := range missing {
+			s.addStream(name)
+			s.addConsumer(name, All)
+		}
+	})
 }
 
 // enqueue records triggers in the coalescing set and wakes the dispatcher;
@@ -497,12 +576,16 @@ var (
 		Name: "eventstream_operator_triggers_dispatched_total",
 		Help: "Reconcile triggers handed to a controller after coalescing (advisories, reconnects, dead letters), by controller.",
 	}, []string{"controller"})
+	lostDeletions = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "eventstream_operator_stream_deletions_without_advisory_total",
+		Help: "Streams the deletion audit found gone although no DELETED advisory named them (nats-server can lose it under load); each is reconciled.",
+	})
 
 	maxHandled atomic.Int64 // nanoseconds
 )
 
 func init() {
-	metrics.Registry.MustRegister(advisoryHandleSeconds, advisoryHandleMax, advisoriesDropped, triggersDispatched)
+	metrics.Registry.MustRegister(advisoryHandleSeconds, advisoryHandleMax, advisoriesDropped, triggersDispatched, lostDeletions)
 }
 
 func observeAdvisory(start time.Time) {

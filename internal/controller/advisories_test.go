@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,10 +23,13 @@ import (
 
 // startTriggers runs Triggers on a fresh connection to srv until the test
 // ends, and returns them once their subscriptions are in place.
-func startTriggers(t *testing.T, srv *eventstest.Server) (*Triggers, *nats.Conn) {
+func startTriggers(t *testing.T, srv *eventstest.Server, setup ...func(*Triggers)) (*Triggers, *nats.Conn) {
 	t.Helper()
 	nc := srv.Conn(t)
 	tr := NewTriggers(nc, logr.Discard())
+	for _, fn := range setup {
+		fn(tr)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- tr.Start(ctx) }()
@@ -58,6 +62,21 @@ func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// delivered sums the messages the advisory subscriptions handed to their
+// callbacks.
+func delivered(t *testing.T, tr *Triggers) int {
+	t.Helper()
+	n := 0
+	for _, s := range tr.subscriptions() {
+		d, err := s.Delivered()
+		if err != nil {
+			t.Fatalf("Delivered: %v", err)
+		}
+		n += int(d)
+	}
+	return n
 }
 
 // pendingAndDropped sums the advisory subscriptions' pending messages and
@@ -146,11 +165,13 @@ func TestAdvisoryBurstWhileControllersStallNeverBlocksTheCallback(t *testing.T) 
 	epoch0 := tr.StreamsEpoch()
 	publish(t, pub, subjects...)
 
-	// The callbacks keep up although no trigger is consumed: the
-	// subscriptions' backlog drains and nats.go drops nothing.
-	waitFor(t, 30*time.Second, "advisory backlog drained while the controllers are stalled", func() bool {
+	// The callbacks keep up although no trigger is consumed: every advisory
+	// reaches its callback and nats.go drops nothing. (Waiting for an empty
+	// client backlog alone is not enough: on a loaded machine the server may
+	// still be delivering, and triggers drained meanwhile are counted twice.)
+	waitFor(t, 60*time.Second, "every advisory delivered while the controllers are stalled", func() bool {
 		p, _ := pendingAndDropped(t, tr)
-		return p == 0
+		return p == 0 && delivered(t, tr) == len(subjects)
 	})
 	if _, dropped := pendingAndDropped(t, tr); dropped != 0 {
 		t.Fatalf("nats.go dropped %d advisories (slow consumer)", dropped)
@@ -334,4 +355,46 @@ func TestDroppedAdvisoriesTriggerAFullResync(t *testing.T) {
 	waitFor(t, 5*time.Second, "a resync of every EventConsumer", func() bool {
 		return drain(tr.Consumers(), 100*time.Millisecond)[All+"/"+All] > 0
 	})
+}
+
+// A burst of DELETED advisories runs the deletion audit once, when the burst
+// is quiet, and what it finds missing is triggered like an advisory would:
+// nats-server can lose a DELETED advisory under load.
+func TestDeletionAuditFindsStreamsWhoseAdvisoryWasLost(t *testing.T) {
+	srv := eventstest.RunJetStream(t)
+	var audits atomic.Int32
+	tr, _ := startTriggers(t, srv, func(tr *Triggers) {
+		tr.SetDeletionAudit(func(context.Context) ([]string, error) {
+			audits.Add(1)
+			return []string{"LOST"}, nil
+		})
+	})
+	pub := srv.Conn(t)
+
+	// No deletion, no audit.
+	publish(t, pub, "$JS.EVENT.ADVISORY.STREAM.UPDATED.A")
+	if got := drain(tr.Streams(), auditQuiet+time.Second); got["A"] != 1 || audits.Load() != 0 {
+		t.Fatalf("an update: triggers %v, %d audits; want A once and no audit", got, audits.Load())
+	}
+
+	start := time.Now()
+	for i := range 20 {
+		publish(t, pub, fmt.Sprintf("$JS.EVENT.ADVISORY.STREAM.DELETED.S%d", i))
+		time.Sleep(50 * time.Millisecond) // a burst spread over a second
+	}
+	got := drain(tr.Streams(), auditQuiet+2*time.Second)
+	for i := range 20 {
+		if got[fmt.Sprintf("S%d", i)] == 0 {
+			t.Errorf("S%d was not triggered by its advisory: %v", i, got)
+		}
+	}
+	if got["LOST"] != 1 {
+		t.Errorf("the stream the audit found missing was triggered %d times, want 1 (%v)", got["LOST"], got)
+	}
+	if n := audits.Load(); n != 1 {
+		t.Errorf("%d audits for one burst, want 1 (debounced until the burst is quiet)", n)
+	}
+	if took := time.Since(start); took > auditMaxDelay+5*time.Second {
+		t.Errorf("the audit came %s after the burst started", took)
+	}
 }

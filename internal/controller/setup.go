@@ -6,7 +6,9 @@ import (
 	"time"
 
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	eventsv1 "github.com/giia/eventstream-operator/api/v1alpha1"
 	"github.com/giia/eventstream-operator/internal/natsconn"
 )
 
@@ -36,6 +38,7 @@ func Setup(mgr ctrl.Manager, nc *natsconn.Conn, o Options) error {
 		return fmt.Errorf("--resource-connection-urls: %w", err)
 	}
 	triggers := NewTriggers(nc.NATS(), mgr.GetLogger().WithName("advisories"))
+	triggers.SetDeletionAudit(missingStreams(mgr.GetClient(), nc))
 	nc.OnReconnect(triggers.ResyncAll)
 	if err := mgr.Add(triggers); err != nil {
 		return err
@@ -84,4 +87,37 @@ func (c closeOnStop) Start(ctx context.Context) error {
 	<-ctx.Done()
 	c.fn()
 	return nil
+}
+
+// missingStreams is the deletion audit of the default connection: the
+// streams of EventStreams on it that were created (status.streamName) and
+// are no longer in JetStream. Resources on their own connections wait for
+// their resync.
+func missingStreams(c client.Reader, nc *natsconn.Conn) StreamAudit {
+	return func(ctx context.Context) ([]string, error) {
+		js, err := nc.JetStream()
+		if err != nil {
+			return nil, err
+		}
+		have := map[string]bool{}
+		names := js.StreamNames(ctx)
+		for n := range names.Name() {
+			have[n] = true
+		}
+		if err := names.Err(); err != nil {
+			return nil, err
+		}
+		list := &eventsv1.EventStreamList{}
+		if err := c.List(ctx, list); err != nil {
+			return nil, err
+		}
+		var missing []string
+		for i := range list.Items {
+			evs := &list.Items[i]
+			if evs.Spec.Connection == nil && evs.DeletionTimestamp.IsZero() && evs.Status.StreamName != "" && !have[evs.Status.StreamName] {
+				missing = append(missing, evs.Status.StreamName)
+			}
+		}
+		return missing, nil
+	}
 }
