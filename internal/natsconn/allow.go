@@ -124,7 +124,7 @@ func validHostname(h string) bool {
 			return false
 		}
 		for _, r := range label {
-			if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			if !isHostChar(r) {
 				return false
 			}
 		}
@@ -246,4 +246,9 @@ func (hp *HostPatterns) allows(host, port string) bool {
 		}
 	}
 	return false
+}
+
+// isHostChar: the characters of a (lower-cased) host name label.
+func isHostChar(r rune) bool {
+	return r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '_'
 }
