@@ -331,6 +331,7 @@ func TestValuesSchemaRejectsBadValues(t *testing.T) {
 		"metrics.secure=yes",
 		"metrics.readerSubjects[0].kind=Robot",
 		"image.pullPolicy=Sometimes",
+		"rbac.aggregateToDefaultRoles=maybe",
 		"unknownValue=1",
 	} {
 		if out, err := helm(t, "template", release, chartRel, "--set", set); err == nil {
@@ -519,7 +520,8 @@ func TestClusterRoleRulesMatchRoleYAML(t *testing.T) {
 	objs := render(t)
 	roles := clusterRoles(t, objs)
 	names := slices.Sorted(maps.Keys(roles))
-	if want := []string{fullname + "-manager", fullname + "-metrics-auth", fullname + "-metrics-reader"}; !slices.Equal(names, want) {
+	if want := []string{fullname + "-eventstream-editor", fullname + "-eventstream-viewer", fullname + "-manager",
+		fullname + "-metrics-auth", fullname + "-metrics-reader"}; !slices.Equal(names, want) {
 		t.Fatalf("ClusterRoles %v, want %v", names, want)
 	}
 	manager := roles[fullname+"-manager"]
@@ -570,8 +572,9 @@ func TestMetricsRBAC(t *testing.T) {
 
 	// Plain HTTP: no authentication, so no RBAC for it.
 	objs = render(t, "metrics.secure=false")
-	if names := slices.Sorted(maps.Keys(clusterRoles(t, objs))); !slices.Equal(names, []string{fullname + "-manager"}) {
-		t.Errorf("metrics.secure=false: ClusterRoles %v, want only the manager's", names)
+	if names, want := slices.Sorted(maps.Keys(clusterRoles(t, objs))),
+		[]string{fullname + "-eventstream-editor", fullname + "-eventstream-viewer", fullname + "-manager"}; !slices.Equal(names, want) {
+		t.Errorf("metrics.secure=false: ClusterRoles %v, want %v (no metrics roles)", names, want)
 	}
 	c := managerContainer(t, only[appsv1.Deployment](t, objs, "Deployment"))
 	if !slices.Contains(c.Args, "--metrics-secure=false") {
@@ -610,9 +613,12 @@ func TestMetricsCertificate(t *testing.T) {
 func TestWatchNamespaces(t *testing.T) {
 	objs := render(t, "watchNamespaces={a,b}")
 	// Only the metrics authentication roles are cluster-wide (TokenReviews and
-	// SubjectAccessReviews are cluster-scoped).
+	// SubjectAccessReviews are cluster-scoped), and the tenants' aggregated
+	// ClusterRoles, which nothing in the chart binds (TestAggregatedRoles).
 	for _, o := range append(ofKind(objs, "ClusterRole"), ofKind(objs, "ClusterRoleBinding")...) {
-		if !strings.HasPrefix(o.GetName(), fullname+"-metrics-") {
+		aggregated := o.GetKind() == "ClusterRole" &&
+			(o.GetName() == fullname+"-eventstream-editor" || o.GetName() == fullname+"-eventstream-viewer")
+		if !strings.HasPrefix(o.GetName(), fullname+"-metrics-") && !aggregated {
 			t.Errorf("watchNamespaces set, yet %s %s rendered", o.GetKind(), o.GetName())
 		}
 	}
