@@ -81,6 +81,10 @@ func run(o options) error {
 	if o.resyncInterval < time.Second {
 		return fmt.Errorf("--resync-interval must be at least 1s, got %s", o.resyncInterval)
 	}
+	// Checked again by controller.Setup; here so that a typo fails at once.
+	if _, err := natsconn.ParseHostPatterns(splitList(o.resourceConnURLs)); err != nil {
+		return fmt.Errorf("--resource-connection-urls: %w", err)
+	}
 	mgrOpts := ctrl.Options{
 		Scheme: scheme,
 		Metrics: metricsserver.Options{
