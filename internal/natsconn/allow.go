@@ -124,7 +124,8 @@ func validHostname(h string) bool {
 			return false
 		}
 		for _, r := range label {
-			if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			letter, digit := r >= 'a' && r <= 'z', r >= '0' && r <= '9'
+			if !letter && !digit && r != '-' && r != '_' {
 				return false
 			}
 		}
