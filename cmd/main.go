@@ -108,6 +108,10 @@ func run(o options) error {
 		return fmt.Errorf("leader election timings must satisfy --leader-election-lease-duration (%s) > --leader-election-renew-deadline (%s) > 1.2 × --leader-election-retry-period (%s) > 0",
 			o.leaseDuration, o.renewDeadline, o.retryPeriod)
 	}
+	// Checked again by controller.Setup; here so that a typo fails at once.
+	if _, err := natsconn.ParseHostPatterns(splitList(o.resourceConnURLs)); err != nil {
+		return fmt.Errorf("--resource-connection-urls: %w", err)
+	}
 	metricsOpts, metricsCerts, err := metricsOptions(o)
 	if err != nil {
 		return err

@@ -124,7 +124,8 @@ func validHostname(h string) bool {
 			return false
 		}
 		for _, r := range label {
-			if !isHostChar(r) {
+			letter, digit := r >= 'a' && r <= 'z', r >= '0' && r <= '9'
+			if !letter && !digit && r != '-' && r != '_' {
 				return false
 			}
 		}
@@ -246,9 +247,4 @@ func (hp *HostPatterns) allows(host, port string) bool {
 		}
 	}
 	return false
-}
-
-// isHostChar: the characters of a (lower-cased) host name label.
-func isHostChar(r rune) bool {
-	return r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '_'
 }

@@ -2,7 +2,6 @@ package events_test
 
 import (
 	"net"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -21,55 +20,15 @@ import (
 // new Connect: WithTLS reads its files at each TLS handshake and
 // WithCredsFile reads its file at each connection.
 
-// rotWrite replaces a file the way the kubelet updates a mounted Secret: a
-// new file renamed over the old one.
-func rotWrite(t *testing.T, path string, data []byte) {
-	t.Helper()
-	tmp := path + ".new"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // rotFiles writes a CA, certificate and key into a new directory.
 func rotFiles(t *testing.T, ca, cert, key []byte) (caFile, certFile, keyFile string) {
 	t.Helper()
 	dir := t.TempDir()
 	caFile, certFile, keyFile = filepath.Join(dir, "ca.crt"), filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
-	rotWrite(t, caFile, ca)
-	rotWrite(t, certFile, cert)
-	rotWrite(t, keyFile, key)
+	natsauth.ReplaceFile(t, caFile, ca)
+	natsauth.ReplaceFile(t, certFile, cert)
+	natsauth.ReplaceFile(t, keyFile, key)
 	return caFile, certFile, keyFile
-}
-
-// rotClient is the server's view of the connection named name: its client
-// ID, TLS peer certificate subject and authorised user; nil when it is not
-// connected.
-func rotClient(srv *eventstest.Server, name string) *server.ConnInfo {
-	s := srv.NATSServer()
-	if s == nil {
-		return nil
-	}
-	connz, err := s.Connz(&server.ConnzOptions{Username: true})
-	if err != nil {
-		return nil
-	}
-	for _, c := range connz.Conns {
-		if c.Name == name {
-			return c
-		}
-	}
-	return nil
-}
-
-func rotSubject(c *server.ConnInfo) string {
-	if c == nil || len(c.TLSPeerCerts) == 0 {
-		return ""
-	}
-	return c.TLSPeerCerts[0].Subject
 }
 
 func rotEventually(t *testing.T, what string, cond func() bool) {
@@ -111,22 +70,22 @@ func TestTLSClientCertificateRotatedOnDisk(t *testing.T) {
 	const name = "rotating-client"
 	nc := rotConnect(t, srv.URL(), name, events.WithTLS(caFile, certFile, keyFile))
 
-	before := rotClient(srv, name)
-	if got := rotSubject(before); !strings.Contains(got, "CN=nats-client") {
+	before := natsauth.ClientNamed(srv.NATSServer(), name)
+	if got := natsauth.PeerSubject(before); !strings.Contains(got, "CN=nats-client") {
 		t.Fatalf("server sees subject %q, want CN=nats-client", got)
 	}
 	newCert, newKey := pki.NewClientCert(t, "nats-client-rotated")
-	rotWrite(t, certFile, newCert)
-	rotWrite(t, keyFile, newKey)
+	natsauth.ReplaceFile(t, certFile, newCert)
+	natsauth.ReplaceFile(t, keyFile, newKey)
 	// The live connection is not touched by the rotation itself.
-	if got := rotSubject(rotClient(srv, name)); !strings.Contains(got, "CN=nats-client") || strings.Contains(got, "rotated") {
+	if got := natsauth.PeerSubject(natsauth.ClientNamed(srv.NATSServer(), name)); !strings.Contains(got, "CN=nats-client") || strings.Contains(got, "rotated") {
 		t.Fatalf("before a reconnection the server sees %q", got)
 	}
 
 	rotKick(t, srv, before)
 	rotEventually(t, "a reconnection with the rotated certificate", func() bool {
-		c := rotClient(srv, name)
-		return c != nil && c.Cid != before.Cid && strings.Contains(rotSubject(c), "CN=nats-client-rotated")
+		c := natsauth.ClientNamed(srv.NATSServer(), name)
+		return c != nil && c.Cid != before.Cid && strings.Contains(natsauth.PeerSubject(c), "CN=nats-client-rotated")
 	})
 	cxExpectJetStream(t, nc)
 }
@@ -143,7 +102,8 @@ func TestTLSCARotatedOnDisk(t *testing.T) {
 	// The server comes back on the same address with a certificate from a
 	// new CA, and accepts only client certificates of that CA.
 	srv.Shutdown()
-	newSrv := rotStartOn(t, port, newPKI.ServerOptions(t, true))
+	rotEventually(t, "the disconnection", func() bool { return !nc.IsConnected() })
+	newSrv := natsauth.StartJetStreamOn(t, port, newPKI.ServerOptions(t, true))
 	// With the old CA file the client refuses the new server.
 	refusing := time.Now().Add(1500 * time.Millisecond)
 	for time.Now().Before(refusing) {
@@ -152,39 +112,18 @@ func TestTLSCARotatedOnDisk(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if rotClient(newSrv, name) != nil {
+	if natsauth.ClientNamed(newSrv.NATSServer(), name) != nil {
 		t.Fatal("the new server has the client before its files were rotated")
 	}
 
 	// cert-manager rotates the client's CA, certificate and key.
-	rotWrite(t, caFile, newPKI.CAPEM)
-	rotWrite(t, certFile, newPKI.ClientCertPEM)
-	rotWrite(t, keyFile, newPKI.ClientKeyPEM)
+	natsauth.ReplaceFile(t, caFile, newPKI.CAPEM)
+	natsauth.ReplaceFile(t, certFile, newPKI.ClientCertPEM)
+	natsauth.ReplaceFile(t, keyFile, newPKI.ClientKeyPEM)
 	rotEventually(t, "a reconnection after the CA rotation", func() bool {
-		return nc.IsConnected() && rotClient(newSrv, name) != nil
+		return nc.IsConnected() && natsauth.ClientNamed(newSrv.NATSServer(), name) != nil
 	})
 	cxExpectJetStream(t, nc)
-}
-
-// rotStartOn starts a JetStream server on 127.0.0.1:port, retrying while
-// the previous server's port lingers.
-func rotStartOn(t *testing.T, port int, mod func(*server.Options)) *eventstest.Server {
-	t.Helper()
-	var lastErr error
-	for i := 0; i < 50; i++ {
-		s, err := eventstest.StartJetStream(t.TempDir(), eventstest.WithServerOptions(func(o *server.Options) {
-			mod(o)
-			o.Port = port
-		}))
-		if err == nil {
-			t.Cleanup(s.Shutdown)
-			return s
-		}
-		lastErr = err
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("start a server on port %d: %v", port, lastErr)
-	return nil
 }
 
 // nats.UserCredentials (behind WithCredsFile) reads the file at each
@@ -199,14 +138,14 @@ func TestCredsFileRotatedOnDisk(t *testing.T) {
 	const name = "rotating-creds"
 	nc := rotConnect(t, srv.URL(), name, events.WithCredsFile(credsFile))
 
-	before := rotClient(srv, name)
+	before := natsauth.ClientNamed(srv.NATSServer(), name)
 	if before == nil || before.AuthorizedUser != oldUser.Pub {
 		t.Fatalf("server sees %+v, want user %s", before, oldUser.Pub)
 	}
-	rotWrite(t, credsFile, newUser.Creds)
+	natsauth.ReplaceFile(t, credsFile, newUser.Creds)
 	rotKick(t, srv, before)
 	rotEventually(t, "a reconnection as the rotated user", func() bool {
-		c := rotClient(srv, name)
+		c := natsauth.ClientNamed(srv.NATSServer(), name)
 		return c != nil && c.Cid != before.Cid && c.AuthorizedUser == newUser.Pub
 	})
 	cxExpectJetStream(t, nc)

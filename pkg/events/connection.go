@@ -218,7 +218,8 @@ func Connect(url string, opts ...ConnectOption) (*nats.Conn, error) {
 }
 
 // option reads the files at each TLS handshake (nats.go calls the callbacks
-// then); ClientTLSConfig calls them once at once, so bad files fail Connect.
+// then); ClientTLSConfig also calls them once when Connect applies it, so
+// bad files fail Connect.
 func (f *tlsFiles) option() nats.Option {
 	var certCB nats.TLSCertHandler
 	var rootCAsCB nats.RootCAsHandler

@@ -20,11 +20,14 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"testing"
 	"time"
 
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nkeys"
+
+	"github.com/giia/eventstream-operator/pkg/events/eventstest"
 )
 
 // T is the part of testing.TB the helpers need (GinkgoT() has it too).
@@ -351,4 +354,70 @@ func (k NKey) WriteSeed(t T, dir string) string {
 		t.Fatalf("natsauth: write seed: %v", err)
 	}
 	return path
+}
+
+// ---------------------------------------------------------------------------
+// Rotation: files replaced on disk, the server's view of a client
+
+// ReplaceFile replaces path with data the way the kubelet updates a mounted
+// Secret (cert-manager renewing a certificate): a new file renamed over the
+// old one.
+func ReplaceFile(t T, path string, data []byte) {
+	t.Helper()
+	if err := os.WriteFile(path+".new", data, 0o600); err != nil {
+		t.Fatalf("natsauth: write %s: %v", path, err)
+	}
+	if err := os.Rename(path+".new", path); err != nil {
+		t.Fatalf("natsauth: replace %s: %v", path, err)
+	}
+}
+
+// ClientNamed is s's view of its client connection called name (its client
+// ID, TLS peer certificate, authorised user), or nil when there is none.
+func ClientNamed(s *server.Server, name string) *server.ConnInfo {
+	if s == nil {
+		return nil
+	}
+	connz, err := s.Connz(&server.ConnzOptions{Username: true})
+	if err != nil {
+		return nil
+	}
+	for _, c := range connz.Conns {
+		if c.Name == name {
+			return c
+		}
+	}
+	return nil
+}
+
+// PeerSubject is the subject of the certificate the client presented ("" for
+// none).
+func PeerSubject(c *server.ConnInfo) string {
+	if c == nil || len(c.TLSPeerCerts) == 0 {
+		return ""
+	}
+	return c.TLSPeerCerts[0].Subject
+}
+
+// StartJetStreamOn starts a JetStream server with mod applied on
+// 127.0.0.1:port (where a previous server ran: clients reconnect to it),
+// retrying while the old listener lingers, and shuts it down when the test
+// ends.
+func StartJetStreamOn(t testing.TB, port int, mod func(*server.Options)) *eventstest.Server {
+	t.Helper()
+	var lastErr error
+	for range 50 {
+		s, err := eventstest.StartJetStream(t.TempDir(), eventstest.WithServerOptions(func(o *server.Options) {
+			mod(o)
+			o.Port = port
+		}))
+		if err == nil {
+			t.Cleanup(s.Shutdown)
+			return s
+		}
+		lastErr = err
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("natsauth: start a server on port %d: %v", port, lastErr)
+	return nil
 }
