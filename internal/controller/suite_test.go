@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
@@ -103,10 +104,19 @@ type managerConfig struct {
 	allowResourceConnections bool
 	adoptNamespaces          []string
 	resourceConnectionURLs   []string // --resource-connection-urls
+	namespaces               []string // --watch-namespaces; none: all
 }
 
 func startManagerWith(mc managerConfig) (stop func()) {
+	var cacheOpts cache.Options
+	if len(mc.namespaces) > 0 {
+		cacheOpts.DefaultNamespaces = map[string]cache.Config{}
+		for _, ns := range mc.namespaces {
+			cacheOpts.DefaultNamespaces[ns] = cache.Config{}
+		}
+	}
 	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
+		Cache:                  cacheOpts,
 		Scheme:                 scheme.Scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",

@@ -13,7 +13,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
 	eventsv1 "github.com/giia/eventstream-operator/api/v1alpha1"
@@ -26,6 +29,11 @@ import (
 // no retry before the resync) rather than reported as an outage.
 var _ = Describe("True causes of JetStream refusals", Ordered, func() {
 	ctx := context.Background()
+	// A namespace of its own, and a manager that watches only it: the
+	// account's few streams must not go to resources other specs left.
+	const ns = "true-causes"
+	inNS := withNamespace(ns)
+	consumerInNS := func(c *eventsv1.EventConsumer) { c.Namespace = ns }
 	var limitedJS jetstream.JetStream
 	var limitedNC *nats.Conn
 	var stream *eventsv1.EventStream // Ready at the end of the first spec, used by the second
@@ -60,7 +68,11 @@ accounts: {
 		limitedJS, err = jetstream.New(limitedNC)
 		Expect(err).NotTo(HaveOccurred())
 
-		DeferCleanup(startManagerWith(managerConfig{resync: time.Minute, natsURL: url, adoptNamespaces: []string{"default"}}))
+		err = k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})
+		if !apierrors.IsAlreadyExists(err) {
+			Expect(err).NotTo(HaveOccurred())
+		}
+		DeferCleanup(startManagerWith(managerConfig{resync: time.Minute, natsURL: url, namespaces: []string{ns}}))
 		for _, s := range []string{dlq.DefaultStreamName, "KV_" + dlq.DefaultLedgerBucket} {
 			Eventually(func() error { _, err := limitedJS.Stream(ctx, s); return err }).Should(Succeed(),
 				"the operator's own stream %s takes one of the account's streams", s)
@@ -81,11 +93,11 @@ accounts: {
 	}
 
 	It("says AccountLimitExceeded when the account's stream limit is reached, and recovers once there is room", func() {
-		first := newStream(uniqueName("first"))
+		first := newStream(uniqueName("first"), inNS)
 		Expect(k8s.Create(ctx, first)).To(Succeed())
 		expectReady(first)
 
-		second := newStream(uniqueName("second"))
+		second := newStream(uniqueName("second"), inNS)
 		Expect(k8s.Create(ctx, second)).To(Succeed())
 		Eventually(readyReason(second)).Should(Equal("False/" + eventsv1.ReasonAccountLimitExceeded))
 		Expect(readyCondition(second).Message).To(ContainSubstring("maximum number of streams reached"))
@@ -114,12 +126,12 @@ accounts: {
 		Expect(room).To(Equal(2))
 		var ready []*eventsv1.EventConsumer
 		for range room {
-			c := newConsumer(uniqueName("fits"), evs.Name)
+			c := newConsumer(uniqueName("fits"), evs.Name, consumerInNS)
 			Expect(k8s.Create(ctx, c)).To(Succeed())
 			Eventually(consumerReady(c)).Should(HavePrefix("True/"))
 			ready = append(ready, c)
 		}
-		two := newConsumer(uniqueName("two"), evs.Name)
+		two := newConsumer(uniqueName("two"), evs.Name, consumerInNS)
 		Expect(k8s.Create(ctx, two)).To(Succeed())
 		Eventually(consumerReady(two)).Should(Equal("False/" + eventsv1.ReasonAccountLimitExceeded))
 		Expect(getConsumer(two).Status.Conditions[0].Message).To(ContainSubstring("maximum consumers limit reached"))
@@ -140,7 +152,7 @@ accounts: {
 			}
 			return n
 		}).Should(BeNumerically("<=", 3))
-		r3 := newStream(uniqueName("r3"), func(e *eventsv1.EventStream) { e.Spec.Replicas = 3 })
+		r3 := newStream(uniqueName("r3"), inNS, func(e *eventsv1.EventStream) { e.Spec.Replicas = 3 })
 		Expect(k8s.Create(ctx, r3)).To(Succeed())
 		Eventually(readyReason(r3)).Should(Equal("False/" + eventsv1.ReasonInvalidSpec))
 		Expect(readyCondition(r3).Message).To(ContainSubstring("replicas > 1 not supported"))
@@ -150,7 +162,7 @@ accounts: {
 	})
 
 	It("says InsufficientResources when the stream's bytes exceed the account's storage", func() {
-		huge := newStream(uniqueName("huge"), func(e *eventsv1.EventStream) {
+		huge := newStream(uniqueName("huge"), inNS, func(e *eventsv1.EventStream) {
 			e.Spec.MaxBytes = ptr.To(resource.MustParse("200Gi")) // beyond max_file: 100G
 		})
 		Expect(k8s.Create(ctx, huge)).To(Succeed())
