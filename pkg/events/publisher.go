@@ -172,6 +172,11 @@ type outMsg struct {
 	subject string
 	event   *Event
 	retries int
+	// sending is held while the message is being handed to nats.go. An
+	// ack timeout can fire before that call has read the message (its
+	// timer starts first, and the call blocks while a stalled server does
+	// not read): the message must not go back to the pool until it is done.
+	sending sync.Mutex
 }
 
 // maxPooledBody: messages whose body buffer grew beyond this are not
@@ -456,7 +461,10 @@ func (p *Publisher) PublishAsync(ctx context.Context, subject string, e *Event) 
 // send (re)publishes rec; an immediate failure takes the same path as a
 // failed ack.
 func (p *Publisher) send(rec *outMsg) {
-	if _, err := p.js.PublishMsgAsync(&rec.msg); err != nil {
+	rec.sending.Lock()
+	_, err := p.js.PublishMsgAsync(&rec.msg)
+	rec.sending.Unlock()
+	if err != nil {
 		p.failed(rec, err)
 	}
 }
@@ -509,6 +517,9 @@ func (p *Publisher) failed(rec *outMsg, err error) {
 		}
 		p.mu.Unlock()
 		if ok {
+			// Wait for a send still under way (see outMsg.sending).
+			rec.sending.Lock()
+			rec.sending.Unlock() //nolint:staticcheck // SA2001: only waits
 			p.put(rec)
 		}
 	}()
