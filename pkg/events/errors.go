@@ -152,7 +152,12 @@ func classify(err error) error {
 		}
 		return ErrPermanent
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout),
-		errors.Is(err, os.ErrDeadlineExceeded):
+		errors.Is(err, os.ErrDeadlineExceeded),
+		// An async publish whose ack did not come within the ack timeout:
+		// the server may be stalled, or may have stored the message and
+		// the ack is late. Either way the outcome is unknown and a retry
+		// with the same Nats-Msg-Id is safe (stored once).
+		errors.Is(err, jetstream.ErrAsyncPublishTimeout):
 		return ErrTimeout
 	case errors.Is(err, nats.ErrNoResponders), errors.Is(err, jetstream.ErrNoStreamResponse),
 		errors.Is(err, nats.ErrConnectionClosed), errors.Is(err, nats.ErrDisconnected),

@@ -34,3 +34,16 @@ func TestClassifyNamesTheTrueCause(t *testing.T) {
 		})
 	}
 }
+
+// An async publish whose ack did not come in time may have been stored or
+// not: it is a timeout, worth retrying with the same message ID.
+func TestAsyncAckTimeoutIsTransient(t *testing.T) {
+	for _, err := range []error{
+		wrap("publish", "auth.x", jetstream.ErrAsyncPublishTimeout),
+		publishError("auth.x", jetstream.ErrAsyncPublishTimeout),
+	} {
+		if !errors.Is(err, ErrTimeout) || !IsTransient(err) || !errors.Is(err, jetstream.ErrAsyncPublishTimeout) {
+			t.Fatalf("%v: want a transient ErrTimeout wrapping jetstream.ErrAsyncPublishTimeout", err)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,6 +38,9 @@ const (
 	DefaultMaxBackoff     = 30 * time.Second
 	DefaultMaxInFlight    = 4000
 	DefaultPublishTimeout = 5 * time.Second
+	// DefaultRetryJitter spreads each retry pause uniformly over ±20 % of
+	// its nominal value, so publishers do not retry in lockstep.
+	DefaultRetryJitter = 0.2
 )
 
 // PublisherOption configures NewPublisher.
@@ -50,11 +54,13 @@ type publisherOptions struct {
 	maxInFlight    int
 	onError        ErrorHandler
 	publishTimeout time.Duration
+	jitter         float64
 }
 
 // WithRetry sets how many times a transient failure is retried (0: never)
 // and the first pause; each further pause doubles, up to WithMaxBackoff.
-// The default is 3 retries after 1s, 2s and 4s.
+// The default is 3 retries after 1s, 2s and 4s, each spread by ±20 %
+// (WithRetryJitter).
 func WithRetry(attempts int, initial time.Duration) PublisherOption {
 	return func(o *publisherOptions) error {
 		if attempts < 0 {
@@ -75,6 +81,20 @@ func WithMaxBackoff(d time.Duration) PublisherOption {
 			return &ValidationError{Field: "maxBackoff", Reason: "must be positive"}
 		}
 		o.maxBackoff = d
+		return nil
+	}
+}
+
+// WithRetryJitter spreads each retry pause uniformly over
+// [d·(1-fraction), d·(1+fraction)] around its nominal value d (default
+// DefaultRetryJitter, ±20 %), so that publishers disconnected together do
+// not retry together. 0 makes the pauses exact; fraction must be in [0, 1).
+func WithRetryJitter(fraction float64) PublisherOption {
+	return func(o *publisherOptions) error {
+		if !(fraction >= 0 && fraction < 1) { // also refuses NaN
+			return &ValidationError{Field: "retryJitter", Reason: "must be at least 0 and less than 1"}
+		}
+		o.jitter = fraction
 		return nil
 	}
 }
@@ -152,6 +172,11 @@ type outMsg struct {
 	subject string
 	event   *Event
 	retries int
+	// sending is held while the message is being handed to nats.go. An
+	// ack timeout can fire before that call has read the message (its
+	// timer starts first, and the call blocks while a stalled server does
+	// not read): the message must not go back to the pool until it is done.
+	sending sync.Mutex
 }
 
 // maxPooledBody: messages whose body buffer grew beyond this are not
@@ -188,6 +213,7 @@ func NewPublisher(nc *nats.Conn, opts ...PublisherOption) (*Publisher, error) {
 		maxBackoff:     DefaultMaxBackoff,
 		maxInFlight:    DefaultMaxInFlight,
 		publishTimeout: DefaultPublishTimeout,
+		jitter:         DefaultRetryJitter,
 	}
 	for _, opt := range opts {
 		if err := opt(&o); err != nil {
@@ -284,13 +310,27 @@ func (p *Publisher) encode(m *outMsg, subject string, e *Event) error {
 	return nil
 }
 
-// backoff is the pause before retry n (1-based).
+// backoff is the pause before retry n (1-based): the nominal exponential
+// pause, capped, spread by the jitter.
 func (p *Publisher) backoff(n int) time.Duration {
-	d := p.opts.backoff
-	for i := 1; i < n && d < p.opts.maxBackoff; i++ {
+	return jittered(nominalBackoff(p.opts.backoff, p.opts.maxBackoff, n), p.opts.jitter, rand.Float64())
+}
+
+// nominalBackoff is initial·2^(n-1), capped at maxBackoff.
+func nominalBackoff(initial, maxBackoff time.Duration, n int) time.Duration {
+	d := initial
+	for i := 1; i < n && d < maxBackoff; i++ {
 		d *= 2
 	}
-	return min(d, p.opts.maxBackoff)
+	return min(d, maxBackoff)
+}
+
+// jittered maps r in [0, 1) to a pause in [d·(1-fraction), d·(1+fraction)).
+func jittered(d time.Duration, fraction, r float64) time.Duration {
+	if fraction == 0 {
+		return d
+	}
+	return time.Duration(float64(d) * (1 + fraction*(2*r-1)))
 }
 
 // publishError classifies a failed publish: transient failures keep
@@ -383,8 +423,10 @@ func (p *Publisher) publishOnce(ctx context.Context, msg *nats.Msg) error {
 // error and nothing is sent), then sends it without waiting for the ack.
 // When the in-flight window is full it blocks until a slot frees or ctx
 // ends (ErrTimeout). ctx covers only that wait: retries happen in the
-// background with the same message ID, and a publish that fails for good
-// goes to the error handler. Flush waits for all of them.
+// background with the same message ID — an ack that does not come within
+// the publish timeout is retried like any transient failure, and the
+// stream's duplicate window stores the event once — and a publish that
+// fails for good goes to the error handler. Flush waits for all of them.
 func (p *Publisher) PublishAsync(ctx context.Context, subject string, e *Event) error {
 	if p.closed.Load() {
 		return closedError(subject)
@@ -419,7 +461,10 @@ func (p *Publisher) PublishAsync(ctx context.Context, subject string, e *Event) 
 // send (re)publishes rec; an immediate failure takes the same path as a
 // failed ack.
 func (p *Publisher) send(rec *outMsg) {
-	if _, err := p.js.PublishMsgAsync(&rec.msg); err != nil {
+	rec.sending.Lock()
+	_, err := p.js.PublishMsgAsync(&rec.msg)
+	rec.sending.Unlock()
+	if err != nil {
 		p.failed(rec, err)
 	}
 }
@@ -472,6 +517,9 @@ func (p *Publisher) failed(rec *outMsg, err error) {
 		}
 		p.mu.Unlock()
 		if ok {
+			// Wait for a send still under way (see outMsg.sending).
+			rec.sending.Lock()
+			rec.sending.Unlock() //nolint:staticcheck // SA2001: only waits
 			p.put(rec)
 		}
 	}()

@@ -132,7 +132,7 @@ func TestInvalidEventNeverReachesStream(t *testing.T) {
 
 func TestPublishNoStreamIsTransientAndRetried(t *testing.T) {
 	t.Parallel()
-	_, _, pub := setup(t, events.WithRetry(2, 20*time.Millisecond))
+	_, _, pub := setup(t, events.WithRetry(2, 20*time.Millisecond), events.WithRetryJitter(0))
 	start := time.Now()
 	err := pub.Publish(ctxT(t, 10*time.Second), "nowhere.user.created", newEvent(t, "x", nil))
 	var opErr *events.OpError
