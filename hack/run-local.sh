@@ -251,7 +251,17 @@ wait_for manager 120 "the manager's /readyz" curl -sf "http://127.0.0.1:$probe_p
 info "manager ready: probes http://127.0.0.1:$probe_port, metrics http://127.0.0.1:$metrics_port/metrics ($(elapsed))"
 
 step "applying config/samples and waiting for Ready"
-kubectl apply -k config/samples | sed 's/^/    /'
+# The API server can refuse the new kinds for a short while after their CRDs
+# report Established ("Resource kind ... not found ... There can be a delay"),
+# the admission policy's type checks too: retry for up to a minute.
+for attempt in $(seq 1 30); do
+  if out=$(kubectl apply -k config/samples 2>&1); then
+    printf '%s\n' "$out" | sed 's/^/    /'
+    break
+  fi
+  [ "$attempt" = 30 ] && { printf '%s\n' "$out" >&2; die "applying config/samples failed"; }
+  sleep 2
+done
 # EventConsumers too, when the CRD is there and there are some.
 kinds=evs
 if kubectl get crd eventconsumers.events.giia.io >/dev/null 2>&1 && [ -n "$(kubectl get evc -A -o name)" ]; then
