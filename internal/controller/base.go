@@ -187,18 +187,14 @@ func (r *reconciler) removeFinalizer(ctx context.Context, obj client.Object) err
 }
 
 // patchStatus writes obj's status, as a merge patch against orig, only when
-// changed; a resource deleted meanwhile is not an error. With optimistic set,
-// the patch fails with a conflict if orig is not the latest version (for
-// status computed from what was there, such as a counter).
-func (r *reconciler) patchStatus(ctx context.Context, obj, orig client.Object, changed, optimistic bool) error {
+// changed; a resource deleted meanwhile is not an error. Every status field
+// the operator writes is computed afresh from JetStream and its ledger, so
+// the patch needs no optimistic lock.
+func (r *reconciler) patchStatus(ctx context.Context, obj, orig client.Object, changed bool) error {
 	if !changed {
 		return nil
 	}
-	patch := client.MergeFrom(orig)
-	if optimistic {
-		patch = client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})
-	}
-	err := r.Status().Patch(ctx, obj, patch)
+	err := r.Status().Patch(ctx, obj, client.MergeFrom(orig))
 	if apierrors.IsNotFound(err) {
 		return nil
 	}

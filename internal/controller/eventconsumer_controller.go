@@ -86,7 +86,7 @@ func (r *EventConsumerReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	orig := evc.DeepCopy()
 	result, syncErr := r.sync(ctx, evc)
 	r.setDeadLettered(evc)
-	err := r.patchStatus(ctx, evc, orig, !equality.Semantic.DeepEqual(orig.Status, evc.Status), false)
+	err := r.patchStatus(ctx, evc, orig, !equality.Semantic.DeepEqual(orig.Status, evc.Status))
 	if err != nil {
 		return ctrl.Result{}, errors.Join(syncErr, err)
 	}
@@ -345,7 +345,7 @@ func (r *EventConsumerReconciler) finalize(ctx context.Context, evc *eventsv1.Ev
 		reason, _ := failureReason(err)
 		msg := fmt.Sprintf("deleting (policy %s): %s", evc.Spec.DeletionPolicy, failureMessage(reason, err))
 		setReady(&evc.Status.Conditions, evc.Generation, metav1.ConditionFalse, eventsv1.ReasonDeleting, msg)
-		return ctrl.Result{}, errors.Join(err, r.patchStatus(ctx, evc, orig, !equality.Semantic.DeepEqual(orig.Status, evc.Status), false))
+		return ctrl.Result{}, errors.Join(err, r.patchStatus(ctx, evc, orig, !equality.Semantic.DeepEqual(orig.Status, evc.Status)))
 	}
 	r.releaseConnection(userKey("EventConsumer", evc))
 	r.dlqChecks.Delete(client.ObjectKeyFromObject(evc))

@@ -58,7 +58,7 @@ func (r *EventStreamReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 
 	orig := evs.DeepCopy()
 	result, syncErr := r.sync(ctx, evs)
-	if err := r.patchStatus(ctx, evs, orig, !equality.Semantic.DeepEqual(orig.Status, evs.Status), false); err != nil {
+	if err := r.patchStatus(ctx, evs, orig, !equality.Semantic.DeepEqual(orig.Status, evs.Status)); err != nil {
 		return ctrl.Result{}, errors.Join(syncErr, err)
 	}
 	return result, syncErr
@@ -238,7 +238,7 @@ func (r *EventStreamReconciler) finalize(ctx context.Context, evs *eventsv1.Even
 		reason, _ := failureReason(err)
 		msg := fmt.Sprintf("deleting (policy %s): %s", evs.Spec.DeletionPolicy, failureMessage(reason, err))
 		setReady(&evs.Status.Conditions, evs.Generation, metav1.ConditionFalse, eventsv1.ReasonDeleting, msg)
-		return ctrl.Result{}, errors.Join(err, r.patchStatus(ctx, evs, orig, !equality.Semantic.DeepEqual(orig.Status, evs.Status), false))
+		return ctrl.Result{}, errors.Join(err, r.patchStatus(ctx, evs, orig, !equality.Semantic.DeepEqual(orig.Status, evs.Status)))
 	}
 	r.releaseConnection(userKey("EventStream", evs))
 	return ctrl.Result{}, r.removeFinalizer(ctx, evs)
