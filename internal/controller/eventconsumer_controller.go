@@ -350,13 +350,16 @@ func (r *EventConsumerReconciler) requestsForTrigger(ctx context.Context, obj cl
 	if !r.listByIndex(ctx, list, consumerNameIndex, consumer) {
 		return nil
 	}
-	return consumerRequests(list.Items, func(c *eventsv1.EventConsumer) bool {
-		// Status.StreamName is empty until the stream was first found; such
-		// consumers are included, and so are those waiting for a stream to
-		// store their dead letters, which any stream may be.
-		return stream == All || c.Status.StreamName == "" || c.Status.StreamName == stream ||
-			meta.IsStatusConditionFalse(c.Status.Conditions, eventsv1.ConditionDeadLetterStored)
-	})
+	return consumerRequests(list.Items, func(c *eventsv1.EventConsumer) bool { return triggerConcerns(stream, c) })
+}
+
+// triggerConcerns says whether a trigger about stream (or All) concerns the
+// consumer c. Status.StreamName is empty until the stream was first found;
+// such consumers are included, and so are those waiting for a stream to
+// store their dead letters, which any stream may be.
+func triggerConcerns(stream string, c *eventsv1.EventConsumer) bool {
+	return stream == All || c.Status.StreamName == "" || c.Status.StreamName == stream ||
+		meta.IsStatusConditionFalse(c.Status.Conditions, eventsv1.ConditionDeadLetterStored)
 }
 
 func consumerRequests(items []eventsv1.EventConsumer, keep func(*eventsv1.EventConsumer) bool) []ctrl.Request {
