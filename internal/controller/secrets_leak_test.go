@@ -17,7 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	eventsv1 "github.com/giia/eventstream-operator/api/v1alpha1"
-	"github.com/giia/eventstream-operator/internal/testutil/natsauth"
+	"github.com/giia/eventstream-operator/pkg/events/eventstest/natsauth"
 	"github.com/giia/eventstream-operator/pkg/events/eventstest"
 )
 

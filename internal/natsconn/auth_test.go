@@ -13,7 +13,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/giia/eventstream-operator/internal/natsconn"
-	"github.com/giia/eventstream-operator/internal/testutil/natsauth"
+	"github.com/giia/eventstream-operator/pkg/events/eventstest/natsauth"
 	"github.com/giia/eventstream-operator/pkg/events"
 	"github.com/giia/eventstream-operator/pkg/events/eventstest"
 )

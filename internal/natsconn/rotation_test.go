@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/giia/eventstream-operator/internal/natsconn"
-	"github.com/giia/eventstream-operator/internal/testutil/natsauth"
+	"github.com/giia/eventstream-operator/pkg/events/eventstest/natsauth"
 	"github.com/giia/eventstream-operator/pkg/events/eventstest"
 )
 

@@ -10,7 +10,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
-	"github.com/giia/eventstream-operator/internal/testutil/natsauth"
+	"github.com/giia/eventstream-operator/pkg/events/eventstest/natsauth"
 	"github.com/giia/eventstream-operator/pkg/events"
 	"github.com/giia/eventstream-operator/pkg/events/eventstest"
 )

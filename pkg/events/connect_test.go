@@ -13,7 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/giia/eventstream-operator/internal/testutil/natsauth"
+	"github.com/giia/eventstream-operator/pkg/events/eventstest/natsauth"
 	"github.com/giia/eventstream-operator/pkg/events"
 	"github.com/giia/eventstream-operator/pkg/events/eventstest"
 )
