@@ -194,7 +194,7 @@ test-fuzz: ## Run every fuzz target for its execution budget (event decoder, fas
 
 .PHONY: test-chaos
 test-chaos: build nats-server envtest ## Fault-injection tests: nats-server, the manager, the leader and a consumer killed mid-work, NATS and the API server down (test/chaos).
-	KUBEBUILDER_ASSETS="$$(hack/envtest/build.sh)" go test -tags chaos ./test/chaos/ -count=1 -v -timeout 20m
+	KUBEBUILDER_ASSETS="$$(hack/envtest/build.sh)" NATS_SERVER="$(NATS_SERVER)" go test -tags chaos ./test/chaos/ -count=1 -v -timeout 20m
 
 ##@ End-to-end
 
