@@ -24,6 +24,7 @@ import (
 
 	eventsv1 "github.com/giia/eventstream-operator/api/v1alpha1"
 	"github.com/giia/eventstream-operator/pkg/events"
+	"github.com/giia/eventstream-operator/pkg/events/admin"
 )
 
 // Field indexes of EventConsumers.
@@ -164,7 +165,7 @@ func (r *EventConsumerReconciler) sync(ctx context.Context, evc *eventsv1.EventC
 	create := func() (*jetstream.ConsumerInfo, error) {
 		r.expectOwnWrite(stream, name)
 		return call(ctx, "create_consumer", func(ctx context.Context) (*jetstream.ConsumerInfo, error) {
-			return events.CreateConsumer(ctx, js, stream, desired)
+			return admin.CreateConsumer(ctx, js, stream, desired)
 		})
 	}
 	var info *jetstream.ConsumerInfo
@@ -206,17 +207,17 @@ func (r *EventConsumerReconciler) sync(ctx context.Context, evc *eventsv1.EventC
 		if err != nil {
 			return fail(err)
 		}
-		diff := events.DiffConsumer(desired, info.Config)
+		diff := admin.DiffConsumer(desired, info.Config)
 		if len(diff) == 0 {
 			reason = eventsv1.ReasonInSync
 			break
 		}
-		if err := events.CheckConsumerUpdate(desired, info.Config); err != nil {
+		if err := admin.CheckConsumerUpdate(desired, info.Config); err != nil {
 			return fail(err)
 		}
 		logf.FromContext(ctx).Info("updating consumer", "stream", stream, "consumer", name, "fields", diff, "adopt", adopting)
 		info, err = call(ctx, "update_consumer", func(ctx context.Context) (*jetstream.ConsumerInfo, error) {
-			return events.UpdateConsumer(ctx, js, stream, desired)
+			return admin.UpdateConsumer(ctx, js, stream, desired)
 		})
 		if err != nil {
 			return fail(err)
@@ -321,7 +322,7 @@ func (r *EventConsumerReconciler) deadLetterStored(ctx context.Context, js jetst
 
 func (r *EventConsumerReconciler) getConsumer(ctx context.Context, js jetstream.JetStream, stream, name string) (*jetstream.ConsumerInfo, error) {
 	return call(ctx, "consumer_info", func(ctx context.Context) (*jetstream.ConsumerInfo, error) {
-		return events.GetConsumerInfo(ctx, js, stream, name)
+		return admin.GetConsumerInfo(ctx, js, stream, name)
 	})
 }
 
@@ -392,7 +393,7 @@ func (r *EventConsumerReconciler) release(ctx context.Context, evc *eventsv1.Eve
 	}
 	if evc.Spec.DeletionPolicy == eventsv1.DeletionPolicyRetain {
 		_, err = call(ctx, "update_consumer", func(ctx context.Context) (struct{}, error) {
-			return struct{}{}, events.UpdateConsumerMetadata(ctx, js, stream, name, releaseMarker(evc.OwnerMarker()), eventsv1.OwnerMetadataKey, eventsv1.UIDMetadataKey)
+			return struct{}{}, admin.UpdateConsumerMetadata(ctx, js, stream, name, releaseMarker(evc.OwnerMarker()), eventsv1.OwnerMetadataKey, eventsv1.UIDMetadataKey)
 		})
 		if err == nil {
 			r.event(evc, corev1.EventTypeNormal, "Retained", "Delete", fmt.Sprintf("consumer %s retained (deletionPolicy Retain)", name))
@@ -400,7 +401,7 @@ func (r *EventConsumerReconciler) release(ctx context.Context, evc *eventsv1.Eve
 		return ignoreStreamNotFound(err)
 	}
 	_, err = call(ctx, "delete_consumer", func(ctx context.Context) (struct{}, error) {
-		return struct{}{}, events.DeleteConsumer(ctx, js, stream, name)
+		return struct{}{}, admin.DeleteConsumer(ctx, js, stream, name)
 	})
 	if err == nil {
 		r.event(evc, corev1.EventTypeNormal, "Deleted", "Delete", fmt.Sprintf("consumer %s deleted from stream %s", name, stream))

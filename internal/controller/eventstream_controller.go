@@ -22,6 +22,7 @@ import (
 
 	eventsv1 "github.com/giia/eventstream-operator/api/v1alpha1"
 	"github.com/giia/eventstream-operator/pkg/events"
+	"github.com/giia/eventstream-operator/pkg/events/admin"
 )
 
 // streamNameIndex indexes EventStreams by the name of their JetStream stream,
@@ -124,12 +125,12 @@ func (r *EventStreamReconciler) sync(ctx context.Context, evs *eventsv1.EventStr
 		if err != nil {
 			return fail(err)
 		}
-		diff := events.DiffStream(desired, info.Config)
+		diff := admin.DiffStream(desired, info.Config)
 		if len(diff) == 0 {
 			reason = eventsv1.ReasonInSync
 			break
 		}
-		if err := events.CheckStreamUpdate(desired, info.Config); err != nil {
+		if err := admin.CheckStreamUpdate(desired, info.Config); err != nil {
 			return fail(err)
 		}
 		log.Info("updating stream", "stream", name, "fields", diff, "adopt", adopting)
@@ -270,7 +271,7 @@ func (r *EventStreamReconciler) release(ctx context.Context, evs *eventsv1.Event
 	cctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
 	if evs.Spec.DeletionPolicy == eventsv1.DeletionPolicyRetain {
-		err = events.UpdateStreamMetadata(cctx, js, name, releaseMarker(evs.OwnerMarker()), eventsv1.OwnerMetadataKey, eventsv1.UIDMetadataKey)
+		err = admin.UpdateStreamMetadata(cctx, js, name, releaseMarker(evs.OwnerMarker()), eventsv1.OwnerMetadataKey, eventsv1.UIDMetadataKey)
 		observe("update_stream", start, err)
 		if err == nil {
 			r.event(evs, corev1.EventTypeNormal, "Retained", "Delete", fmt.Sprintf("stream %s retained (deletionPolicy Retain)", name))
