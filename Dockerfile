@@ -8,7 +8,10 @@ ARG TARGETARCH
 WORKDIR /workspace
 
 # Dependencies first, so that a source change does not download them again.
+# The client library is its own module, which go.mod replaces with
+# ./pkg/events: its go.mod and go.sum must be there for go mod download.
 COPY go.mod go.sum ./
+COPY pkg/events/go.mod pkg/events/go.sum pkg/events/
 RUN go mod download
 
 COPY cmd/ cmd/

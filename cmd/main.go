@@ -26,7 +26,7 @@ import (
 	eventsv1 "github.com/giia/eventstream-operator/api/v1alpha1"
 	"github.com/giia/eventstream-operator/internal/controller"
 	"github.com/giia/eventstream-operator/internal/natsconn"
-	"github.com/giia/eventstream-operator/pkg/events"
+	"github.com/giia/eventstream-operator/pkg/events/admin"
 )
 
 var scheme = runtime.NewScheme()
@@ -154,7 +154,7 @@ func run(o options) error {
 	o.nats.Name = "eventstream-operator"
 	nc, err := natsconn.Connect(o.nats, ctrl.Log.WithName("nats"))
 	if err != nil {
-		return fmt.Errorf("configuring the NATS connection to %s: %w", events.RedactURL(o.nats.URL), err)
+		return fmt.Errorf("configuring the NATS connection to %s: %w", admin.RedactURL(o.nats.URL), err)
 	}
 	defer nc.Close()
 
@@ -173,7 +173,7 @@ func run(o options) error {
 	if err := mgr.AddReadyzCheck("nats", nc.ReadyCheck); err != nil {
 		return err
 	}
-	log.Info("starting manager", "nats", events.RedactURL(o.nats.URL), "resync", o.resyncInterval,
+	log.Info("starting manager", "nats", admin.RedactURL(o.nats.URL), "resync", o.resyncInterval,
 		"workers", o.maxConcurrentReconciles, "namespaces", o.watchNamespaces, "adoptNamespaces", o.adoptNamespaces,
 		"resourceConnections", o.allowResourceConns, "resourceConnectionURLs", o.resourceConnURLs)
 	return mgr.Start(ctrl.SetupSignalHandler())

@@ -14,6 +14,7 @@ import (
 
 	eventsv1 "github.com/giia/eventstream-operator/api/v1alpha1"
 	"github.com/giia/eventstream-operator/pkg/events"
+	"github.com/giia/eventstream-operator/pkg/events/admin"
 )
 
 // This file is the reconcile engine of every JetStream object the operator
@@ -216,14 +217,14 @@ func (streamType) delete(ctx context.Context, js jetstream.JetStream, id jsID) e
 	return events.DeleteStream(ctx, js, id.stream)
 }
 func (streamType) setMetadata(ctx context.Context, js jetstream.JetStream, id jsID, set map[string]string, remove ...string) error {
-	return events.UpdateStreamMetadata(ctx, js, id.stream, set, remove...)
+	return admin.UpdateStreamMetadata(ctx, js, id.stream, set, remove...)
 }
 func (streamType) metadata(info *jetstream.StreamInfo) map[string]string { return info.Config.Metadata }
 func (streamType) diff(desired events.StreamConfig, info *jetstream.StreamInfo) []string {
-	return events.DiffStream(desired, info.Config)
+	return admin.DiffStream(desired, info.Config)
 }
 func (streamType) checkUpdate(desired events.StreamConfig, info *jetstream.StreamInfo) error {
-	return events.CheckStreamUpdate(desired, info.Config)
+	return admin.CheckStreamUpdate(desired, info.Config)
 }
 func (streamType) updateAdvised() bool { return true }
 
@@ -233,34 +234,34 @@ type consumerType struct{}
 
 func (consumerType) name() string { return "consumer" }
 func (consumerType) get(ctx context.Context, js jetstream.JetStream, id jsID) (*jetstream.ConsumerInfo, error) {
-	return events.GetConsumerInfo(ctx, js, id.stream, id.consumer)
+	return admin.GetConsumerInfo(ctx, js, id.stream, id.consumer)
 }
-func (consumerType) create(ctx context.Context, js jetstream.JetStream, id jsID, desired events.ConsumerConfig) (*jetstream.ConsumerInfo, error) {
-	return events.CreateConsumer(ctx, js, id.stream, desired)
+func (consumerType) create(ctx context.Context, js jetstream.JetStream, id jsID, desired admin.ConsumerConfig) (*jetstream.ConsumerInfo, error) {
+	return admin.CreateConsumer(ctx, js, id.stream, desired)
 }
-func (consumerType) update(ctx context.Context, js jetstream.JetStream, id jsID, desired events.ConsumerConfig) (*jetstream.ConsumerInfo, error) {
-	return events.UpdateConsumer(ctx, js, id.stream, desired)
+func (consumerType) update(ctx context.Context, js jetstream.JetStream, id jsID, desired admin.ConsumerConfig) (*jetstream.ConsumerInfo, error) {
+	return admin.UpdateConsumer(ctx, js, id.stream, desired)
 }
 func (consumerType) delete(ctx context.Context, js jetstream.JetStream, id jsID) error {
-	return events.DeleteConsumer(ctx, js, id.stream, id.consumer)
+	return admin.DeleteConsumer(ctx, js, id.stream, id.consumer)
 }
 func (consumerType) setMetadata(ctx context.Context, js jetstream.JetStream, id jsID, set map[string]string, remove ...string) error {
-	return events.UpdateConsumerMetadata(ctx, js, id.stream, id.consumer, set, remove...)
+	return admin.UpdateConsumerMetadata(ctx, js, id.stream, id.consumer, set, remove...)
 }
 func (consumerType) metadata(info *jetstream.ConsumerInfo) map[string]string {
 	return info.Config.Metadata
 }
-func (consumerType) diff(desired events.ConsumerConfig, info *jetstream.ConsumerInfo) []string {
-	return events.DiffConsumer(desired, info.Config)
+func (consumerType) diff(desired admin.ConsumerConfig, info *jetstream.ConsumerInfo) []string {
+	return admin.DiffConsumer(desired, info.Config)
 }
-func (consumerType) checkUpdate(desired events.ConsumerConfig, info *jetstream.ConsumerInfo) error {
-	return events.CheckConsumerUpdate(desired, info.Config)
+func (consumerType) checkUpdate(desired admin.ConsumerConfig, info *jetstream.ConsumerInfo) error {
+	return admin.CheckConsumerUpdate(desired, info.Config)
 }
 func (consumerType) updateAdvised() bool { return false }
 
 var (
-	_ jsType[events.StreamConfig, *jetstream.StreamInfo]     = streamType{}
-	_ jsType[events.ConsumerConfig, *jetstream.ConsumerInfo] = consumerType{}
+	_ jsType[events.StreamConfig, *jetstream.StreamInfo]    = streamType{}
+	_ jsType[admin.ConsumerConfig, *jetstream.ConsumerInfo] = consumerType{}
 )
 
 // clock is the reconciler's clock: the real one unless a test injected one.

@@ -16,6 +16,7 @@ import (
 	eventsv1 "github.com/giia/eventstream-operator/api/v1alpha1"
 	"github.com/giia/eventstream-operator/internal/natsconn"
 	"github.com/giia/eventstream-operator/pkg/events"
+	"github.com/giia/eventstream-operator/pkg/events/admin"
 	"github.com/giia/eventstream-operator/pkg/events/eventstest"
 )
 
@@ -390,7 +391,7 @@ func TestReconcileConsumerStep(t *testing.T) {
 				if res.reason != tc.reason || evc.Status.ConsumerName != evc.JetStreamName() || evc.Status.State == nil {
 					t.Errorf("result %+v, status %+v", res, evc.Status)
 				}
-				info, err := events.GetConsumerInfo(ctx, js, "ORDERS", evc.JetStreamName())
+				info, err := admin.GetConsumerInfo(ctx, js, "ORDERS", evc.JetStreamName())
 				if err != nil {
 					t.Fatal(err)
 				}

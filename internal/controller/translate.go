@@ -8,6 +8,7 @@ import (
 
 	eventsv1 "github.com/giia/eventstream-operator/api/v1alpha1"
 	"github.com/giia/eventstream-operator/pkg/events"
+	"github.com/giia/eventstream-operator/pkg/events/admin"
 )
 
 // streamConfig translates an EventStream into the library's StreamConfig,
@@ -108,9 +109,9 @@ func streamSource(s eventsv1.StreamSource) events.StreamSource {
 
 // consumerConfig translates an EventConsumer into the library's
 // ConsumerConfig, ownership marker included.
-func consumerConfig(evc *eventsv1.EventConsumer) (events.ConsumerConfig, error) {
+func consumerConfig(evc *eventsv1.EventConsumer) (admin.ConsumerConfig, error) {
 	s := evc.Spec
-	cfg := events.NewConsumerConfig(evc.JetStreamName(), s.FilterSubjects...)
+	cfg := admin.NewConsumerConfig(evc.JetStreamName(), s.FilterSubjects...)
 	cfg.Description = s.Description
 	switch s.DeliverPolicy {
 	case eventsv1.DeliverAll, "":

@@ -15,6 +15,7 @@ import (
 
 	eventsv1 "github.com/giia/eventstream-operator/api/v1alpha1"
 	"github.com/giia/eventstream-operator/pkg/events"
+	"github.com/giia/eventstream-operator/pkg/events/admin"
 )
 
 // Fuzz targets for the translation of EventStream / EventConsumer specs into
@@ -222,20 +223,20 @@ func fzCheckStream(t *testing.T, evs *eventsv1.EventStream, fromAPI bool) {
 		t.Fatalf("streamConfig returned an invalid configuration: %v", err)
 	}
 	js := cfg.JetStream()
-	if diff := events.DiffStream(cfg, js); diff != nil {
+	if diff := admin.DiffStream(cfg, js); diff != nil {
 		t.Fatalf("configuration differs from its own translation in %v\ncfg: %+v\njs:  %+v", diff, cfg, js)
 	}
-	if err := events.CheckStreamUpdate(cfg, js); err != nil {
+	if err := admin.CheckStreamUpdate(cfg, js); err != nil {
 		t.Fatalf("configuration cannot be updated to itself: %v", err)
 	}
-	if diff := events.DiffStream(cfg, fzEcho(t, js)); fromAPI && diff != nil {
+	if diff := admin.DiffStream(cfg, fzEcho(t, js)); fromAPI && diff != nil {
 		t.Fatalf("configuration differs from the server's echo in %v\njs: %+v", diff, js)
 	}
 	again, err := streamConfig(evs)
 	if err != nil {
 		t.Fatalf("second translation failed: %v", err)
 	}
-	if diff := events.DiffStream(cfg, again.JetStream()); diff != nil || again.Name != cfg.Name {
+	if diff := admin.DiffStream(cfg, again.JetStream()); diff != nil || again.Name != cfg.Name {
 		t.Fatalf("translation is not deterministic: %v", diff)
 	}
 	if cfg.Name != evs.JetStreamName() {
@@ -325,20 +326,20 @@ func fzCheckConsumer(t *testing.T, evc *eventsv1.EventConsumer, fromAPI bool) {
 		t.Fatalf("consumerConfig returned an invalid configuration: %v", err)
 	}
 	js := cfg.JetStream()
-	if diff := events.DiffConsumer(cfg, js); diff != nil {
+	if diff := admin.DiffConsumer(cfg, js); diff != nil {
 		t.Fatalf("configuration differs from its own translation in %v\ncfg: %+v\njs:  %+v", diff, cfg, js)
 	}
-	if err := events.CheckConsumerUpdate(cfg, js); err != nil {
+	if err := admin.CheckConsumerUpdate(cfg, js); err != nil {
 		t.Fatalf("configuration cannot be updated to itself: %v", err)
 	}
-	if diff := events.DiffConsumer(cfg, fzEcho(t, js)); fromAPI && diff != nil {
+	if diff := admin.DiffConsumer(cfg, fzEcho(t, js)); fromAPI && diff != nil {
 		t.Fatalf("configuration differs from the server's echo in %v\njs: %+v", diff, js)
 	}
 	again, err := consumerConfig(evc)
 	if err != nil {
 		t.Fatalf("second translation failed: %v", err)
 	}
-	if diff := events.DiffConsumer(cfg, again.JetStream()); diff != nil || again.Durable != cfg.Durable {
+	if diff := admin.DiffConsumer(cfg, again.JetStream()); diff != nil || again.Durable != cfg.Durable {
 		t.Fatalf("translation is not deterministic: %v", diff)
 	}
 	if cfg.Durable != evc.JetStreamName() || js.Durable != cfg.Durable {

@@ -17,6 +17,7 @@ import (
 	eventsv1 "github.com/giia/eventstream-operator/api/v1alpha1"
 	"github.com/giia/eventstream-operator/internal/natsconn"
 	"github.com/giia/eventstream-operator/pkg/events"
+	"github.com/giia/eventstream-operator/pkg/events/admin"
 	"github.com/giia/eventstream-operator/pkg/events/eventstest"
 )
 
@@ -255,7 +256,7 @@ func TestReleaseByDeletionPolicy(t *testing.T) {
 			if md[eventsv1.OwnerMetadataKey] != tc.wantOwner || md[eventsv1.ReleasedByMetadataKey] != tc.wantRelease {
 				t.Errorf("stream metadata %v", md)
 			}
-			cinfo, err := events.GetConsumerInfo(ctx, js, name, "dur")
+			cinfo, err := admin.GetConsumerInfo(ctx, js, name, "dur")
 			if err != nil {
 				t.Fatal(err)
 			}

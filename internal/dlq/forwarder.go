@@ -87,6 +87,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/giia/eventstream-operator/pkg/events"
+	"github.com/giia/eventstream-operator/pkg/events/admin"
 )
 
 // Defaults.
@@ -522,8 +523,8 @@ func (f *Forwarder) updateStream(ctx context.Context, js jetstream.JetStream, cf
 	// Storage and replicas are left as they are: they are chosen at creation.
 	cfg.Storage = info.Config.Storage
 	cfg.Replicas = max(info.Config.Replicas, 1)
-	if diff := events.DiffStream(cfg, info.Config); len(diff) > 0 {
-		if err := events.CheckStreamUpdate(cfg, info.Config); err != nil {
+	if diff := admin.DiffStream(cfg, info.Config); len(diff) > 0 {
+		if err := admin.CheckStreamUpdate(cfg, info.Config); err != nil {
 			// E.g. created with another retention by hand: it still captures
 			// the advisories, so use it as it is rather than stop forwarding.
 			f.o.log.Error(err, "advisory stream differs from the desired configuration and cannot be changed in place; using it as it is",

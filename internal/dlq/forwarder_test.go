@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/giia/eventstream-operator/pkg/events"
+	"github.com/giia/eventstream-operator/pkg/events/admin"
 	"github.com/giia/eventstream-operator/pkg/events/eventstest"
 )
 
@@ -205,7 +206,7 @@ func advisoriesDone(t *testing.T, js jetstream.JetStream) {
 	eventually(t, 10*time.Second, "advisories acknowledged", func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		info, err := events.GetConsumerInfo(ctx, js, DefaultStreamName, DefaultConsumerName)
+		info, err := admin.GetConsumerInfo(ctx, js, DefaultStreamName, DefaultConsumerName)
 		if err != nil {
 			return false
 		}
@@ -653,7 +654,7 @@ func TestCaptureStreamConfig(t *testing.T) {
 		cfg.Metadata[OwnerMetadataKey] != OwnerMetadataValue {
 		t.Errorf("config = %+v", cfg)
 	}
-	ci, err := events.GetConsumerInfo(context.Background(), e.js, DefaultStreamName, DefaultConsumerName)
+	ci, err := admin.GetConsumerInfo(context.Background(), e.js, DefaultStreamName, DefaultConsumerName)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -670,7 +671,7 @@ func TestCaptureStreamConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d := events.DiffStream(New(e.nc, billingResolver).StreamConfig(), info2.Config); len(d) != 0 || !info2.Created.Equal(created) {
+	if d := admin.DiffStream(New(e.nc, billingResolver).StreamConfig(), info2.Config); len(d) != 0 || !info2.Created.Equal(created) {
 		t.Errorf("second start: diff %v, created %v vs %v", d, info2.Created, created)
 	}
 }

@@ -13,9 +13,9 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/giia/eventstream-operator/internal/natsconn"
-	"github.com/giia/eventstream-operator/internal/testutil/natsauth"
 	"github.com/giia/eventstream-operator/pkg/events"
 	"github.com/giia/eventstream-operator/pkg/events/eventstest"
+	"github.com/giia/eventstream-operator/pkg/events/eventstest/natsauth"
 )
 
 // The operator's default connection (flags --nats-url, --nats-creds,

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/giia/eventstream-operator/pkg/events"
+	"github.com/giia/eventstream-operator/pkg/events/admin"
 )
 
 // Options are the connection settings; file paths come from mounted Secrets.
@@ -44,7 +45,7 @@ func Connect(o Options, log logr.Logger) (*Conn, error) {
 	connected := func(nc *nats.Conn) {
 		// RedactURL hides tokens too; nats.go's own redaction hides only
 		// passwords.
-		log.Info("connected to NATS", "server", events.RedactURL(nc.ConnectedUrl()))
+		log.Info("connected to NATS", "server", admin.RedactURL(nc.ConnectedUrl()))
 		c.mu.Lock()
 		fns := append([]func(){}, c.onReconnect...)
 		c.mu.Unlock()
@@ -98,7 +99,7 @@ func (c *Conn) JetStream() (jetstream.JetStream, error) {
 		if last := c.nc.LastError(); last != nil {
 			msg += ": " + last.Error() // e.g. "nats: authorization violation"; never holds credentials
 		}
-		return nil, &events.OpError{Op: "connect", Name: events.RedactURL(c.nc.Opts.Url), Kind: events.ErrConnection,
+		return nil, &events.OpError{Op: "connect", Name: admin.RedactURL(c.nc.Opts.Url), Kind: events.ErrConnection,
 			Err: errors.New(msg)}
 	}
 	return c.js, nil

@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/giia/eventstream-operator/pkg/events"
+	"github.com/giia/eventstream-operator/pkg/events/admin"
 )
 
 // Secret keys of a per-resource connection (see api/v1alpha1 ConnectionSpec).
@@ -166,6 +167,6 @@ func (p *Pool) connectFromSecret(data map[string][]byte, log logr.Logger) (*Conn
 		nc.Close()
 		return nil, err
 	}
-	log.Info("connecting to a per-resource NATS server", "url", events.RedactURL(url))
+	log.Info("connecting to a per-resource NATS server", "url", admin.RedactURL(url))
 	return &Conn{nc: nc, js: js, log: log}, nil
 }

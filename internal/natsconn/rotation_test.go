@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/giia/eventstream-operator/internal/natsconn"
-	"github.com/giia/eventstream-operator/internal/testutil/natsauth"
 	"github.com/giia/eventstream-operator/pkg/events/eventstest"
+	"github.com/giia/eventstream-operator/pkg/events/eventstest/natsauth"
 )
 
 // The operator's default connection from --nats-tls-ca, --nats-tls-cert and

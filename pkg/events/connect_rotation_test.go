@@ -10,9 +10,9 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
-	"github.com/giia/eventstream-operator/internal/testutil/natsauth"
 	"github.com/giia/eventstream-operator/pkg/events"
 	"github.com/giia/eventstream-operator/pkg/events/eventstest"
+	"github.com/giia/eventstream-operator/pkg/events/eventstest/natsauth"
 )
 
 // Credentials rotated on disk (cert-manager renewing a certificate, a

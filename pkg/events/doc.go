@@ -1,9 +1,17 @@
 // Package events is the client library services use to publish and consume
-// CloudEvents-style events on NATS JetStream, and the one place where the
-// project's stream defaults and the translation to JetStream's configuration
-// live: the eventstream-operator calls CreateStream, UpdateStream and friends
-// from here rather than talking to JetStream itself.
+// CloudEvents on NATS JetStream: connect (Connect), build an event (NewEvent),
+// publish it with retries and deduplication (NewPublisher, Publish,
+// PublishAsync), consume it from a durable pull consumer with backoff and
+// dead-lettering (SubscribeDurable, Handler, Permanent), and declare the
+// streams a service needs (CreateStream, UpdateStream, DeleteStream,
+// GetStreamInfo, DefaultStreams, CreateDefaultStreams). Services depend on
+// the EventPublisher interface, so that tests can use eventstest.Recorder.
 //
-// The package never imports Kubernetes packages; a service that imports it
-// pulls in nats.go and little else.
+// The package is its own Go module and imports no Kubernetes package: a
+// service that requires it gets nats.go and little else in its build list.
+// The house stream defaults and the translation to JetStream's configuration
+// live here, and the eventstream-operator uses them too. What only the
+// operator (or another stream administrator) needs — comparing declared
+// streams and consumers with the server's, declared consumers, metadata edits
+// — is in the subpackage events/admin, out of a service author's way.
 package events

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -287,139 +286,6 @@ func orUnlimited(v int64) int64 {
 	return v
 }
 
-// managedStream is the part of a JetStream stream configuration this package
-// manages, normalised so that a configuration and the server's echo of it
-// compare equal. Field names, with a lower-case first letter, are the ones
-// the CRD uses; DiffStream reports them that way.
-type managedStream struct {
-	Description       string
-	Subjects          []string
-	Retention         jetstream.RetentionPolicy
-	MaxAge            time.Duration
-	MaxBytes          int64
-	MaxMsgs           int64
-	MaxMsgSize        int64
-	MaxMsgsPerSubject int64
-	DuplicateWindow   time.Duration
-	Storage           jetstream.StorageType
-	Discard           jetstream.DiscardPolicy
-	Replicas          int
-	Placement         jetstream.Placement
-	Compression       jetstream.StoreCompression
-	AllowDirect       bool
-	DenyDelete        bool
-	DenyPurge         bool
-	Mirror            jetstream.StreamSource
-	Sources           []jetstream.StreamSource
-	Metadata          map[string]string
-}
-
-func normaliseStream(c jetstream.StreamConfig) managedStream {
-	m := managedStream{
-		Description:       c.Description,
-		Subjects:          c.Subjects,
-		Retention:         c.Retention,
-		MaxAge:            c.MaxAge,
-		MaxBytes:          limit(c.MaxBytes),
-		MaxMsgs:           limit(c.MaxMsgs),
-		MaxMsgSize:        limit(int64(c.MaxMsgSize)),
-		MaxMsgsPerSubject: limit(c.MaxMsgsPerSubject),
-		DuplicateWindow:   c.Duplicates,
-		Storage:           c.Storage,
-		Discard:           c.Discard,
-		Replicas:          max(c.Replicas, 1),
-		Compression:       c.Compression,
-		AllowDirect:       c.AllowDirect,
-		DenyDelete:        c.DenyDelete,
-		DenyPurge:         c.DenyPurge,
-		Metadata:          userMetadata(c.Metadata),
-	}
-	if len(m.Subjects) == 0 {
-		m.Subjects = nil
-	}
-	if c.Placement != nil {
-		m.Placement = jetstream.Placement{Cluster: c.Placement.Cluster, Tags: nilIfEmpty(c.Placement.Tags)}
-	}
-	if c.Mirror != nil {
-		m.Mirror = normaliseSource(*c.Mirror)
-	}
-	for _, s := range c.Sources {
-		if s != nil {
-			m.Sources = append(m.Sources, normaliseSource(*s))
-		}
-	}
-	return m
-}
-
-func normaliseSource(s jetstream.StreamSource) jetstream.StreamSource {
-	return jetstream.StreamSource{Name: s.Name, FilterSubject: s.FilterSubject, OptStartSeq: s.OptStartSeq}
-}
-
-func limit(v int64) int64 {
-	if v <= 0 {
-		return Unlimited
-	}
-	return v
-}
-
-func nilIfEmpty(s []string) []string {
-	if len(s) == 0 {
-		return nil
-	}
-	return s
-}
-
-// userMetadata drops the keys the server adds itself ("_nats.*").
-func userMetadata(md map[string]string) map[string]string {
-	var out map[string]string
-	for k, v := range md {
-		if strings.HasPrefix(k, "_nats.") {
-			continue
-		}
-		if out == nil {
-			out = map[string]string{}
-		}
-		out[k] = v
-	}
-	return out
-}
-
-// DiffStream compares the desired configuration with the one the server has
-// (StreamInfo.Config) over every managed field, after normalising the values
-// the server fills in itself (unlimited limits, replicas, its own metadata).
-// It returns the names of the fields that differ, in a stable order; nil means
-// the stream is in sync and no update is needed.
-func DiffStream(desired StreamConfig, actual jetstream.StreamConfig) []string {
-	return diffFields(normaliseStream(desired.JetStream()), normaliseStream(actual))
-}
-
-// CheckStreamUpdate returns an *ImmutableFieldError when JetStream cannot
-// change the stream from actual to desired in place: its storage type, a
-// retention change to or from WorkQueue, or its mirror.
-func CheckStreamUpdate(desired StreamConfig, actual jetstream.StreamConfig) error {
-	immutable := func(field, reason string) error {
-		return &ImmutableFieldError{Kind: "stream", Name: desired.Name, Field: field, Reason: reason}
-	}
-	if desired.Storage != actual.Storage {
-		return immutable("storage", fmt.Sprintf("the stream stores to %s; the storage type cannot change after creation", actual.Storage))
-	}
-	if desired.Retention != actual.Retention &&
-		(desired.Retention == jetstream.WorkQueuePolicy || actual.Retention == jetstream.WorkQueuePolicy) {
-		return immutable("retention", fmt.Sprintf("retention cannot change to or from WorkQueue (stream has %s)", actual.Retention))
-	}
-	var wantMirror, haveMirror jetstream.StreamSource
-	if desired.Mirror != nil {
-		wantMirror = normaliseSource(*desired.Mirror.jetStream())
-	}
-	if actual.Mirror != nil {
-		haveMirror = normaliseSource(*actual.Mirror)
-	}
-	if !reflect.DeepEqual(wantMirror, haveMirror) {
-		return immutable("mirror", "a stream's mirror cannot change after creation")
-	}
-	return nil
-}
-
 // GetStreamInfo returns the stream's configuration and state (one JetStream
 // request). A missing stream is ErrNotFound.
 func GetStreamInfo(ctx context.Context, js jetstream.StreamManager, name string) (*jetstream.StreamInfo, error) {
@@ -502,17 +368,16 @@ func DeleteStream(ctx context.Context, js jetstream.StreamManager, name string) 
 	return wrap("delete stream", name, js.DeleteStream(ctx, name))
 }
 
-// CreateDefaultStreams makes sure the DefaultStreams exist: missing ones are
-// created, ones that differ from the defaults are updated, ones in sync are
-// left alone. Every failure is returned, joined.
+// CreateDefaultStreams makes sure the DefaultStreams exist with the house
+// defaults. Each is created; one that exists with the same configuration is
+// left alone (JetStream answers an identical create without a write), and
+// one that exists with another configuration (ErrExists) is updated to the
+// defaults with UpdateStream. Every failure is returned, joined.
 func CreateDefaultStreams(ctx context.Context, js jetstream.StreamManager) error {
 	var errs []error
 	for _, cfg := range DefaultStreams() {
-		info, err := GetStreamInfo(ctx, js, cfg.Name)
-		switch {
-		case errors.Is(err, ErrNotFound):
-			_, err = CreateStream(ctx, js, cfg)
-		case err == nil && len(DiffStream(cfg, info.Config)) > 0:
+		_, err := CreateStream(ctx, js, cfg)
+		if errors.Is(err, ErrExists) {
 			_, err = UpdateStream(ctx, js, cfg)
 		}
 		if err != nil {
@@ -520,46 +385,4 @@ func CreateDefaultStreams(ctx context.Context, js jetstream.StreamManager) error
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// UpdateStreamMetadata sets the keys of set and deletes the keys of remove in
-// the stream's metadata, and changes nothing else (the operator uses it to
-// replace its ownership marker by a release marker on a stream it retains).
-// It makes no write when the metadata already reads so.
-func UpdateStreamMetadata(ctx context.Context, js jetstream.StreamManager, name string, set map[string]string, remove ...string) error {
-	info, err := GetStreamInfo(ctx, js, name)
-	if err != nil {
-		return err
-	}
-	cfg := info.Config
-	md, changed := editMetadata(cfg.Metadata, set, remove)
-	if !changed {
-		return nil
-	}
-	cfg.Metadata = md
-	_, err = js.UpdateStream(ctx, cfg)
-	return wrap("update stream", name, err)
-}
-
-// editMetadata returns the user metadata (without the server's "_nats." keys)
-// with set applied and remove deleted, and whether that changed anything.
-func editMetadata(md map[string]string, set map[string]string, remove []string) (map[string]string, bool) {
-	out := userMetadata(md)
-	if out == nil {
-		out = map[string]string{}
-	}
-	changed := false
-	for _, k := range remove {
-		if _, ok := out[k]; ok {
-			delete(out, k)
-			changed = true
-		}
-	}
-	for k, v := range set {
-		if old, ok := out[k]; !ok || old != v {
-			out[k] = v
-			changed = true
-		}
-	}
-	return out, changed
 }

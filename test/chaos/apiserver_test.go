@@ -137,7 +137,7 @@ func TestAPIServerDown(t *testing.T) {
 	// The manager must stay up: sample it every second.
 	exitedDuring := false
 	for time.Since(downAt) < apiOutage {
-		if mgr.proc.exited() {
+		if mgr.proc.Exited() {
 			exitedDuring = true
 			break
 		}
@@ -197,7 +197,7 @@ func TestAPIServerDown(t *testing.T) {
 		t.Fatalf("%s after the API server returned: %v\n%s", converged.Round(time.Second), err, tail(mgr.logPath(), 30))
 	}
 	o := checkOwnership(t, js, ns, items)
-	alive := !mgr.proc.exited()
+	alive := !mgr.proc.Exited()
 	fmt.Printf("FIGURES apiserver-down: kube-apiserver and etcd SIGKILLed (gone in %.1fs) right after %d creates, %d changes and %d deletes, down %.0fs (then %.1fs to restart); "+
 		"at the stop JetStream held %d of the %d new streams and %d of the %d deleted ones; meanwhile %d streams deleted and %d changed out of band "+
 		"(%d of %d repaired before the API server returned); manager alive throughout (%d start): %v; "+

@@ -33,7 +33,7 @@ func TestClusterLeaderKilled(t *testing.T) {
 	var urls []string
 	for i := range n {
 		s := newNATS(t, dir, fmt.Sprintf("n%d", i+1), ports[i], cports[i], cports)
-		servers[s.name] = s
+		servers[s.Name] = s
 		urls = append(urls, s.url())
 	}
 	for _, s := range servers {

@@ -131,8 +131,8 @@ func TestConsumerKilledWithFailingHandler(t *testing.T) {
 	p1 := runConsumer(1)
 	handledAtKill := 0
 	if err := eventually(time.Minute, 20*time.Millisecond, func() error {
-		if p1.exited() {
-			return fmt.Errorf("consumer exited:\n%s", tail(p1.log, 20))
+		if p1.Exited() {
+			return fmt.Errorf("consumer exited:\n%s", tail(p1.Log, 20))
 		}
 		if handledAtKill = len(readLines(out)); handledAtKill >= killAt {
 			return nil
@@ -141,11 +141,11 @@ func TestConsumerKilledWithFailingHandler(t *testing.T) {
 	}); err != nil {
 		t.Fatalf("the consumer did not handle %d events: %v", killAt, err)
 	}
-	p1.kill()
+	p1.Kill()
 	killedAfter := time.Since(start)
 	time.Sleep(500 * time.Millisecond)
 	p2 := runConsumer(2)
-	defer p2.stop(15 * time.Second)
+	defer p2.Stop(15 * time.Second)
 
 	// The manager is SIGKILLed while dead letters are being counted, and
 	// comes back 2 s later.
@@ -205,7 +205,7 @@ func TestConsumerKilledWithFailingHandler(t *testing.T) {
 	if err != nil {
 		t.Errorf("not settled: %v\n%s", err, tail(mgr.logPath(), 20))
 	}
-	p2.stop(15 * time.Second)
+	p2.Stop(15 * time.Second)
 
 	lost, handledTwice, extraHandles, both, unknown := 0, 0, 0, 0, 0
 	for id := range published {
@@ -252,7 +252,7 @@ func TestConsumerKilledWithFailingHandler(t *testing.T) {
 		"%d dead letters for %d events (%d events dead-lettered twice; by reason: %v), %d both handled and dead-lettered, %d lost; "+
 		"manager SIGKILLed with %d dead letters stored and restarted; EventConsumer status.state.deadLettered %d (%.1fs after settling); %s\n",
 		seed, consumerEvents, killedAfter.Seconds(), handledAtKill, settled.Seconds(), len(handled), len(readLines(out)), handledTwice, extraHandles,
-		dlqMsgs, len(dead), dlqDupIDs, reasons, both, lost, dlqAtManagerKill, deadLettered, countLag.Seconds(), strings.TrimSpace(tail(p2.log, 1)))
+		dlqMsgs, len(dead), dlqDupIDs, reasons, both, lost, dlqAtManagerKill, deadLettered, countLag.Seconds(), strings.TrimSpace(tail(p2.Log, 1)))
 	if lost != 0 {
 		t.Errorf("%d events lost: neither handled nor in the dead-letter stream", lost)
 	}

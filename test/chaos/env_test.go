@@ -14,10 +14,8 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -41,6 +39,7 @@ import (
 
 	eventsv1 "github.com/giia/eventstream-operator/api/v1alpha1"
 	"github.com/giia/eventstream-operator/internal/testutil/freeport"
+	"github.com/giia/eventstream-operator/internal/testutil/natsproc"
 )
 
 var scheme = runtime.NewScheme()
@@ -81,39 +80,23 @@ func TestMain(m *testing.M) {
 	// are in their own files.
 	ctrllog.SetLogger(logr.Discard())
 	var err error
-	if root, err = repoRoot(); err != nil {
+	if root, err = natsproc.RepoRoot(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	for _, b := range []string{"nats-server", "manager"} {
-		if _, err := os.Stat(filepath.Join(root, "bin", b)); err != nil {
-			fmt.Fprintf(os.Stderr, "bin/%s is missing: run `make test-chaos` (it builds it)\n", b)
-			os.Exit(1)
-		}
+	if natsBin, err = natsproc.Binary(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	if _, err := os.Stat(filepath.Join(root, "bin", "manager")); err != nil {
+		fmt.Fprintln(os.Stderr, "bin/manager is missing: run `make test-chaos` (it builds it)")
+		os.Exit(1)
 	}
 	code := m.Run()
 	if kube.kubePlane != nil {
 		kube.stop()
 	}
 	os.Exit(code)
-}
-
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		data, err := os.ReadFile(filepath.Join(dir, "go.mod"))
-		if err == nil && bytes.Contains(data, []byte("module github.com/giia/eventstream-operator\n")) {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("repository root (go.mod of github.com/giia/eventstream-operator) not found")
-		}
-		dir = parent
-	}
 }
 
 // controlPlane returns the shared control plane, started on first use.
@@ -303,168 +286,55 @@ func freePorts(t *testing.T, n int) []int {
 
 // ---- subprocesses ----
 
-// process is a subprocess a test started, its output in a log file.
-type process struct {
-	name string
-	cmd  *exec.Cmd
-	log  string
-	done chan struct{} // closed when it has exited
-}
+// process is a subprocess a test started (the manager, a consumer, a
+// nats-server), its output in a log file.
+type process = natsproc.Process
 
-// startProcess starts bin with args. The child is SIGKILLed if the test
-// binary dies (Pdeathsig), so a panic or a go test -timeout leaves nothing.
-func startProcess(name, logPath string, env []string, bin string, args ...string) (*process, error) {
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(bin, args...)
-	cmd.Env = env
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		return nil, fmt.Errorf("starting %s: %w", name, err)
-	}
-	p := &process{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
-	go func() {
-		_ = cmd.Wait()
-		logf.Close()
-		close(p.done)
-	}()
-	return p, nil
-}
-
-func (p *process) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// kill sends SIGKILL and waits for the process to be gone.
-func (p *process) kill() {
-	if p.exited() {
-		return
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGKILL)
-	<-p.done
-}
-
-// stop sends SIGTERM, then SIGKILL after grace.
-func (p *process) stop(grace time.Duration) {
-	if p.exited() {
-		return
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(grace):
-		p.kill()
-	}
-}
-
-// tail returns the last n lines of a file.
-func tail(path string, n int) string {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Sprintf("(cannot read %s: %v)", path, err)
-	}
-	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
+var (
+	startProcess = natsproc.StartProcess
+	tail         = natsproc.Tail
+	eventIDs     = natsproc.EventIDs
+	dupes        = natsproc.Dupes
+)
 
 // ---- nats-server ----
 
-// natsServer is one bin/nats-server with JetStream on file storage. It can
-// be killed and started again on the same port and store.
-type natsServer struct {
-	name        string
-	dir         string
-	port        int
-	clusterPort int
-	conf        string
-	proc        *process
-	starts      int
-}
+// natsBin is the nats-server binary (natsproc.Binary: $NATS_SERVER or
+// bin/nats-server).
+var natsBin string
 
-func (s *natsServer) url() string { return fmt.Sprintf("nats://127.0.0.1:%d", s.port) }
+// natsServer is one nats-server with JetStream on file storage
+// (natsproc.Server). It can be killed and started again on the same port and
+// store.
+type natsServer struct{ *natsproc.Server }
+
+func (s *natsServer) url() string { return s.URL() }
 
 // newNATS writes the configuration of a server (routes: the cluster ports of
 // every member including this one; nil for a standalone server).
 func newNATS(t *testing.T, dir, name string, port, clusterPort int, routes []int) *natsServer {
 	t.Helper()
-	s := &natsServer{name: name, dir: filepath.Join(dir, name), port: port, clusterPort: clusterPort}
-	if err := os.MkdirAll(s.dir, 0o700); err != nil {
+	s, err := natsproc.NewServer(natsBin, dir, name, port, clusterPort, routes)
+	if err != nil {
 		t.Fatal(err)
 	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "server_name: %q\nlisten: \"127.0.0.1:%d\"\n", name, port)
-	// Every stream reserves its max bytes against max_file_store: 8 TiB.
-	fmt.Fprintf(&b, "jetstream {\n  store_dir: %q\n  max_file_store: 8796093022208\n  max_memory_store: 1073741824\n}\n",
-		filepath.Join(s.dir, "jetstream"))
-	if len(routes) > 0 {
-		fmt.Fprintf(&b, "cluster {\n  name: chaos\n  listen: \"127.0.0.1:%d\"\n  routes: [\n", clusterPort)
-		for _, r := range routes {
-			fmt.Fprintf(&b, "    \"nats-route://127.0.0.1:%d\"\n", r)
-		}
-		b.WriteString("  ]\n}\n")
-	}
-	s.conf = filepath.Join(s.dir, "nats.conf")
-	if err := os.WriteFile(s.conf, []byte(b.String()), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return &natsServer{s}
 }
 
 // start runs the server and waits until its client port accepts connections.
 func (s *natsServer) start(t *testing.T) {
 	t.Helper()
-	if err := s.tryStart(); err != nil {
+	if err := s.Start(); err != nil {
 		t.Fatal(err)
 	}
 }
 
 // tryStart is start for goroutines other than the test's.
-func (s *natsServer) tryStart() error {
-	s.starts++
-	logPath := filepath.Join(s.dir, "nats-server.log")
-	p, err := startProcess("nats-server "+s.name, logPath, os.Environ(),
-		filepath.Join(root, "bin", "nats-server"), "-c", s.conf)
-	if err != nil {
-		return err
-	}
-	s.proc = p
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", s.port), time.Second)
-		if err == nil {
-			c.Close()
-			return nil
-		}
-		if s.proc.exited() || time.Now().After(deadline) {
-			return fmt.Errorf("nats-server %s did not start: %v\n%s", s.name, err, tail(logPath, 30))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
+func (s *natsServer) tryStart() error { return s.Start() }
 
-func (s *natsServer) kill() {
-	if s.proc != nil {
-		s.proc.kill()
-	}
-}
+func (s *natsServer) kill() { s.Kill() }
 
-func (s *natsServer) stop() {
-	if s.proc != nil {
-		s.proc.stop(15 * time.Second)
-	}
-}
+func (s *natsServer) stop() { s.Stop() }
 
 // startStandalone starts one JetStream server in dir and registers its stop.
 func startStandalone(t *testing.T, dir string) *natsServer {
@@ -579,7 +449,7 @@ func (m *manager) start(t *testing.T, waitReady bool) {
 	}
 	deadline := time.Now().Add(90 * time.Second)
 	for {
-		if m.proc.exited() {
+		if m.proc.Exited() {
 			t.Fatalf("bin/manager exited at start:\n%s", tail(m.logPath(), 40))
 		}
 		up := m.leading()
@@ -608,13 +478,13 @@ func (m *manager) probe(path string) bool {
 
 func (m *manager) kill() {
 	if m.proc != nil {
-		m.proc.kill()
+		m.proc.Kill()
 	}
 }
 
 func (m *manager) stop() {
 	if m.proc != nil {
-		m.proc.stop(15 * time.Second)
+		m.proc.Stop(15 * time.Second)
 	}
 }
 
@@ -733,57 +603,6 @@ func streamInfo(js jetstream.JetStream, name string) (*jetstream.StreamInfo, err
 		return nil, err
 	}
 	return s.Info(ctx)
-}
-
-// eventIDs reads every message of a stream with an ordered consumer and
-// returns how many there are and how often each ce-id occurs.
-func eventIDs(t *testing.T, js jetstream.JetStream, stream string) (int, map[string]int) {
-	t.Helper()
-	info, err := streamInfo(js, stream)
-	if err != nil {
-		t.Fatalf("stream info %s: %v", stream, err)
-	}
-	want := int(info.State.Msgs)
-	ids := make(map[string]int, want)
-	if want == 0 {
-		return 0, ids
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cons, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{})
-	if err != nil {
-		t.Fatalf("ordered consumer on %s: %v", stream, err)
-	}
-	n := 0
-	for empty := 0; n < want; {
-		batch, err := cons.Fetch(1000, jetstream.FetchMaxWait(5*time.Second))
-		if err != nil {
-			t.Fatalf("reading %s after %d of %d messages: %v", stream, n, want, err)
-		}
-		got := 0
-		for m := range batch.Messages() {
-			got++
-			ids[m.Headers().Get("ce-id")]++
-		}
-		n += got
-		if got == 0 {
-			if empty++; empty >= 6 {
-				t.Fatalf("reading %s: stuck after %d of %d messages (%v)", stream, n, want, batch.Error())
-			}
-		}
-	}
-	return n, ids
-}
-
-// dupes counts IDs seen more than once and the extra copies.
-func dupes(ids map[string]int) (ids2 int, extra int) {
-	for _, n := range ids {
-		if n > 1 {
-			ids2++
-			extra += n - 1
-		}
-	}
-	return
 }
 
 // eventIDsByGet is eventIDs by direct STREAM.MSG.GET of every sequence: it

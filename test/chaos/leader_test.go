@@ -62,7 +62,7 @@ func waitLeader(t *testing.T, c client.Client, ns string, mgrs []*manager, withi
 		}
 		leader = nil
 		for _, m := range mgrs {
-			if m.proc.exited() {
+			if m.proc.Exited() {
 				return fmt.Errorf("%s exited:\n%s", m.name, tail(m.logPath(), 20))
 			}
 			if m.leading() {
@@ -238,7 +238,7 @@ func TestLeaderKilledWhileConverging(t *testing.T) {
 	var newHolder string
 	var acquired, workersAt, firstReadyAt time.Time
 	err = eventually(leaseDuration+time.Minute, 100*time.Millisecond, func() error {
-		if follower.proc.exited() {
+		if follower.proc.Exited() {
 			return fmt.Errorf("%s exited:\n%s", follower.name, tail(follower.logPath(), 20))
 		}
 		// A new Ready once the new leader's controllers run (a status
@@ -324,7 +324,7 @@ func TestLeaderKilledWhileConverging(t *testing.T) {
 	if countErr != nil {
 		t.Errorf("dead-letter count: %v", countErr)
 	}
-	if follower.proc.exited() {
+	if follower.proc.Exited() {
 		t.Errorf("%s, the new leader, exited:\n%s", follower.name, tail(follower.logPath(), 30))
 	}
 }

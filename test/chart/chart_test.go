@@ -13,6 +13,7 @@ import (
 	"maps"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"reflect"
 	"regexp"
@@ -31,6 +32,8 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+
+	"golang.org/x/mod/modfile"
 )
 
 const (
@@ -1138,6 +1141,92 @@ func TestFinalizerAdmissionPolicy(t *testing.T) {
 	} {
 		if p, _ := finalizerPolicy(t, renderChart(t, chartRel, extra)); p != nil {
 			t.Errorf("helm template %v renders %s, though the API server does not serve %s", extra, p.Name, mapAPIVersion)
+		}
+	}
+}
+
+// localReplaces returns the directories the root go.mod replaces modules with
+// (the client library's own module, ./pkg/events), relative to the root.
+func localReplaces(t *testing.T) []string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(root(t), "go.mod"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := modfile.Parse("go.mod", data, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dirs []string
+	for _, r := range f.Replace {
+		if modfile.IsDirectoryPath(r.New.Path) {
+			dirs = append(dirs, filepath.ToSlash(filepath.Clean(r.New.Path)))
+		}
+	}
+	if !slices.Contains(dirs, "pkg/events") {
+		t.Fatalf("go.mod does not replace the client library with ./pkg/events (replaces: %v)", dirs)
+	}
+	return dirs
+}
+
+// TestDockerfileCopiesReplacedModules: `go mod download` in the image needs
+// the go.mod and go.sum of every module the root go.mod replaces with a
+// directory, so the Dockerfile copies them before it runs.
+func TestDockerfileCopiesReplacedModules(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join(root(t), "Dockerfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.ReplaceAll(string(data), "\\\n", " ")
+	download := regexp.MustCompile(`(?m)^RUN\s+go mod download`).FindStringIndex(text)
+	if download == nil {
+		t.Fatal("no RUN go mod download in the Dockerfile")
+	}
+	copied := map[string]bool{}
+	for _, m := range regexp.MustCompile(`(?m)^COPY\s+(.+)$`).FindAllStringSubmatch(text[:download[0]], -1) {
+		words := strings.Fields(m[1])
+		if len(words) < 2 {
+			continue
+		}
+		dest := strings.TrimSuffix(strings.TrimPrefix(words[len(words)-1], "./"), "/")
+		for _, src := range words[:len(words)-1] {
+			if path.Dir(src) == dest || (dest == "" || dest == ".") && path.Dir(src) == "." {
+				copied[src] = true
+			}
+		}
+	}
+	for _, dir := range append([]string{"."}, localReplaces(t)...) {
+		for _, f := range []string{"go.mod", "go.sum"} {
+			if p := path.Join(dir, f); !copied[p] {
+				t.Errorf("the Dockerfile does not COPY %s to %s/ before go mod download", p, dir)
+			}
+		}
+	}
+}
+
+// TestMakefileCoversEveryModule: `go test ./...` at the root does not enter a
+// nested module, so the Makefile's GO_MODULES (fmt, vet, lint, test,
+// check-generated) must list the root and every module go.mod replaces with a
+// directory.
+func TestMakefileCoversEveryModule(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join(root(t), "Makefile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^GO_MODULES \?= (.*)$`).FindStringSubmatch(string(data))
+	if m == nil {
+		t.Fatal("no GO_MODULES in the Makefile")
+	}
+	listed := strings.Fields(m[1])
+	for _, dir := range append([]string{"."}, localReplaces(t)...) {
+		if !slices.Contains(listed, dir) {
+			t.Errorf("the Makefile's GO_MODULES %v does not list the module in %s", listed, dir)
+		}
+	}
+	for _, target := range []string{"fmt", "vet", "lint", "test", "check-generated"} {
+		recipe := regexp.MustCompile(`(?ms)^` + regexp.QuoteMeta(target) + `:[^\n]*\n((?:\t[^\n]*\n)+)`).FindStringSubmatch(string(data))
+		if recipe == nil || !strings.Contains(recipe[1], "in-modules") {
+			t.Errorf("make %s does not run in every module (no $(call in-modules,...) in its recipe)", target)
 		}
 	}
 }

@@ -22,6 +22,7 @@ import (
 
 	eventsv1 "github.com/giia/eventstream-operator/api/v1alpha1"
 	"github.com/giia/eventstream-operator/pkg/events"
+	"github.com/giia/eventstream-operator/pkg/events/admin"
 )
 
 // parallelDo runs fn(0..n-1) on p goroutines and returns the wall time and
@@ -342,9 +343,9 @@ func (e *env) floorConsumers(ctx context.Context, n, nStreams, parallel int) flo
 			State: &eventsv1.EventConsumerState{}}
 	}, func(ctx context.Context, i int) error {
 		c := objs[i].(*eventsv1.EventConsumer)
-		cfg := events.NewConsumerConfig(c.Name)
+		cfg := admin.NewConsumerConfig(c.Name)
 		cfg.Metadata = map[string]string{eventsv1.OwnerMetadataKey: c.OwnerMarker()}
-		_, err := events.CreateConsumer(ctx, e.js, jsNames[i%nStreams], cfg)
+		_, err := admin.CreateConsumer(ctx, e.js, jsNames[i%nStreams], cfg)
 		return err
 	}, parallel)
 	e.deleteStreams(ctx, jsNames, parallel)

@@ -1,16 +1,18 @@
-package events
+package admin
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"maps"
-	"reflect"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/giia/eventstream-operator/pkg/events"
+	"github.com/giia/eventstream-operator/pkg/events/internal/shared"
 )
 
 // JetStream's own defaults for consumer fields left at zero; the normalisation
@@ -21,9 +23,9 @@ const (
 	serverDefaultMaxWaiting    = 512
 )
 
-// ConsumerConfig is a durable pull consumer as this project declares it.
-// Start from NewConsumerConfig for the house defaults (explicit acks, AckWait
-// 10s, MaxDeliver 3).
+// ConsumerConfig is a durable pull consumer as the operator declares it (an
+// EventConsumer). Start from NewConsumerConfig for the house defaults
+// (explicit acks, AckWait 10s, MaxDeliver 3).
 type ConsumerConfig struct {
 	Durable           string
 	Description       string
@@ -50,21 +52,21 @@ func NewConsumerConfig(durable string, filterSubjects ...string) ConsumerConfig 
 		FilterSubjects: filterSubjects,
 		DeliverPolicy:  jetstream.DeliverAllPolicy,
 		AckPolicy:      jetstream.AckExplicitPolicy,
-		AckWait:        DefaultAckWait,
-		MaxDeliver:     DefaultMaxDeliver,
+		AckWait:        events.DefaultAckWait,
+		MaxDeliver:     events.DefaultMaxDeliver,
 	}
 }
 
 // Validate checks the configuration before anything is sent to JetStream.
 func (c ConsumerConfig) Validate() error {
 	invalid := func(field, format string, args ...any) error {
-		return &ValidationError{Field: field, Reason: fmt.Sprintf(format, args...)}
+		return &events.ValidationError{Field: field, Reason: fmt.Sprintf(format, args...)}
 	}
-	if err := ValidateName(c.Durable); err != nil {
+	if err := events.ValidateName(c.Durable); err != nil {
 		return invalid("durableName", "%v", err)
 	}
 	for i, s := range c.FilterSubjects {
-		if err := validateSubject(s, true); err != nil {
+		if err := shared.ValidateSubject(s, true); err != nil {
 			return invalid(fmt.Sprintf("filterSubjects[%d]", i), "%v", err)
 		}
 	}
@@ -103,10 +105,10 @@ func (c ConsumerConfig) Validate() error {
 			}
 		}
 	}
-	if c.Replicas < 0 || c.Replicas > MaxReplicas {
-		return invalid("replicas", "must be between 0 (the stream's) and %d", MaxReplicas)
+	if c.Replicas < 0 || c.Replicas > events.MaxReplicas {
+		return invalid("replicas", "must be between 0 (the stream's) and %d", events.MaxReplicas)
 	}
-	if c.MaxAckPending < Unlimited {
+	if c.MaxAckPending < events.Unlimited {
 		return invalid("maxAckPending", "must be -1 (unlimited), 0 (JetStream's default) or positive")
 	}
 	if c.MaxWaiting < 0 {
@@ -146,7 +148,7 @@ func (c ConsumerConfig) JetStream() jetstream.ConsumerConfig {
 		cfg.FilterSubjects = slices.Clone(c.FilterSubjects)
 	}
 	if c.MaxDeliver == 0 {
-		cfg.MaxDeliver = Unlimited
+		cfg.MaxDeliver = events.Unlimited
 	}
 	return cfg
 }
@@ -206,7 +208,7 @@ func normaliseConsumer(c jetstream.ConsumerConfig) managedConsumer {
 		m.AckWait = m.Backoff[0] // JetStream uses the first backoff as the ack wait
 	}
 	if m.MaxDeliver <= 0 {
-		m.MaxDeliver = Unlimited
+		m.MaxDeliver = events.Unlimited
 	}
 	if m.MaxAckPending == 0 && m.AckPolicy != jetstream.AckNonePolicy {
 		m.MaxAckPending = serverDefaultMaxAckPending
@@ -224,28 +226,13 @@ func DiffConsumer(desired ConsumerConfig, actual jetstream.ConsumerConfig) []str
 	return diffFields(normaliseConsumer(desired.JetStream()), normaliseConsumer(actual))
 }
 
-// diffFields lists the fields of two values of the same struct type that
-// differ, with their first letter lower-cased.
-func diffFields(want, have any) []string {
-	var diff []string
-	wv, hv := reflect.ValueOf(want), reflect.ValueOf(have)
-	t := wv.Type()
-	for i := range t.NumField() {
-		if !reflect.DeepEqual(wv.Field(i).Interface(), hv.Field(i).Interface()) {
-			n := t.Field(i).Name
-			diff = append(diff, strings.ToLower(n[:1])+n[1:])
-		}
-	}
-	return diff
-}
-
-// CheckConsumerUpdate returns an *ImmutableFieldError when JetStream cannot
+// CheckConsumerUpdate returns an *events.ImmutableFieldError when JetStream cannot
 // change the consumer from actual to desired in place: its deliver policy,
 // start sequence or time, ack policy or storage.
 func CheckConsumerUpdate(desired ConsumerConfig, actual jetstream.ConsumerConfig) error {
 	want, have := normaliseConsumer(desired.JetStream()), normaliseConsumer(actual)
 	immutable := func(field string) error {
-		return &ImmutableFieldError{Kind: "consumer", Name: desired.Durable, Field: field,
+		return &events.ImmutableFieldError{Kind: "consumer", Name: desired.Durable, Field: field,
 			Reason: "JetStream cannot change " + field + " after a consumer is created"}
 	}
 	switch {
@@ -268,7 +255,7 @@ func CheckConsumerUpdate(desired ConsumerConfig, actual jetstream.ConsumerConfig
 func GetConsumerInfo(ctx context.Context, js jetstream.StreamConsumerManager, stream, name string) (*jetstream.ConsumerInfo, error) {
 	c, err := js.Consumer(ctx, stream, name)
 	if err != nil {
-		return nil, wrap("get consumer", stream+"/"+name, err)
+		return nil, shared.Wrap("get consumer", stream+"/"+name, err)
 	}
 	return c.CachedInfo(), nil
 }
@@ -280,13 +267,13 @@ func CreateConsumer(ctx context.Context, js jetstream.StreamConsumerManager, str
 	}
 	c, err := js.CreateConsumer(ctx, stream, cfg.JetStream())
 	if err != nil {
-		return nil, wrap("create consumer", stream+"/"+cfg.Durable, err)
+		return nil, shared.Wrap("create consumer", stream+"/"+cfg.Durable, err)
 	}
 	return c.CachedInfo(), nil
 }
 
 // UpdateConsumer validates cfg and applies it to the existing consumer; a
-// change JetStream refuses in place is an *ImmutableFieldError.
+// change JetStream refuses in place is an *events.ImmutableFieldError.
 func UpdateConsumer(ctx context.Context, js jetstream.StreamConsumerManager, stream string, cfg ConsumerConfig) (*jetstream.ConsumerInfo, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -295,16 +282,16 @@ func UpdateConsumer(ctx context.Context, js jetstream.StreamConsumerManager, str
 	if err != nil {
 		var apiErr *jetstream.APIError
 		if errors.As(err, &apiErr) && strings.Contains(strings.ToLower(apiErr.Description), "can not be updated") {
-			return nil, &ImmutableFieldError{Kind: "consumer", Name: cfg.Durable, Field: "", Reason: apiErr.Description}
+			return nil, &events.ImmutableFieldError{Kind: "consumer", Name: cfg.Durable, Field: "", Reason: apiErr.Description}
 		}
-		return nil, wrap("update consumer", stream+"/"+cfg.Durable, err)
+		return nil, shared.Wrap("update consumer", stream+"/"+cfg.Durable, err)
 	}
 	return c.CachedInfo(), nil
 }
 
 // DeleteConsumer deletes the consumer; a missing one is ErrNotFound.
 func DeleteConsumer(ctx context.Context, js jetstream.StreamConsumerManager, stream, name string) error {
-	return wrap("delete consumer", stream+"/"+name, js.DeleteConsumer(ctx, stream, name))
+	return shared.Wrap("delete consumer", stream+"/"+name, js.DeleteConsumer(ctx, stream, name))
 }
 
 // UpdateConsumerMetadata sets the keys of set and deletes the keys of remove
@@ -322,5 +309,5 @@ func UpdateConsumerMetadata(ctx context.Context, js jetstream.StreamConsumerMana
 	}
 	cfg.Metadata = md
 	_, err = js.UpdateConsumer(ctx, stream, cfg)
-	return wrap("update consumer", stream+"/"+name, err)
+	return shared.Wrap("update consumer", stream+"/"+name, err)
 }

@@ -5,6 +5,10 @@
 // nkey users and credentials files. Everything is generated per test; no
 // key material is checked in.
 //
+// It is part of the test kit so that the library's own tests and the
+// operator's can share it; services may use it to test their NATS
+// credentials and TLS settings against eventstest's embedded server.
+//
 // Functions take a T, which both *testing.T and Ginkgo's GinkgoT() satisfy.
 package natsauth
 

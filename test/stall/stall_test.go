@@ -1,16 +1,20 @@
-//go:build chaos
-
-package chaos
+// Package stall holds the stall test of issue 12: the real nats-server
+// binary (natsproc: $NATS_SERVER, which `make test` sets to bin/nats-server)
+// stopped with SIGSTOP while publishers run. It has no build tag: `make test`
+// runs it.
+package stall
 
 import (
 	"context"
 	"fmt"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/giia/eventstream-operator/internal/testutil/natsproc"
 	"github.com/giia/eventstream-operator/pkg/events"
 )
 
@@ -33,21 +37,28 @@ const (
 // no sync publish fails, and every event is stored exactly once.
 func TestNATSFrozenWhilePublishing(t *testing.T) {
 	dir := t.TempDir()
-	srv := startStandalone(t, dir)
-	// Registered after startStandalone: runs before its stop, so a failed
-	// test never leaves a stopped server behind.
-	t.Cleanup(func() { _ = srv.proc.cmd.Process.Signal(syscall.SIGCONT) })
-	_, js := connect(t, srv.url(), "freeze-admin")
+	// Its cleanup thaws it before stopping it, so a failed test never leaves
+	// a stopped server behind.
+	srv := natsproc.StartStandalone(t, dir)
+	adminNC, err := events.Connect(srv.URL(), events.WithName("freeze-admin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer adminNC.Close()
+	js, err := jetstream.New(adminNC)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx := context.Background()
 	if _, err := events.CreateStream(ctx, js, events.NewStreamConfig("CHAOS_FREEZE", "freeze.>")); err != nil {
 		t.Fatal(err)
 	}
-	syncNC, err := events.Connect(srv.url(), events.WithName("freeze-sync"))
+	syncNC, err := events.Connect(srv.URL(), events.WithName("freeze-sync"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer syncNC.Close()
-	asyncNC, err := events.Connect(srv.url(), events.WithName("freeze-async"))
+	asyncNC, err := events.Connect(srv.URL(), events.WithName("freeze-async"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,13 +92,13 @@ func TestNATSFrozenWhilePublishing(t *testing.T) {
 		defer close(fdone)
 		time.Sleep(1500 * time.Millisecond)
 		atFreezeSync, atFreezeAsync = syncDone.Load(), asyncDone.Load()
-		if err := srv.proc.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		if err := srv.Freeze(); err != nil {
 			t.Errorf("SIGSTOP: %v", err)
 		}
 		close(frozen)
 		time.Sleep(freezeFor)
 		atThawAsync = asyncDone.Load()
-		if err := srv.proc.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		if err := srv.Thaw(); err != nil {
 			t.Errorf("SIGCONT: %v", err)
 		}
 	}()
@@ -141,8 +152,8 @@ func TestNATSFrozenWhilePublishing(t *testing.T) {
 	elapsed := time.Since(start)
 	<-fdone
 
-	stored, ids := eventIDs(t, js, "CHAOS_FREEZE")
-	dupIDs, extra := dupes(ids)
+	stored, ids := natsproc.EventIDs(t, js, "CHAOS_FREEZE")
+	dupIDs, extra := natsproc.Dupes(ids)
 	lost := 0
 	for _, id := range append(append([]string{}, syncIDs...), asyncIDs...) {
 		if ids[id] == 0 {
@@ -191,4 +202,12 @@ func TestNATSFrozenWhilePublishing(t *testing.T) {
 		t.Errorf("stream: %d messages, %d distinct IDs (want %d each), %d lost, %d IDs stored more than once (%d extra copies)",
 			stored, len(ids), freezeSyncEvents+freezeAsyncEvents, lost, dupIDs, extra)
 	}
+}
+
+func newEvent(kind string, i int) *events.Event {
+	e, err := events.NewEvent("order.created", "stall-"+kind, "org-1", time.Now().UTC(), map[string]any{"i": i})
+	if err != nil {
+		panic(err) // only a broken UUID source fails here
+	}
+	return e
 }
