@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -69,6 +70,10 @@ type reconciler struct {
 	// Clock stamps the conditions' lastTransitionTime; nil is the real
 	// clock (tests inject k8s.io/utils/clock/testing).
 	Clock clock.PassiveClock
+
+	// statusWrites: the resourceVersion of the last status write to each
+	// resource (see patchStatus); set by controllerFor.
+	statusWrites *sync.Map
 }
 
 // jetStreamFor returns the JetStream context a resource in namespace uses:
@@ -225,6 +230,9 @@ func userKey(kind string, obj client.Object) string {
 // the spec, labels or annotations and on deletion (not on status writes),
 // with the shared options.
 func (r *reconciler) controllerFor(mgr ctrl.Manager, obj client.Object, name string) *builder.Builder {
+	if r.statusWrites == nil {
+		r.statusWrites = &sync.Map{}
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(obj, builder.WithPredicates(predicate.Or(
 			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{},

@@ -2,12 +2,15 @@ package controller
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
@@ -117,6 +120,7 @@ func finalizeObject[T client.Object](ctx context.Context, r *reconciler, obj T, 
 	if f.done != nil {
 		f.done(ctx, obj)
 	}
+	r.forgetStatusWrites(obj)
 	return ctrl.Result{}, r.removeFinalizer(ctx, obj)
 }
 
@@ -124,13 +128,54 @@ func finalizeObject[T client.Object](ctx context.Context, r *reconciler, obj T, 
 // it changed; a resource deleted meanwhile is not an error. Every status
 // field the operator writes is computed afresh from JetStream and its
 // ledger, so the patch needs no optimistic lock.
+//
+// orig comes from the cache, which may not hold the operator's own last
+// status write yet (a reconcile right after another): a status equal to
+// that stale one would not be written, and the newer one the server holds
+// would stay. So the resourceVersion of each status write is remembered,
+// and when orig is not that version the whole status is written, whether
+// or not it differs from orig (a write the server finds unchanged is no
+// write).
 func (r *reconciler) patchStatus(ctx context.Context, obj, orig client.Object) error {
-	if equality.Semantic.DeepEqual(orig, obj) {
+	key := statusKey(obj)
+	stale := false
+	if r.statusWrites != nil {
+		if rv, ok := r.statusWrites.Load(key); ok && rv.(string) != orig.GetResourceVersion() {
+			stale = true
+		}
+	}
+	if !stale && equality.Semantic.DeepEqual(orig, obj) {
 		return nil
 	}
-	err := r.Status().Patch(ctx, obj, client.MergeFrom(orig))
+	patch := client.MergeFrom(orig)
+	if stale {
+		u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
+		if err != nil {
+			return err
+		}
+		body, err := json.Marshal(map[string]any{"status": u["status"]})
+		if err != nil {
+			return err
+		}
+		patch = client.RawPatch(types.MergePatchType, body)
+	}
+	err := r.Status().Patch(ctx, obj, patch)
 	if apierrors.IsNotFound(err) {
 		return nil
 	}
+	if err == nil && r.statusWrites != nil {
+		r.statusWrites.Store(key, obj.GetResourceVersion())
+	}
 	return err
+}
+
+// forgetStatusWrites drops what patchStatus remembers of a deleted resource.
+func (r *reconciler) forgetStatusWrites(obj client.Object) {
+	if r.statusWrites != nil {
+		r.statusWrites.Delete(statusKey(obj))
+	}
+}
+
+func statusKey(obj client.Object) string {
+	return fmt.Sprintf("%T/%s/%s", obj, obj.GetNamespace(), obj.GetName())
 }

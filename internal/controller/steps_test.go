@@ -338,15 +338,22 @@ func TestReconcileStreamDependencyStep(t *testing.T) {
 	}
 }
 
-// TestReconcileConsumerStep calls reconcileConsumer for each case on a
-// stream of an embedded JetStream.
-func TestReconcileConsumerStep(t *testing.T) {
+// ordersFixture is an embedded JetStream with stream ORDERS (orders.>), a
+// consumer reconciler on it, and the Ready EventStream "orders".
+func ordersFixture(t *testing.T) (*eventstest.Server, *EventConsumerReconciler, jetstream.JetStream, *eventsv1.EventStream) {
+	t.Helper()
 	srv := eventstest.RunJetStream(t)
 	r := &EventConsumerReconciler{reconciler: *stepReconciler(t, srv, nil)}
 	js := jsOf(t, &r.reconciler)
-	ctx := context.Background()
-	evs := genStream("orders", streamReady())
 	eventstest.CreateStream(t, js, "ORDERS", []string{"orders.>"})
+	return srv, r, js, genStream("orders", streamReady())
+}
+
+// TestReconcileConsumerStep calls reconcileConsumer for each case on a
+// stream of an embedded JetStream.
+func TestReconcileConsumerStep(t *testing.T) {
+	_, r, js, evs := ordersFixture(t)
+	ctx := context.Background()
 
 	cases := []struct {
 		name   string
@@ -410,12 +417,8 @@ func TestReconcileConsumerStep(t *testing.T) {
 
 // TestReconcileDeadLetterStorageStep checks where dead letters go.
 func TestReconcileDeadLetterStorageStep(t *testing.T) {
-	srv := eventstest.RunJetStream(t)
-	r := &EventConsumerReconciler{reconciler: *stepReconciler(t, srv, nil)}
-	js := jsOf(t, &r.reconciler)
+	srv, r, js, evs := ordersFixture(t)
 	ctx := context.Background()
-	evs := genStream("orders", streamReady())
-	eventstest.CreateStream(t, js, "ORDERS", []string{"orders.>"})
 	eventstest.CreateStream(t, js, "DLQ_EVENTS", []string{"dlq.>"})
 	closed := srv.Conn(t)
 	closedJS, err := jetstream.New(closed)
