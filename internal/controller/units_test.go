@@ -4,14 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/nats-io/nats.go/jetstream"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	eventsv1 "github.com/giia/eventstream-operator/api/v1alpha1"
@@ -318,5 +321,54 @@ func TestKstatusOfEachState(t *testing.T) {
 		if got := kstatusOf(t, tc.evs); got != tc.want {
 			t.Errorf("%s: kstatus %s, want %s (%v)", tc.name, got, tc.want, tc.evs.Status.Conditions)
 		}
+	}
+}
+
+// TestPatchStatusOverAStaleCache: a reconcile whose cached object does not
+// hold the operator's last status write yet still writes its status when
+// it equals the stale one.
+func TestPatchStatusOverAStaleCache(t *testing.T) {
+	c := apiClient(t)
+	ctx := context.Background()
+	r := &reconciler{Client: c, statusWrites: &sync.Map{}}
+	evs := genStream("stale-cache")
+	evs.Generation = 0
+	if err := c.Create(ctx, evs); err != nil {
+		t.Fatal(err)
+	}
+	set := func(obj *eventsv1.EventStream, s metav1.ConditionStatus, reason string) {
+		setCondition(&obj.Status.Conditions, eventsv1.ConditionReady, s, obj.Generation, stepNow, reason, reason)
+	}
+	// Ready=True written; the cache keeps this version (stale).
+	orig := evs.DeepCopy()
+	set(evs, metav1.ConditionTrue, eventsv1.ReasonCreated)
+	if err := r.patchStatus(ctx, evs, orig); err != nil {
+		t.Fatal(err)
+	}
+	stale := evs.DeepCopy()
+	// Ready=False written by the next reconcile.
+	set(evs, metav1.ConditionFalse, eventsv1.ReasonStreamNotReady)
+	if err := r.patchStatus(ctx, evs, stale.DeepCopy()); err != nil {
+		t.Fatal(err)
+	}
+	// A third reconcile reads the stale Ready=True and finds Ready=True.
+	again := stale.DeepCopy()
+	if err := r.patchStatus(ctx, again, stale); err != nil {
+		t.Fatal(err)
+	}
+	got := &eventsv1.EventStream{}
+	if err := c.Get(ctx, client.ObjectKeyFromObject(evs), got); err != nil {
+		t.Fatal(err)
+	}
+	if cond := meta.FindStatusCondition(got.Status.Conditions, eventsv1.ConditionReady); cond == nil || cond.Status != metav1.ConditionTrue {
+		t.Errorf("the server kept %+v: the status equal to the stale cache was not written", cond)
+	}
+	// Fresh again: an unchanged status is not written.
+	rv := got.ResourceVersion
+	if err := r.patchStatus(ctx, got.DeepCopy(), got); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Get(ctx, client.ObjectKeyFromObject(evs), got); err != nil || got.ResourceVersion != rv {
+		t.Errorf("an unchanged status was written (%v, resourceVersion %s → %s)", err, rv, got.ResourceVersion)
 	}
 }
