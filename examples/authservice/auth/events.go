@@ -21,7 +21,7 @@ const (
 	TypeUserRoleAssigned   = "user.role.assigned"
 )
 
-// Subjects (events.SubjectFor("auth", type)); all match auth.user.*.
+// Subjects (events.SubjectFor("auth", type)); all match auth.user.>.
 var (
 	SubjectUserCreated        = events.SubjectFor("auth", TypeUserCreated)
 	SubjectUserLoginSucceeded = events.SubjectFor("auth", TypeUserLoginSucceeded)

@@ -36,9 +36,9 @@ func TestCatalogWithRecorder(t *testing.T) {
 	got := rec.Events()
 	want := []struct{ subject, typ string }{
 		{"auth.user.created", auth.TypeUserCreated},
-		{"auth.user.login_failed", auth.TypeUserLoginFailed},
-		{"auth.user.login_succeeded", auth.TypeUserLoginSucceeded},
-		{"auth.user.role_assigned", auth.TypeUserRoleAssigned},
+		{"auth.user.login.failed", auth.TypeUserLoginFailed},
+		{"auth.user.login.succeeded", auth.TypeUserLoginSucceeded},
+		{"auth.user.role.assigned", auth.TypeUserRoleAssigned},
 	}
 	if len(got) != len(want) {
 		t.Fatalf("recorded %d events", len(got))
@@ -58,7 +58,7 @@ func TestCatalogWithRecorder(t *testing.T) {
 func TestCatalogOnJetStream(t *testing.T) {
 	srv := eventstest.RunJetStream(t)
 	js := srv.JetStream(t)
-	eventstest.CreateStream(t, js, events.StreamAuth, []string{"auth.user.*"})
+	eventstest.CreateStream(t, js, events.StreamAuth, []string{"auth.user.>"})
 	pub, err := events.NewPublisher(srv.Conn(t))
 	if err != nil {
 		t.Fatal(err)
