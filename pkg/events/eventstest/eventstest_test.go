@@ -43,7 +43,7 @@ func TestRecorder(t *testing.T) {
 	if rec.Len() != 0 {
 		t.Fatal("Reset kept events")
 	}
-	_ = rec.Close(ctx)
+	_ = rec.Close()
 	if err := rec.Publish(ctx, "auth.x", e); !errors.Is(err, events.ErrClosed) {
 		t.Fatalf("after Close: %v", err)
 	}
