@@ -4,12 +4,11 @@
 // service's organization and publishing it on {service}.{type}
 // (auth.user.created, auth.user.login.succeeded, ...).
 //
-// | type                 | subject                   | data                                               |
-// |----------------------|---------------------------|----------------------------------------------------|
-// | user.created         | auth.user.created         | user_id, email, first_name, last_name, status      |
-// | user.login.succeeded | auth.user.login.succeeded | user_id, email                                     |
-// | user.login.failed    | auth.user.login.failed    | email, reason (user_not_found, invalid_password, inactive_account) |
-// | user.role.assigned   | auth.user.role.assigned   | user_id, user_email, role_id, role_name            |
+//	type                  subject                    data
+//	user.created          auth.user.created          user_id, email, first_name, last_name, status
+//	user.login.succeeded  auth.user.login.succeeded  user_id, email
+//	user.login.failed     auth.user.login.failed     email, reason (user_not_found, invalid_password, inactive_account)
+//	user.role.assigned    auth.user.role.assigned    user_id, user_email, role_id, role_name
 package auth
 
 import (
