@@ -359,7 +359,12 @@ func (e *Event) finish(seenSpec bool, specVersion string, seenTime bool, timeStr
 		if err != nil {
 			return &ValidationError{Field: "timestamp", Reason: fmt.Sprintf("%q is not an RFC 3339 time", timeStr)}
 		}
-		e.Timestamp = t.UTC()
+		// In UTC the year must still have four digits, or the time could
+		// not be written again.
+		if t = t.UTC(); t.Year() < 0 || t.Year() > 9999 {
+			return &ValidationError{Field: "timestamp", Reason: fmt.Sprintf("%q is out of range in UTC", timeStr)}
+		}
+		e.Timestamp = t
 	}
 	return e.validateCloudEvent()
 }

@@ -632,6 +632,8 @@ func TestDecodeMalformed(t *testing.T) {
 		{"empty id", "id", func(h nats.Header) []byte { h["ce-id"] = []string{""}; return nil }},
 		{"empty quoted id", "id", func(h nats.Header) []byte { h["ce-id"] = []string{`""`}; return nil }},
 		{"bad time", "timestamp", func(h nats.Header) []byte { h["ce-time"] = []string{"yesterday"}; return nil }},
+		{"time before year 0 in UTC", "timestamp", func(h nats.Header) []byte { h["ce-time"] = []string{"0000-01-01T00:00:00+01:00"}; return nil }},
+		{"time after year 9999 in UTC", "timestamp", func(h nats.Header) []byte { h["ce-time"] = []string{"9999-12-31T23:30:00-01:00"}; return nil }},
 		{"percent-encoding that is not UTF-8", "source", func(h nats.Header) []byte { h["ce-source"] = []string{"a%FF"}; return nil }},
 		{"raw value not UTF-8", "type", func(h nats.Header) []byte { h["ce-type"] = []string{"a\xffb"}; return nil }},
 		{"non-json data", "data", func(h nats.Header) []byte { return []byte("hello") }},

@@ -71,7 +71,7 @@ func Example_readmePublish() {
 		if err != nil {
 			return err
 		}
-		defer func() { _ = pub.Close() }() // waits for pending async publishes; does not close nc
+		defer func() { _ = pub.Close() }() // waits for pending async publishes (bounded by the retry budget); does not close nc
 
 		// Data is any JSON-serialisable value: a struct, or the seed's map[string]interface{}.
 		type UserCreated struct {

@@ -435,7 +435,8 @@ func (p *Publisher) publishOnce(ctx context.Context, msg *nats.Msg) (*jetstream.
 // background with the same message ID — an ack that does not come within
 // the publish timeout is retried like any transient failure, and the
 // stream's duplicate window stores the event once — and a publish that
-// fails for good goes to the error handler. Flush waits for all of them.
+// fails for good goes to the error handler. Flush and Close wait for all
+// of them. e.Data is the message body until then: do not modify its bytes.
 func (p *Publisher) PublishAsync(ctx context.Context, subject string, e *Event) error {
 	if p.closed.Load() {
 		return closedError(subject)
