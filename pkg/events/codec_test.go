@@ -19,11 +19,11 @@ func fullEvent(t testing.TB) *Event {
 	t.Helper()
 	e, err := NewEvent("user.created", "auth-service", "org-42", testTime, map[string]any{
 		"user_id": "u-1",
-		"email":  "ada@example.com",
-		"age":    float64(36),
-		"admin":  true,
-		"roles":  []any{"a", "b"},
-		"nested": map[string]any{"k": "v", "n": nil},
+		"email":   "ada@example.com",
+		"age":     float64(36),
+		"admin":   true,
+		"roles":   []any{"a", "b"},
+		"nested":  map[string]any{"k": "v", "n": nil},
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -18,7 +18,7 @@ func ExampleNewEvent() {
 	clock := events.ClockFunc(func() time.Time { return time.Date(2026, 3, 14, 15, 9, 26, 0, time.UTC) })
 	e, err := events.NewEvent("user.created", "auth-service", "org-42", clock.Now(), map[string]any{
 		"user_id": "u-1",
-		"email":  "ada@example.com",
+		"email":   "ada@example.com",
 	})
 	if err != nil {
 		log.Fatal(err)
