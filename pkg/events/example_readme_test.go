@@ -147,7 +147,7 @@ func Example_readmeSubscribeTyped() {
 		if err != nil {
 			return err
 		}
-		<-shutdown
+		<-shutdown                   // e.g. closed on SIGTERM
 		return sub.Stop(shutdownCtx) // stop fetching, let running handlers finish
 	}
 	if err := subscribe(); err != nil {
@@ -223,7 +223,7 @@ func Example_readmeSubscribeSwitch() {
 		if err != nil {
 			return err
 		}
-		<-shutdown
+		<-shutdown // e.g. closed on SIGTERM
 		return sub.Stop(ctx)
 	}
 	if err := subscribe(); err != nil {
@@ -292,7 +292,7 @@ func Example_readmeClientLibrary() {
 		if err != nil {
 			return err
 		}
-		<-shutdown
+		<-shutdown           // e.g. closed on SIGTERM
 		return sub.Stop(ctx) // stop fetching, let running handlers finish
 	}
 	if err := service(); err != nil {
