@@ -216,12 +216,17 @@ func runnableCodeIn(t *testing.T, roots []string) []code {
 				if len(run) == 0 {
 					return
 				}
-				start, end := fset.Position(run[0].Pos()).Offset, fset.Position(run[len(run)-1].End()).Offset
+				text := func(from, to *ast.FuncDecl) string {
+					return normalise(string(src[fset.Position(from.Pos()).Offset:fset.Position(to.End()).Offset]))
+				}
 				names := make([]string, len(run))
 				for i, fn := range run {
 					names[i] = fn.Name.Name
+					out = append(out, code{where: path + " " + fn.Name.Name, text: text(fn, fn)})
 				}
-				out = append(out, code{where: path + " " + strings.Join(names, ","), text: normalise(string(src[start:end]))})
+				if len(run) > 1 { // a snippet may span consecutive runnable functions
+					out = append(out, code{where: path + " " + strings.Join(names, ","), text: text(run[0], run[len(run)-1])})
+				}
 				run = nil
 			}
 			for _, decl := range f.Decls {
