@@ -345,17 +345,13 @@ func validateExtensionName(name string, maxLen int) error {
 	return nil
 }
 
-// SubjectFor returns the NATS subject for an event type under the
-// {service}.{entity}.{action} convention: the type's first token is the
-// entity and the rest, joined with '_', the action, so that every event of
-// an entity matches "{service}.{entity}.*":
+// SubjectFor returns the NATS subject of an event type under the seed's
+// {service}.{type} convention: the service, a dot, then the type as it is.
+// Every event of a service matches "{service}.>", and every event of an
+// entity "{service}.{entity}.>":
 //
 //	SubjectFor("auth", "user.created")         == "auth.user.created"
-//	SubjectFor("auth", "user.login.succeeded") == "auth.user.login_succeeded"
+//	SubjectFor("auth", "user.login.succeeded") == "auth.user.login.succeeded"
 func SubjectFor(service, eventType string) string {
-	entity, action, ok := strings.Cut(eventType, ".")
-	if !ok {
-		return service + "." + eventType
-	}
-	return service + "." + entity + "." + strings.ReplaceAll(action, ".", "_")
+	return service + "." + eventType
 }

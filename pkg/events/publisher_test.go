@@ -49,7 +49,7 @@ func TestPublishStoresEventOnce(t *testing.T) {
 	t.Parallel()
 	_, js, pub := setup(t)
 	ctx := ctxT(t, 10*time.Second)
-	e := newEvent(t, "user.created", map[string]any{"userId": "u1"})
+	e := newEvent(t, "user.created", map[string]any{"user_id": "u1"})
 	for i := 0; i < 2; i++ {
 		if err := pub.Publish(ctx, "auth.user.created", e); err != nil {
 			t.Fatal(err)
@@ -69,7 +69,7 @@ func TestPublishStoresEventOnce(t *testing.T) {
 		t.Fatalf("headers %v", m.Header)
 	}
 	got, err := events.DecodeParts(m.Header, m.Data)
-	if err != nil || got.ID != e.ID || string(got.Data) != `{"userId":"u1"}` || string(m.Data) != string(e.Data) {
+	if err != nil || got.ID != e.ID || string(got.Data) != `{"user_id":"u1"}` || string(m.Data) != string(e.Data) {
 		t.Fatalf("decoded %+v, %v; body %s", got, err, m.Data)
 	}
 }
@@ -182,7 +182,7 @@ func waitFor(t *testing.T, timeout time.Duration, cond func() bool) {
 func TestPublishStructuredMode(t *testing.T) {
 	t.Parallel()
 	_, js, pub := setup(t, events.WithStructuredMode())
-	e := newEvent(t, "user.created", map[string]any{"userId": "u1"})
+	e := newEvent(t, "user.created", map[string]any{"user_id": "u1"})
 	if err := pub.Publish(ctxT(t, 10*time.Second), "auth.user.created", e); err != nil {
 		t.Fatal(err)
 	}
@@ -203,7 +203,7 @@ func TestInvalidEventNeverReachesStream(t *testing.T) {
 	bad := newEvent(t, "user.created", nil)
 	bad.OrganizationID = ""
 	notJSON := newEvent(t, "user.created", nil)
-	notJSON.Data = json.RawMessage(`{"userId":`)
+	notJSON.Data = json.RawMessage(`{"user_id":`)
 	huge := newEvent(t, "user.created", map[string]any{"blob": strings.Repeat("x", int(srv.Conn(t).MaxPayload()))})
 	for name, tc := range map[string]struct {
 		subject, field string
