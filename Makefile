@@ -171,10 +171,8 @@ FUZZTIME ?=
 fuzz = go test ./$(1)/ -run '^$$' -fuzz '^$(2)$$' -fuzztime $(or $(FUZZTIME),$(3))
 
 .PHONY: test-fuzz
-test-fuzz: ## Run every fuzz target for its execution budget (event decoder, fast JSON decoder and encoder, spec → JetStream translation).
+test-fuzz: ## Run every fuzz target for its execution budget (event decoder, spec → JetStream translation).
 	$(call fuzz,pkg/events,FuzzDecode,170000x)
-	$(call fuzz,pkg/events,FuzzFastJSON,130000x)
-	$(call fuzz,pkg/events,FuzzFastJSONEncode,68000x)
 	$(call fuzz,internal/controller,FuzzStreamConfig,8000x)
 	$(call fuzz,internal/controller,FuzzConsumerConfig,7500x)
 

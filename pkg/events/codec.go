@@ -41,8 +41,12 @@ func (m Mode) String() string {
 const (
 	// SpecVersion is the CloudEvents version this package speaks.
 	SpecVersion = "1.0"
-	// ContentTypeJSON is the content type of Data.
+	// ContentTypeJSON is the content type of Data unless
+	// Event.DataContentType says otherwise.
 	ContentTypeJSON = "application/json"
+	// ContentTypeOctetStream is what Decode sets as DataContentType for
+	// binary data of an event that declares no content type.
+	ContentTypeOctetStream = "application/octet-stream"
 	// ContentTypeCloudEventsJSON marks a structured-mode message.
 	ContentTypeCloudEventsJSON = "application/cloudevents+json"
 	// HeaderContentType is the header naming a structured message's content type.
@@ -68,13 +72,19 @@ const (
 )
 
 // Encode returns the NATS message (without a subject) that carries e in the
-// given mode. It validates e first; the error is a *ValidationError. It does
-// not check the size against a connection's maximum payload: the publisher
-// does.
+// given mode. It validates e first with Validate (the platform's rules); the
+// error is a *ValidationError. It does not check the size against a
+// connection's maximum payload: the publisher does.
 func Encode(e *Event, mode Mode) (*nats.Msg, error) {
-	if err := e.validateAttributes(); err != nil {
+	if err := e.Validate(); err != nil {
 		return nil, err
 	}
+	return encodeEvent(e, mode)
+}
+
+// encodeEvent encodes e without the platform's rules (any event Decode
+// returns can be encoded again).
+func encodeEvent(e *Event, mode Mode) (*nats.Msg, error) {
 	msg := &nats.Msg{}
 	var enc encoder
 	if err := enc.encode(msg, e, mode, ""); err != nil {
@@ -86,58 +96,31 @@ func Encode(e *Event, mode Mode) (*nats.Msg, error) {
 
 // encoder holds the buffers one encoding needs. The publisher keeps one per
 // pooled message, so that in the steady state encoding an event allocates
-// little beyond its time string: the header map, the header values and the
-// body buffer are reused once the previous message is acknowledged.
+// little beyond its time string: the header map and the header values are
+// reused once the previous message is acknowledged. In binary mode the body
+// is Event.Data itself, not a copy.
 type encoder struct {
 	vals []string      // backing array of the single-value header slices
-	buf  bytes.Buffer  // body
+	buf  bytes.Buffer  // structured-mode body
 	json *json.Encoder // writes into buf
 }
 
 // encode fills msg.Header and msg.Data, reusing msg.Header when it is not
 // nil (the caller has cleared it). A non-empty msgID is set as Nats-Msg-Id.
-// e must have passed validateAttributes. msg.Data points into the encoder's
-// buffer until the next encode.
+// It does not validate e. msg.Data is e.Data (binary mode) or points into
+// the encoder's buffer until the next encode (structured mode).
 func (c *encoder) encode(msg *nats.Msg, e *Event, mode Mode, msgID string) error {
 	switch mode {
 	case ModeBinary:
-		return c.encodeBinary(msg, e, msgID)
+		c.encodeBinary(msg, e, msgID)
+		return nil
 	case ModeStructured:
 		return c.encodeStructured(msg, e, msgID)
 	}
 	return &ValidationError{Field: "mode", Reason: "unknown content mode " + mode.String()}
 }
 
-// marshal writes v's JSON to the buffer (json.Marshal's output, without the
-// copy Marshal makes) and returns it. Event data is written by appendJSON
-// when it can, by encoding/json otherwise.
-func (c *encoder) marshal(v any) ([]byte, error) {
-	c.buf.Reset()
-	if b, ok := appendJSON(c.buf.AvailableBuffer(), v); ok {
-		// b is in the buffer's array, or in a larger one append made: make
-		// it the buffer's content either way, so the next event reuses it.
-		c.buf = *bytes.NewBuffer(b)
-		return b, nil
-	}
-	if c.json == nil {
-		c.json = json.NewEncoder(&c.buf)
-	}
-	if err := c.json.Encode(v); err != nil {
-		c.buf.Reset()
-		return nil, &ValidationError{Field: "data", Reason: "not serialisable as JSON: " + err.Error()}
-	}
-	b := c.buf.Bytes()
-	return b[:len(b)-1], nil // Encode appends a newline
-}
-
-func (c *encoder) encodeBinary(msg *nats.Msg, e *Event, msgID string) error {
-	var body []byte
-	if e.Data != nil {
-		var err error
-		if body, err = c.marshal(e.Data); err != nil {
-			return err
-		}
-	}
+func (c *encoder) encodeBinary(msg *nats.Msg, e *Event, msgID string) {
 	n := 9 + len(e.Extensions)
 	h := msg.Header
 	if h == nil {
@@ -153,20 +136,23 @@ func (c *encoder) encodeBinary(msg *nats.Msg, e *Event, msgID string) error {
 		vals = append(vals, v)
 		h[k] = vals[len(vals)-1 : len(vals) : len(vals)]
 	}
+	setIf := func(k, v string) {
+		if v != "" {
+			set(k, percentEncode(v))
+		}
+	}
 	set(HeaderSpecVersion, SpecVersion)
 	set(HeaderID, percentEncode(e.ID))
 	set(HeaderType, percentEncode(e.Type))
 	set(HeaderSource, percentEncode(e.Source))
-	set(HeaderTime, formatTime(e.Timestamp))
-	set(HeaderDataContentType, ContentTypeJSON)
-	set(HeaderOrganizationID, percentEncode(e.OrganizationID))
-	set(HeaderSchemaVersion, percentEncode(e.SchemaVersion))
-	if e.Subject != "" {
-		set(HeaderSubject, percentEncode(e.Subject))
+	if !e.Timestamp.IsZero() {
+		set(HeaderTime, formatTime(e.Timestamp))
 	}
-	if e.DataSchema != "" {
-		set(HeaderDataSchema, percentEncode(e.DataSchema))
-	}
+	set(HeaderDataContentType, percentEncode(e.contentType()))
+	setIf(HeaderOrganizationID, e.OrganizationID)
+	setIf(HeaderSchemaVersion, e.SchemaVersion)
+	setIf(HeaderSubject, e.Subject)
+	setIf(HeaderDataSchema, e.DataSchema)
 	for k, v := range e.Extensions {
 		set(HeaderPrefix+k, percentEncode(v))
 	}
@@ -175,14 +161,15 @@ func (c *encoder) encodeBinary(msg *nats.Msg, e *Event, msgID string) error {
 	}
 	c.vals = vals
 	msg.Header = h
-	msg.Data = body
-	return nil
+	msg.Data = e.Data
 }
 
 func formatTime(t time.Time) string {
 	return t.UTC().Format(time.RFC3339Nano)
 }
 
+// encodeStructured writes the event as CloudEvents JSON with encoding/json:
+// JSON data embedded as it is, other data as data_base64.
 func (c *encoder) encodeStructured(msg *nats.Msg, e *Event, msgID string) error {
 	doc := make(map[string]any, 11+len(e.Extensions))
 	for k, v := range e.Extensions {
@@ -192,23 +179,35 @@ func (c *encoder) encodeStructured(msg *nats.Msg, e *Event, msgID string) error 
 	doc["id"] = e.ID
 	doc["type"] = e.Type
 	doc["source"] = e.Source
-	doc["time"] = formatTime(e.Timestamp)
-	doc["datacontenttype"] = ContentTypeJSON
-	doc["organizationid"] = e.OrganizationID
-	doc["schemaversion"] = e.SchemaVersion
-	if e.Subject != "" {
-		doc["subject"] = e.Subject
+	doc["datacontenttype"] = e.contentType()
+	if !e.Timestamp.IsZero() {
+		doc["time"] = formatTime(e.Timestamp)
 	}
-	if e.DataSchema != "" {
-		doc["dataschema"] = e.DataSchema
+	for k, v := range map[string]string{
+		"organizationid": e.OrganizationID, "schemaversion": e.SchemaVersion,
+		"subject": e.Subject, "dataschema": e.DataSchema,
+	} {
+		if v != "" {
+			doc[k] = v
+		}
 	}
-	if e.Data != nil {
-		doc["data"] = e.Data
+	if len(e.Data) > 0 {
+		if isJSONContentType(e.DataContentType) {
+			doc["data"] = e.Data
+		} else {
+			doc["data_base64"] = base64.StdEncoding.EncodeToString(e.Data)
+		}
 	}
-	body, err := c.marshal(doc)
-	if err != nil {
-		return err
+	c.buf.Reset()
+	if c.json == nil {
+		c.json = json.NewEncoder(&c.buf)
 	}
+	if err := c.json.Encode(doc); err != nil {
+		c.buf.Reset()
+		return &ValidationError{Field: "data", Reason: "not valid JSON: " + err.Error()}
+	}
+	body := c.buf.Bytes()
+	body = body[:len(body)-1] // Encode appends a newline
 	if msg.Header == nil {
 		msg.Header = make(nats.Header, 2)
 	}
@@ -220,12 +219,29 @@ func (c *encoder) encodeStructured(msg *nats.Msg, e *Event, msgID string) error 
 	return nil
 }
 
-// Decode returns the event a message carries, in either content mode. Header
-// names are matched case-insensitively. Anything malformed (a missing
-// required attribute, a bad time, bad percent-encoding, data that is not a
-// JSON object, another specversion) is a *ValidationError naming the
-// attribute; Decode never panics. A missing schema version defaults to
-// SchemaVersionDefault so that events from other CloudEvents producers decode.
+// Decode returns the event a message carries, in either content mode. It
+// accepts any event valid under CloudEvents 1.0: specversion 1.0, non-empty
+// id, source and type; time, organizationid and schemaversion are optional
+// (zero or empty when absent; nothing is defaulted); extension names are
+// lower-case alphanumerics of any length; any datacontenttype (non-JSON data
+// is kept as bytes). The platform's stricter rules are Validate's.
+//
+// A message is structured when its content-type is
+// application/cloudevents+json, or when it has neither a content-type nor a
+// ce-specversion header and its body is a JSON object with a "specversion"
+// member (the CloudEvents Go SDK sends structured events without a
+// content-type). Otherwise it is binary: header names are matched
+// case-insensitively, a value in RFC 7230 quoted-string form ("...", with \
+// escapes) is unquoted, then percent-decoded; a '%' not followed by two hex
+// digits is kept as it is. In binary mode a content-type header stands for
+// ce-datacontenttype when that is absent.
+//
+// Data is JSON for a JSON content type (it must be valid JSON, any JSON
+// value; null means no data), the bytes as they are otherwise; when the
+// event declares no content type and its data is not JSON, DataContentType
+// is set to application/octet-stream. Data may share memory with the body.
+// Anything malformed is a *ValidationError naming the attribute; Decode never
+// panics.
 func Decode(msg *nats.Msg) (*Event, error) {
 	if msg == nil {
 		return nil, &ValidationError{Field: "message", Reason: "is nil"}
@@ -239,42 +255,53 @@ func DecodeParts(header nats.Header, body []byte) (*Event, error) {
 	return decode(header, body)
 }
 
+const missingSpecBinary = "missing (no ce-specversion header and not a structured message)"
+
 func decode(h nats.Header, body []byte) (*Event, error) {
-	if ct := headerValue(h, HeaderContentType); ct != "" {
+	ct, hasCT := lookupHeader(h, HeaderContentType)
+	if hasCT {
 		mt, _, err := mime.ParseMediaType(ct)
 		if err == nil && strings.HasPrefix(mt, "application/cloudevents") {
 			if mt != ContentTypeCloudEventsJSON {
 				return nil, &ValidationError{Field: "content-type", Reason: fmt.Sprintf("unsupported structured content type %q", mt)}
 			}
-			return decodeStructured(body)
+			return decodeStructured(body, false)
 		}
+	} else if _, ok := lookupHeader(h, HeaderSpecVersion); !ok && looksLikeObject(body) {
+		return decodeStructured(body, true)
 	}
-	return decodeBinary(h, body)
+	return decodeBinary(h, body, ct)
 }
 
-// headerValue looks a header up case-insensitively.
-func headerValue(h nats.Header, name string) string {
+// looksLikeObject reports whether body starts, after white space, with '{'.
+func looksLikeObject(body []byte) bool {
+	t := bytes.TrimLeft(body, " \t\r\n")
+	return len(t) > 0 && t[0] == '{'
+}
+
+// lookupHeader looks a header up case-insensitively.
+func lookupHeader(h nats.Header, name string) (string, bool) {
 	if v, ok := h[name]; ok && len(v) > 0 {
-		return v[0]
+		return v[0], true
 	}
 	for k, v := range h {
 		if len(v) > 0 && strings.EqualFold(k, name) {
-			return v[0]
+			return v[0], true
 		}
 	}
-	return ""
+	return "", false
 }
 
-func decodeBinary(h nats.Header, body []byte) (*Event, error) {
+func decodeBinary(h nats.Header, body []byte, headerContentType string) (*Event, error) {
 	e := &Event{}
 	var specVersion, timeStr, contentType string
-	var seenSpec, seenTime, seenSchema bool
+	var seenSpec, seenTime, seenCT bool
 	for k, vs := range h {
 		if len(k) < len(HeaderPrefix) || !strings.EqualFold(k[:len(HeaderPrefix)], HeaderPrefix) || len(vs) == 0 {
 			continue
 		}
 		name := strings.ToLower(k[len(HeaderPrefix):])
-		v, err := percentDecode(vs[0])
+		v, err := decodeHeaderValue(vs[0])
 		if err != nil {
 			return nil, &ValidationError{Field: name, Reason: err.Error()}
 		}
@@ -290,7 +317,7 @@ func decodeBinary(h nats.Header, body []byte) (*Event, error) {
 		case "time":
 			timeStr, seenTime = v, true
 		case "datacontenttype":
-			contentType = v
+			contentType, seenCT = v, true
 		case "subject":
 			e.Subject = v
 		case "dataschema":
@@ -298,73 +325,87 @@ func decodeBinary(h nats.Header, body []byte) (*Event, error) {
 		case "organizationid":
 			e.OrganizationID = v
 		case "schemaversion":
-			e.SchemaVersion, seenSchema = v, true
+			e.SchemaVersion = v
 		default:
-			if err := validateExtensionName(name); err != nil {
-				return nil, err
-			}
 			if e.Extensions == nil {
 				e.Extensions = make(map[string]string)
 			}
 			e.Extensions[name] = v
 		}
 	}
-	if err := e.checkRequired(seenSpec, specVersion, seenTime, timeStr, seenSchema, contentType,
-		"missing (no ce-specversion header and not a structured message)", "missing ce-time"); err != nil {
+	if !seenCT {
+		contentType = headerContentType
+	}
+	if err := e.finish(seenSpec, specVersion, seenTime, timeStr, missingSpecBinary); err != nil {
 		return nil, err
 	}
-	if err := e.setData(body); err != nil {
-		return nil, err
-	}
-	if err := e.validateAttributes(); err != nil {
+	if err := e.setData(contentType, body); err != nil {
 		return nil, err
 	}
 	return e, nil
 }
 
-func (e *Event) setTime(s string) error {
-	t, err := time.Parse(time.RFC3339Nano, s)
-	if err != nil {
-		return &ValidationError{Field: "timestamp", Reason: fmt.Sprintf("%q is not an RFC 3339 time", s)}
+// finish checks the spec version and the required attributes, and parses
+// the time. missingSpec says, in the mode's terms, what was absent.
+func (e *Event) finish(seenSpec bool, specVersion string, seenTime bool, timeStr, missingSpec string) error {
+	if !seenSpec {
+		return &ValidationError{Field: "specversion", Reason: missingSpec}
 	}
-	e.Timestamp = t.UTC()
+	if specVersion != SpecVersion {
+		return &ValidationError{Field: "specversion", Reason: fmt.Sprintf("unsupported CloudEvents version %q", specVersion)}
+	}
+	if seenTime {
+		t, err := time.Parse(time.RFC3339Nano, timeStr)
+		if err != nil {
+			return &ValidationError{Field: "timestamp", Reason: fmt.Sprintf("%q is not an RFC 3339 time", timeStr)}
+		}
+		// In UTC the year must still have four digits, or the time could
+		// not be written again.
+		if t = t.UTC(); t.Year() < 0 || t.Year() > 9999 {
+			return &ValidationError{Field: "timestamp", Reason: fmt.Sprintf("%q is out of range in UTC", timeStr)}
+		}
+		e.Timestamp = t
+	}
+	return e.validateCloudEvent()
+}
+
+// setData sets DataContentType and Data from what was received. JSON data
+// (a JSON content type, or none) must be valid JSON, and JSON null is no
+// data; data that is not JSON of an event that declares no content type is
+// binary data (application/octet-stream).
+func (e *Event) setData(contentType string, data []byte) error {
+	e.DataContentType = contentType
+	if !isJSONContentType(contentType) {
+		if len(data) > 0 {
+			e.Data = data
+		}
+		return nil
+	}
+	t := bytes.TrimSpace(data)
+	if len(t) == 0 || string(t) == "null" {
+		return nil
+	}
+	if !json.Valid(t) {
+		if contentType == "" {
+			e.DataContentType, e.Data = ContentTypeOctetStream, data
+			return nil
+		}
+		return &ValidationError{Field: "data", Reason: "not valid JSON (the content type is " + e.contentType() + ")"}
+	}
+	e.Data = t
 	return nil
 }
 
-// checkContentType accepts JSON content types (application/json, text/json,
-// anything ending in +json), or none, which CloudEvents reads as JSON.
-func checkContentType(ct string) error {
-	if ct == "" || ct == ContentTypeJSON {
-		return nil
-	}
-	mt, _, err := mime.ParseMediaType(ct)
-	if err == nil && (mt == ContentTypeJSON || mt == "text/json" || strings.HasSuffix(mt, "+json")) {
-		return nil
-	}
-	return &ValidationError{Field: "datacontenttype", Reason: fmt.Sprintf("%q is not a JSON content type", ct)}
-}
-
-// setData parses a JSON object (or nothing, or null) into e.Data.
-func (e *Event) setData(body []byte) error {
-	body = bytes.TrimSpace(body)
-	if len(body) == 0 || string(body) == "null" {
-		return nil
-	}
-	if body[0] != '{' {
-		return &ValidationError{Field: "data", Reason: "not a JSON object"}
-	}
-	data, err := unmarshalObject(body)
-	if err != nil {
-		return &ValidationError{Field: "data", Reason: "not valid JSON: " + err.Error()}
-	}
-	e.Data = data
-	return nil
-}
-
-func decodeStructured(body []byte) (*Event, error) {
+func decodeStructured(body []byte, sniffed bool) (*Event, error) {
 	var doc map[string]json.RawMessage
 	if err := json.Unmarshal(body, &doc); err != nil {
+		if sniffed {
+			return nil, &ValidationError{Field: "specversion", Reason: missingSpecBinary}
+		}
 		return nil, &ValidationError{Field: "body", Reason: "structured event is not a JSON object: " + err.Error()}
+	}
+	if _, ok := doc["specversion"]; sniffed && !ok {
+		return nil, &ValidationError{Field: "specversion", Reason: missingSpecBinary}
 	}
 	str := func(name string) (string, bool, error) {
 		raw, ok := doc[name]
@@ -379,7 +420,7 @@ func decodeStructured(body []byte) (*Event, error) {
 	}
 	e := &Event{}
 	var specVersion, timeStr, contentType, dataB64 string
-	var seenSpec, seenTime, seenSchema, seenB64 bool
+	var seenSpec, seenTime, seenB64 bool
 	for _, a := range []struct {
 		name string
 		dst  *string
@@ -393,8 +434,6 @@ func decodeStructured(body []byte) (*Event, error) {
 		{"datacontenttype", &contentType, nil},
 		{"subject", &e.Subject, nil},
 		{"dataschema", &e.DataSchema, nil},
-		{"organizationid", &e.OrganizationID, nil},
-		{"schemaversion", &e.SchemaVersion, &seenSchema},
 		{"data_base64", &dataB64, &seenB64},
 	} {
 		v, ok, err := str(a.name)
@@ -406,26 +445,14 @@ func decodeStructured(body []byte) (*Event, error) {
 			*a.seen = ok
 		}
 	}
-	if err := e.checkRequired(seenSpec, specVersion, seenTime, timeStr, seenSchema, contentType,
-		"missing", "missing time"); err != nil {
-		return nil, err
-	}
-	raw, hasData := doc["data"]
-	switch {
-	case hasData && seenB64:
-		return nil, &ValidationError{Field: "data", Reason: "both data and data_base64 are set"}
-	case hasData:
-		if err := e.setData(raw); err != nil {
-			return nil, err
-		}
-	case seenB64:
-		b, err := base64.StdEncoding.DecodeString(dataB64)
+	// The platform's attributes are extensions to other producers: any
+	// scalar is accepted, as for other extensions.
+	for name, dst := range map[string]*string{"organizationid": &e.OrganizationID, "schemaversion": &e.SchemaVersion} {
+		v, _, err := extensionValue(doc[name])
 		if err != nil {
-			return nil, &ValidationError{Field: "data_base64", Reason: "not valid base64"}
+			return nil, &ValidationError{Field: name, Reason: err.Error()}
 		}
-		if err := e.setData(b); err != nil {
-			return nil, err
-		}
+		*dst = v
 	}
 	for name, raw := range doc {
 		if reservedAttributes[name] || name == "data_base64" {
@@ -438,22 +465,48 @@ func decodeStructured(body []byte) (*Event, error) {
 		if !ok {
 			continue
 		}
-		if err := validateExtensionName(name); err != nil {
-			return nil, err
-		}
 		if e.Extensions == nil {
 			e.Extensions = make(map[string]string)
 		}
 		e.Extensions[name] = v
 	}
-	if err := e.validateAttributes(); err != nil {
+	if err := e.finish(seenSpec, specVersion, seenTime, timeStr, "missing"); err != nil {
 		return nil, err
+	}
+	raw, hasData := doc["data"]
+	if hasData && string(bytes.TrimSpace(raw)) == "null" {
+		hasData = false
+	}
+	switch {
+	case hasData && seenB64:
+		return nil, &ValidationError{Field: "data", Reason: "both data and data_base64 are set"}
+	case hasData:
+		if !isJSONContentType(contentType) {
+			// Text data of a non-JSON type is a JSON string.
+			var s string
+			if json.Unmarshal(raw, &s) == nil {
+				raw = []byte(s)
+			}
+		}
+		if err := e.setData(contentType, raw); err != nil {
+			return nil, err
+		}
+	case seenB64:
+		b, err := base64.StdEncoding.DecodeString(dataB64)
+		if err != nil {
+			return nil, &ValidationError{Field: "data_base64", Reason: "not valid base64"}
+		}
+		if err := e.setData(contentType, b); err != nil {
+			return nil, err
+		}
+	default:
+		e.DataContentType = contentType
 	}
 	return e, nil
 }
 
 // extensionValue renders a JSON scalar as the string form CloudEvents gives
-// it; null means absent; objects and arrays are not allowed.
+// it; null (or nothing) means absent; objects and arrays are not allowed.
 func extensionValue(raw json.RawMessage) (string, bool, error) {
 	t := bytes.TrimSpace(raw)
 	if len(t) == 0 || string(t) == "null" {
@@ -507,8 +560,49 @@ func percentEncode(s string) string {
 	return b.String()
 }
 
-// percentDecode reverses percentEncode; a malformed escape or a result that
-// is not UTF-8 is an error.
+// decodeHeaderValue reads a binary-mode attribute value: an RFC 7230
+// quoted-string is unquoted first (the NATS binding says so), then the value
+// is percent-decoded.
+func decodeHeaderValue(s string) (string, error) {
+	return percentDecode(unquote(s))
+}
+
+// unquote returns the content of an RFC 7230 quoted-string ("..." in which
+// \ escapes the next character), or s itself when it is not one (a '"' or
+// a lone '\' inside, no closing quote).
+func unquote(s string) string {
+	if len(s) < 2 || s[0] != '"' || s[len(s)-1] != '"' {
+		return s
+	}
+	in := s[1 : len(s)-1]
+	if strings.IndexByte(in, '\\') < 0 {
+		if strings.IndexByte(in, '"') >= 0 {
+			return s
+		}
+		return in
+	}
+	b := make([]byte, 0, len(in))
+	for i := 0; i < len(in); i++ {
+		switch c := in[i]; c {
+		case '"':
+			return s
+		case '\\':
+			if i+1 == len(in) {
+				return s
+			}
+			i++
+			b = append(b, in[i])
+		default:
+			b = append(b, c)
+		}
+	}
+	return string(b)
+}
+
+// percentDecode reverses percentEncode. A '%' not followed by two hex digits
+// is kept as it is (producers that do not percent-encode, such as the
+// CloudEvents Go SDK, send "100%" as it is); a result that is not UTF-8 is
+// an error.
 func percentDecode(s string) (string, error) {
 	if strings.IndexByte(s, '%') < 0 {
 		if !utf8.ValidString(s) {
@@ -519,20 +613,16 @@ func percentDecode(s string) (string, error) {
 	b := make([]byte, 0, len(s))
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		if c != '%' {
-			b = append(b, c)
-			continue
+		if c == '%' && i+2 < len(s) {
+			hi, ok1 := unhex(s[i+1])
+			lo, ok2 := unhex(s[i+2])
+			if ok1 && ok2 {
+				b = append(b, hi<<4|lo)
+				i += 2
+				continue
+			}
 		}
-		if i+2 >= len(s) {
-			return "", fmt.Errorf("truncated percent-encoding in %q", s)
-		}
-		hi, ok1 := unhex(s[i+1])
-		lo, ok2 := unhex(s[i+2])
-		if !ok1 || !ok2 {
-			return "", fmt.Errorf("bad percent-encoding in %q", s)
-		}
-		b = append(b, hi<<4|lo)
-		i += 2
+		b = append(b, c)
 	}
 	if !utf8.Valid(b) {
 		return "", fmt.Errorf("percent-decoded value is not valid UTF-8")
@@ -565,28 +655,4 @@ func encodedSize(msg *nats.Msg) int {
 		}
 	}
 	return n
-}
-
-// checkRequired finishes decoding the attributes both modes share: the spec
-// version and time are required, the schema version defaults, and the content
-// type must be JSON. missingSpec and missingTime say, in the mode's terms,
-// what was absent.
-func (e *Event) checkRequired(seenSpec bool, specVersion string, seenTime bool, timeStr string,
-	seenSchema bool, contentType, missingSpec, missingTime string) error {
-	if !seenSpec {
-		return &ValidationError{Field: "specversion", Reason: missingSpec}
-	}
-	if specVersion != SpecVersion {
-		return &ValidationError{Field: "specversion", Reason: fmt.Sprintf("unsupported CloudEvents version %q", specVersion)}
-	}
-	if !seenTime {
-		return &ValidationError{Field: "timestamp", Reason: missingTime}
-	}
-	if err := e.setTime(timeStr); err != nil {
-		return err
-	}
-	if !seenSchema {
-		e.SchemaVersion = SchemaVersionDefault
-	}
-	return checkContentType(contentType)
 }

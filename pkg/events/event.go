@@ -1,8 +1,11 @@
 package events
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
+	"mime"
 	"strings"
 	"time"
 
@@ -15,30 +18,42 @@ import (
 const SchemaVersionDefault = "1.0"
 
 // MaxExtensionNameLength is the longest extension attribute name the
-// CloudEvents specification allows.
+// publisher accepts (the CloudEvents specification says names SHOULD NOT be
+// longer; Decode accepts longer ones).
 const MaxExtensionNameLength = 20
 
-// Event is one CloudEvents 1.0 event as the platform uses it. ID, Type,
-// Source, OrganizationID, Timestamp and SchemaVersion are required; Data is
-// the JSON object carried as the event's data.
+// Event is one CloudEvents 1.0 event as the platform uses it. When
+// publishing, ID (a UUID), Type, Source, OrganizationID, Timestamp and
+// SchemaVersion are required (Validate); an event received from another
+// CloudEvents producer needs only ID, Type and Source (see Decode).
 type Event struct {
-	// ID is a UUID; it is also the NATS message ID, so that a retried publish
-	// is stored once.
+	// ID is a UUID for the events this platform publishes (any non-empty
+	// string in a received event); it is also the NATS message ID, so that
+	// a retried publish is stored once.
 	ID string
-	// Type follows the subject convention without the service prefix where
-	// useful, e.g. "user.created".
+	// Type is the event type, e.g. "user.created".
 	Type string
 	// Source names the producer, e.g. "auth-service".
 	Source string
-	// OrganizationID is the tenant the event belongs to.
+	// OrganizationID is the tenant the event belongs to (the
+	// "organizationid" extension attribute; "" when a received event has
+	// none).
 	OrganizationID string
 	// Timestamp is when the event happened, in UTC. It comes from the caller
-	// (usually a Clock) so tests and replays control it.
+	// (usually a Clock) so tests and replays control it. It is the zero
+	// time when a received event carried no time (optional in CloudEvents).
 	Timestamp time.Time
-	// SchemaVersion is the version of Data's layout, "major.minor".
+	// SchemaVersion is the version of Data's layout, "major.minor" ("" when
+	// a received event carried none; Decode does not default it).
 	SchemaVersion string
-	// Data is the payload; it must be serialisable as JSON.
-	Data map[string]any
+	// DataContentType is the media type of Data; "" means application/json.
+	// Decode sets it from the event's datacontenttype.
+	DataContentType string
+	// Data is the encoded data: JSON for a JSON content type (what NewEvent
+	// and SetData write), the raw bytes otherwise; nil means no data. Read it
+	// with DataAs, DataMap or a Typed handler. The publisher sends it as it
+	// is, so do not modify its bytes while a publish of the event is pending.
+	Data json.RawMessage
 
 	// Subject is the optional CloudEvents subject (what the event is about
 	// inside the source, e.g. a user ID). It is unrelated to the NATS subject.
@@ -46,7 +61,7 @@ type Event struct {
 	// DataSchema is an optional URI of the schema Data follows.
 	DataSchema string
 	// Extensions are further CloudEvents attributes: names are lower-case
-	// alphanumerics of at most 20 characters.
+	// alphanumerics (at most 20 characters when publishing).
 	Extensions map[string]string
 }
 
@@ -70,10 +85,13 @@ type ClockFunc func() time.Time
 func (f ClockFunc) Now() time.Time { return f() }
 
 // NewEvent returns a valid event with a new UUID v4 ID, schema version
-// SchemaVersionDefault and timestamp converted to UTC. The time comes from the
-// caller so that it can come from an injected Clock. The error is a
-// *ValidationError naming the first invalid field.
-func NewEvent(eventType, source, organizationID string, timestamp time.Time, data map[string]any) (*Event, error) {
+// SchemaVersionDefault, timestamp converted to UTC, and data encoded once with
+// encoding/json: any JSON-serialisable value works (a map[string]interface{},
+// a struct, a json.RawMessage); nil (or a value that encodes as JSON null)
+// means no data. The time comes from the caller so that it can come from an
+// injected Clock. The error is a *ValidationError naming the first invalid
+// field ("data" when data cannot be encoded).
+func NewEvent(eventType, source, organizationID string, timestamp time.Time, data any) (*Event, error) {
 	id, err := uuid.NewRandom()
 	if err != nil {
 		return nil, &ValidationError{Field: "id", Reason: "cannot generate a UUID: " + err.Error()}
@@ -85,32 +103,141 @@ func NewEvent(eventType, source, organizationID string, timestamp time.Time, dat
 		OrganizationID: organizationID,
 		Timestamp:      timestamp.UTC(),
 		SchemaVersion:  SchemaVersionDefault,
-		Data:           data,
 	}
-	if err := e.Validate(); err != nil {
+	if err := e.SetData(data); err != nil {
+		return nil, err
+	}
+	if err := e.validateAttributes(); err != nil {
 		return nil, err
 	}
 	return e, nil
 }
 
-// Validate checks every field and returns a *ValidationError naming the
-// first invalid one (errors.Is(err, ErrValidation) holds). It also checks
-// that Data can be encoded as JSON. The publisher checks, in addition, that
-// the encoded event fits the connection's maximum payload.
-func (e *Event) Validate() error {
-	if err := e.validateAttributes(); err != nil {
+// SetData replaces Data with v encoded by encoding/json (nil, or a value
+// that encodes as JSON null: no data) and sets DataContentType to "" (JSON).
+// On error (a *ValidationError for field "data") e is unchanged.
+func (e *Event) SetData(v any) error {
+	b, err := marshalData(v)
+	if err != nil {
 		return err
 	}
-	if e.Data != nil {
-		if _, err := json.Marshal(e.Data); err != nil {
-			return &ValidationError{Field: "data", Reason: "not serialisable as JSON: " + err.Error()}
-		}
+	e.Data, e.DataContentType = b, ""
+	return nil
+}
+
+func marshalData(v any) (json.RawMessage, error) {
+	if v == nil {
+		return nil, nil
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, &ValidationError{Field: "data", Reason: "not serialisable as JSON: " + err.Error()}
+	}
+	if string(b) == "null" {
+		return nil, nil
+	}
+	return b, nil
+}
+
+// DataAs decodes e's data into a T with encoding/json: a struct (whose int64
+// fields keep every digit), a map, a slice... Fields of Data that T does not
+// have are ignored, so producers can add fields. The error is a
+// *ValidationError: field "data" when there is no data or it does not decode
+// into T, field "datacontenttype" when the data is not JSON.
+func DataAs[T any](e *Event) (T, error) {
+	var v T
+	if err := e.decodeData(&v, false); err != nil {
+		return v, err
+	}
+	return v, nil
+}
+
+// DataMap decodes e's data as a JSON object, for consumers without a type for
+// it. Numbers are json.Number, so that no integer is rounded through float64
+// (n.Int64(), n.Float64() or n.String() read them). Errors as DataAs; a
+// JSON value that is not an object is an error for field "data".
+func (e *Event) DataMap() (map[string]any, error) {
+	var m map[string]any
+	if err := e.decodeData(&m, true); err != nil {
+		return nil, err
+	}
+	if m == nil {
+		return nil, &ValidationError{Field: "data", Reason: "is JSON null, not an object"}
+	}
+	return m, nil
+}
+
+func (e *Event) decodeData(dst any, useNumber bool) error {
+	if e == nil {
+		return &ValidationError{Field: "event", Reason: "is nil"}
+	}
+	if !isJSONContentType(e.DataContentType) {
+		return &ValidationError{Field: "datacontenttype", Reason: fmt.Sprintf("%q is not a JSON content type; read Data as bytes", e.DataContentType)}
+	}
+	if len(e.Data) == 0 {
+		return &ValidationError{Field: "data", Reason: "the event has no data"}
+	}
+	dec := json.NewDecoder(bytes.NewReader(e.Data))
+	if useNumber {
+		dec.UseNumber()
+	}
+	if err := dec.Decode(dst); err != nil {
+		return &ValidationError{Field: "data", Reason: fmt.Sprintf("does not decode into %T: %v", dst, err)}
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return &ValidationError{Field: "data", Reason: "has data after the JSON value"}
 	}
 	return nil
 }
 
-// validateAttributes checks everything but Data's JSON encoding, which the
-// codec does once while encoding, so the hot path marshals Data only once.
+// Validate checks the platform's rules for an event it publishes and returns
+// a *ValidationError naming the first invalid field (errors.Is(err,
+// ErrValidation) holds): a UUID id, type, source, organizationid, a
+// timestamp, a "major.minor" schemaversion, a valid datacontenttype, Data
+// that is valid JSON for a JSON content type, and extension names. The
+// publisher checks, in addition, that the encoded event fits the
+// connection's maximum payload. Decode applies only the CloudEvents rules;
+// a subscriber applies Validate to what it receives only with
+// SubscriberConfig.StrictValidation.
+func (e *Event) Validate() error {
+	if err := e.validateAttributes(); err != nil {
+		return err
+	}
+	return e.validateData()
+}
+
+// validateData checks the content type and that JSON data is valid JSON.
+func (e *Event) validateData() error {
+	if e.DataContentType != "" {
+		if _, _, err := mime.ParseMediaType(e.DataContentType); err != nil {
+			return &ValidationError{Field: "datacontenttype", Reason: fmt.Sprintf("%q is not a media type", e.DataContentType)}
+		}
+	}
+	if len(e.Data) > 0 && isJSONContentType(e.DataContentType) && !json.Valid(e.Data) {
+		return &ValidationError{Field: "data", Reason: "not valid JSON (the content type is " + e.contentType() + ")"}
+	}
+	return nil
+}
+
+// contentType is DataContentType with its default.
+func (e *Event) contentType() string {
+	if e.DataContentType == "" {
+		return ContentTypeJSON
+	}
+	return e.DataContentType
+}
+
+// isJSONContentType: application/json, text/json, anything ending in +json,
+// with any parameters; "" (CloudEvents' default) is JSON too.
+func isJSONContentType(ct string) bool {
+	if ct == "" || ct == ContentTypeJSON {
+		return true
+	}
+	mt, _, err := mime.ParseMediaType(ct)
+	return err == nil && (mt == ContentTypeJSON || mt == "text/json" || strings.HasSuffix(mt, "+json"))
+}
+
+// validateAttributes checks the platform's rules for everything but the data.
 func (e *Event) validateAttributes() error {
 	if e == nil {
 		return &ValidationError{Field: "event", Reason: "is nil"}
@@ -135,7 +262,27 @@ func (e *Event) validateAttributes() error {
 		return invalid("schemaversion", fmt.Sprintf("%q is not major.minor, e.g. \"1.0\"", e.SchemaVersion))
 	}
 	for name := range e.Extensions {
-		if err := validateExtensionName(name); err != nil {
+		if err := validateExtensionName(name, MaxExtensionNameLength); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// validateCloudEvent checks what CloudEvents 1.0 itself requires of a
+// received event: non-empty id, source and type, and well-formed extension
+// names of any length (the spec only says SHOULD about 20 characters).
+func (e *Event) validateCloudEvent() error {
+	switch {
+	case e.ID == "":
+		return &ValidationError{Field: "id", Reason: "missing or empty"}
+	case e.Source == "":
+		return &ValidationError{Field: "source", Reason: "missing or empty"}
+	case e.Type == "":
+		return &ValidationError{Field: "type", Reason: "missing or empty"}
+	}
+	for name := range e.Extensions {
+		if err := validateExtensionName(name, 0); err != nil {
 			return err
 		}
 	}
@@ -176,13 +323,15 @@ var reservedAttributes = map[string]bool{
 	"organizationid": true, "schemaversion": true,
 }
 
-func validateExtensionName(name string) error {
+// validateExtensionName checks an extension attribute name; maxLen > 0
+// also bounds its length.
+func validateExtensionName(name string, maxLen int) error {
 	field := "extensions[" + name + "]"
 	if name == "" {
 		return &ValidationError{Field: "extensions", Reason: "an extension name must not be empty"}
 	}
-	if len(name) > MaxExtensionNameLength {
-		return &ValidationError{Field: field, Reason: fmt.Sprintf("name is longer than %d characters", MaxExtensionNameLength)}
+	if maxLen > 0 && len(name) > maxLen {
+		return &ValidationError{Field: field, Reason: fmt.Sprintf("name is longer than %d characters", maxLen)}
 	}
 	for i := 0; i < len(name); i++ {
 		c := name[i]

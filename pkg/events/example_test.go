@@ -26,12 +26,42 @@ func ExampleNewEvent() {
 	fmt.Println(e.Type, e.Source, e.OrganizationID)
 	fmt.Println(e.Timestamp.Format(time.RFC3339), e.SchemaVersion, len(e.ID))
 
+	fmt.Println(string(e.Data))
+
 	e.OrganizationID = ""
 	fmt.Println(e.Validate())
 	// Output:
 	// user.created auth-service org-42
 	// 2026-03-14T15:09:26Z 1.0 36
+	// {"email":"ada@example.com","userId":"u-1"}
 	// events: invalid organizationid: must not be empty
+}
+
+// Data is the encoded JSON; DataAs decodes it into a type of the caller's,
+// DataMap into a map whose numbers are json.Number.
+func ExampleDataAs() {
+	type userCreated struct {
+		UserID int64  `json:"user_id"`
+		Email  string `json:"email"`
+	}
+	e, err := events.NewEvent("user.created", "auth-service", "org-42", time.Now(),
+		userCreated{UserID: 9007199254740993, Email: "ada@example.com"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	u, err := events.DataAs[userCreated](e)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(u.UserID, u.Email)
+	m, err := e.DataMap()
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(m["user_id"])
+	// Output:
+	// 9007199254740993 ada@example.com
+	// 9007199254740993
 }
 
 // exampleServer starts an embedded JetStream server with the auth and
@@ -73,9 +103,9 @@ func ExamplePublisher_Publish() {
 	if err != nil {
 		log.Fatal(err)
 	}
+	defer func() { _ = pub.Close() }() // waits for async publishes; nc stays open
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	defer func() { _ = pub.Close(ctx) }()
 
 	e, err := events.NewEvent("user.created", "auth-service", "org-42", time.Now(), map[string]any{"userId": "u-1"})
 	if err != nil {
@@ -113,12 +143,19 @@ func ExampleSubscribeDurable() {
 	}
 
 	handled := make(chan struct{})
-	sub, err := events.SubscribeDurable(ctx, js, events.StreamAuth, "audit", func(ctx context.Context, e *events.Event) error {
+	// The handler gets the data decoded into its own type; data that does
+	// not decode is dead-lettered without calling it.
+	type loginFailed struct {
+		Reason string `json:"reason"`
+	}
+	handler := events.Typed(func(ctx context.Context, e *events.Event, data loginFailed) error {
 		// Handlers must be idempotent: key side effects on e.ID.
-		fmt.Println(e.Type, e.OrganizationID, e.Data["reason"])
+		fmt.Println(e.Type, e.OrganizationID, data.Reason)
 		close(handled)
 		return nil
-	}, events.SubscriberConfig{FilterSubjects: []string{"auth.user.>"}})
+	})
+	sub, err := events.SubscribeDurable(ctx, js, events.StreamAuth, "audit", handler,
+		events.SubscriberConfig{FilterSubjects: []string{"auth.user.>"}})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -13,8 +13,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// EventPublisher is what services depend on to publish events, so that unit
-// tests can swap in eventstest.Recorder for the JetStream Publisher.
+// EventPublisher is what services depend on to publish events — the seed's
+// provider interface, method for method — so that unit tests can swap in
+// eventstest.Recorder for the JetStream Publisher.
 type EventPublisher interface {
 	// Publish validates e, publishes it on subject and waits until the
 	// stream has stored it, retrying transient failures.
@@ -22,10 +23,9 @@ type EventPublisher interface {
 	// PublishAsync validates e and returns without waiting for the stream;
 	// failures that remain after retries go to the error handler.
 	PublishAsync(ctx context.Context, subject string, e *Event) error
-	// Flush waits until every accepted asynchronous publish has finished.
-	Flush(ctx context.Context) error
-	// Close flushes, then refuses further publishes.
-	Close(ctx context.Context) error
+	// Close refuses further publishes and waits for the pending
+	// asynchronous ones, bounded by the retry budget.
+	Close() error
 }
 
 // ErrorHandler receives an asynchronous publish that failed for good.
@@ -288,14 +288,15 @@ func isPublishSubject(s string) bool {
 	return true
 }
 
-// encode validates e and fills m for subject, checking the size against
-// the server's max payload.
+// encode validates e (Validate: the platform's rules, JSON data included)
+// and fills m for subject, checking the size against the server's max
+// payload. The body is e.Data as it is: nothing is marshalled here.
 func (p *Publisher) encode(m *outMsg, subject string, e *Event) error {
 	msg := &m.msg
 	if err := ValidateSubject(subject); err != nil {
 		return err
 	}
-	if err := e.validateAttributes(); err != nil {
+	if err := e.Validate(); err != nil {
 		return err
 	}
 	msg.Subject = subject
@@ -370,13 +371,22 @@ func closedError(subject string) error {
 // Errors: *ValidationError (ErrValidation), or *OpError matching
 // ErrConnection, ErrTimeout or ErrPublish.
 func (p *Publisher) Publish(ctx context.Context, subject string, e *Event) error {
+	_, err := p.PublishAck(ctx, subject, e)
+	return err
+}
+
+// PublishAck is Publish returning the stream's ack: the stream and sequence
+// the event was stored at, and Duplicate when the stream already held an
+// event with this ID (a retried publish, or the same event sent twice within
+// the duplicate window).
+func (p *Publisher) PublishAck(ctx context.Context, subject string, e *Event) (*jetstream.PubAck, error) {
 	if p.closed.Load() {
-		return closedError(subject)
+		return nil, closedError(subject)
 	}
 	m := p.get()
 	defer p.put(m) // the request has been written (or abandoned) on return
 	if err := p.encode(m, subject, e); err != nil {
-		return err
+		return nil, err
 	}
 	msg := &m.msg
 	var timer *time.Timer
@@ -386,13 +396,13 @@ func (p *Publisher) Publish(ctx context.Context, subject string, e *Event) error
 		}
 	}()
 	for attempt := 0; ; attempt++ {
-		err := p.publishOnce(ctx, msg)
+		ack, err := p.publishOnce(ctx, msg)
 		if err == nil {
-			return nil
+			return ack, nil
 		}
 		perr := publishError(subject, err)
 		if !IsTransient(perr) || attempt >= p.opts.retries || ctx.Err() != nil {
-			return perr
+			return nil, perr
 		}
 		wait := p.backoff(attempt + 1)
 		if timer == nil {
@@ -403,20 +413,19 @@ func (p *Publisher) Publish(ctx context.Context, subject string, e *Event) error
 		select {
 		case <-timer.C:
 		case <-ctx.Done():
-			return &OpError{Op: "publish", Name: subject, Kind: ErrTimeout, Err: errors.Join(ctx.Err(), err)}
+			return nil, &OpError{Op: "publish", Name: subject, Kind: ErrTimeout, Err: errors.Join(ctx.Err(), err)}
 		}
 	}
 }
 
 // publishOnce makes one attempt, bounded by the publish timeout.
-func (p *Publisher) publishOnce(ctx context.Context, msg *nats.Msg) error {
+func (p *Publisher) publishOnce(ctx context.Context, msg *nats.Msg) (*jetstream.PubAck, error) {
 	if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > p.opts.publishTimeout {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, p.opts.publishTimeout)
 		defer cancel()
 	}
-	_, err := p.js.PublishMsg(ctx, msg)
-	return err
+	return p.js.PublishMsg(ctx, msg)
 }
 
 // PublishAsync validates and encodes e at once (an invalid event is an
@@ -426,7 +435,8 @@ func (p *Publisher) publishOnce(ctx context.Context, msg *nats.Msg) error {
 // background with the same message ID — an ack that does not come within
 // the publish timeout is retried like any transient failure, and the
 // stream's duplicate window stores the event once — and a publish that
-// fails for good goes to the error handler. Flush waits for all of them.
+// fails for good goes to the error handler. Flush and Close wait for all
+// of them. e.Data is the message body until then: do not modify its bytes.
 func (p *Publisher) PublishAsync(ctx context.Context, subject string, e *Event) error {
 	if p.closed.Load() {
 		return closedError(subject)
@@ -448,6 +458,14 @@ func (p *Publisher) PublishAsync(ctx context.Context, subject string, e *Event) 
 	}
 	rec.subject, rec.event = subject, e
 	p.mu.Lock()
+	if p.closed.Load() {
+		// Close ran while this call waited: it may have found nothing
+		// pending already, so this publish must not start.
+		p.mu.Unlock()
+		<-p.sem
+		p.put(rec)
+		return closedError(subject)
+	}
 	p.inflight[&rec.msg] = rec
 	if p.pending == 0 {
 		p.idle = make(chan struct{})
@@ -561,10 +579,34 @@ func (p *Publisher) Flush(ctx context.Context) error {
 	}
 }
 
-// Close refuses new publishes and waits, within ctx, for the pending ones
-// (see Flush). It does not close the NATS connection, which belongs to the
-// caller. Closing twice is harmless.
-func (p *Publisher) Close(ctx context.Context) error {
+// Close refuses new publishes and waits for the pending asynchronous ones
+// (see Flush), at most for the retry budget: the publish timeout times the
+// attempts (retries+1) plus the longest possible pauses between them — the
+// longest a publish accepted before Close can still take. If some are still
+// pending then, it returns an *OpError matching ErrTimeout; they keep going
+// in the background. Flush(ctx) waits for a time the caller chooses. Close
+// does not close the NATS connection, which belongs to the caller. Closing
+// twice is harmless.
+func (p *Publisher) Close() error {
+	p.mu.Lock()
 	p.closed.Store(true)
-	return p.Flush(ctx)
+	p.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), p.retryBudget())
+	defer cancel()
+	if err := p.Flush(ctx); err != nil {
+		return &OpError{Op: "close publisher", Kind: ErrTimeout, Err: fmt.Errorf("%d asynchronous publishes still pending after the retry budget of %s", p.Pending(), p.retryBudget())}
+	}
+	return nil
+}
+
+// retryBudget is the longest one publish can take: every attempt waiting
+// its full publish timeout, and every pause at its longest (nominal plus
+// jitter).
+func (p *Publisher) retryBudget() time.Duration {
+	o := p.opts
+	d := time.Duration(o.retries+1) * o.publishTimeout
+	for n := 1; n <= o.retries; n++ {
+		d += time.Duration(float64(nominalBackoff(o.backoff, o.maxBackoff, n)) * (1 + o.jitter))
+	}
+	return d
 }

@@ -19,6 +19,20 @@ import (
 // key side effects on Event.ID.
 type Handler func(ctx context.Context, e *Event) error
 
+// Typed adapts a handler of T-typed data to a Handler: the event's data is
+// decoded into a T (DataAs) before fn runs. Data that does not decode — or
+// no data, or a non-JSON content type — is a permanent failure: the event is
+// dead-lettered without calling fn. fn's result is treated as any Handler's.
+func Typed[T any](fn func(ctx context.Context, e *Event, data T) error) Handler {
+	return func(ctx context.Context, e *Event) error {
+		data, err := DataAs[T](e)
+		if err != nil {
+			return Permanent(err)
+		}
+		return fn(ctx, e, data)
+	}
+}
+
 // Subscriber defaults.
 const (
 	DefaultMaxDeliver  = 3
@@ -74,6 +88,11 @@ type SubscriberConfig struct {
 	Logger *slog.Logger
 	// Clock stamps Dlq-Time (default SystemClock).
 	Clock Clock
+	// StrictValidation applies the platform's rules (Event.Validate: UUID
+	// id, organizationid, time, schemaversion) to every received event: one
+	// that fails them is dead-lettered as permanent. By default any valid
+	// CloudEvent reaches the handler (see Decode).
+	StrictValidation bool
 }
 
 // Subscription is a running durable subscription. Stop it to drain.
@@ -344,6 +363,12 @@ func (s *Subscription) process(w *worker, m jetstream.Msg) {
 	if err != nil {
 		s.fail(m, Permanent(fmt.Errorf("cannot decode event: %w", err)))
 		return
+	}
+	if s.cfg.StrictValidation {
+		if err := e.Validate(); err != nil {
+			s.fail(m, Permanent(fmt.Errorf("event fails strict validation: %w", err)))
+			return
+		}
 	}
 	w.set(m)
 	err = s.call(e)

@@ -99,6 +99,7 @@ func TestSubscribeDeliversAndAcks(t *testing.T) {
 	env.publish(t, "auth.user.created", want)
 	select {
 	case e := <-got:
+		want.DataContentType = events.ContentTypeJSON // as the publisher declared it
 		if !reflect.DeepEqual(e, want) {
 			t.Fatalf("got %#v\nwant %#v", e, want)
 		}
@@ -269,6 +270,106 @@ func TestUndecodableMessageDeadLettered(t *testing.T) {
 	}
 	if calls.Load() != 0 {
 		t.Fatal("handler called for an undecodable message")
+	}
+}
+
+// A Typed handler gets the data decoded into its type; data that does not
+// decode into it is a permanent failure: dead-lettered at once, the handler
+// never called.
+func TestTypedHandlerDeadLettersDataThatDoesNotDecode(t *testing.T) {
+	t.Parallel()
+	env := setupSub(t)
+	type userCreated struct {
+		UserID int64  `json:"user_id"`
+		Email  string `json:"email"`
+	}
+	got := make(chan userCreated, 2)
+	sub := subscribe(t, env, "typed", events.Typed(func(ctx context.Context, e *events.Event, u userCreated) error {
+		got <- u
+		return nil
+	}), events.SubscriberConfig{MaxDeliver: 5})
+	good := newEvent(t, "user.created", userCreated{UserID: 1<<53 + 1, Email: "a@example.com"})
+	bad := newEvent(t, "user.created", map[string]any{"user_id": "not a number"})
+	env.publish(t, "auth.user.created", good)
+	env.publish(t, "auth.user.created", bad)
+	select {
+	case u := <-got:
+		if u.UserID != 1<<53+1 || u.Email != "a@example.com" {
+			t.Fatalf("typed data %+v", u)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no delivery")
+	}
+	waitUntil(t, 10*time.Second, "dead letter", func() bool { return sub.Stats().DeadLettered == 1 })
+	dl := eventstest.GetMsg(t, env.js, events.StreamDLQ, 1)
+	if dl.Header.Get("ce-id") != bad.ID || dl.Header.Get(events.HeaderDLQDeliveries) != "1" ||
+		!strings.Contains(dl.Header.Get(events.HeaderDLQReason), "invalid data") {
+		t.Fatalf("dead letter headers %v", dl.Header)
+	}
+	if st := sub.Stats(); st.Acked != 1 || st.Retried != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+	if len(got) != 0 {
+		t.Fatal("handler called for data that does not decode")
+	}
+}
+
+// A foreign CloudEvent (no UUID id, no time, no organizationid, no
+// schemaversion) reaches the handler by default, and is dead-lettered as
+// permanent with StrictValidation.
+func TestStrictValidation(t *testing.T) {
+	t.Parallel()
+	foreign := func(id string) *nats.Msg {
+		return &nats.Msg{Subject: "auth.user.created", Header: nats.Header{
+			"ce-specversion": {"1.0"}, "ce-id": {id}, "ce-type": {"user.created"}, "ce-source": {"/elsewhere"},
+			"ce-datacontenttype": {"application/json"},
+		}, Data: []byte(`{"user_id":"u-9"}`)}
+	}
+	for _, strict := range []bool{false, true} {
+		t.Run(fmt.Sprintf("strict=%v", strict), func(t *testing.T) {
+			t.Parallel()
+			env := setupSub(t)
+			got := make(chan *events.Event, 4)
+			sub := subscribe(t, env, "strict", func(ctx context.Context, e *events.Event) error {
+				got <- e
+				return nil
+			}, events.SubscriberConfig{StrictValidation: strict, MaxDeliver: 5})
+			ctx := ctxT(t, 5*time.Second)
+			if _, err := env.js.PublishMsg(ctx, foreign("order-1")); err != nil {
+				t.Fatal(err)
+			}
+			platform := newEvent(t, "user.created", map[string]any{"user_id": "u-1"})
+			env.publish(t, "auth.user.created", platform)
+			if strict {
+				waitUntil(t, 10*time.Second, "dead letter", func() bool {
+					return sub.Stats().DeadLettered == 1 && sub.Stats().Acked == 1
+				})
+				dl := eventstest.GetMsg(t, env.js, events.StreamDLQ, 1)
+				if dl.Header.Get("ce-id") != "order-1" || dl.Header.Get(events.HeaderDLQDeliveries) != "1" ||
+					!strings.Contains(dl.Header.Get(events.HeaderDLQReason), "strict validation") ||
+					!strings.Contains(dl.Header.Get(events.HeaderDLQReason), "invalid id") {
+					t.Fatalf("dead letter headers %v", dl.Header)
+				}
+				if e := <-got; e.ID != platform.ID {
+					t.Fatalf("handler got %+v", e)
+				}
+			} else {
+				waitUntil(t, 10*time.Second, "acks", func() bool { return sub.Stats().Acked == 2 })
+				e := <-got
+				if e.ID != "order-1" || e.Source != "/elsewhere" || !e.Timestamp.IsZero() || e.OrganizationID != "" || e.SchemaVersion != "" {
+					t.Fatalf("foreign event %+v", e)
+				}
+				if e2 := <-got; e2.ID != platform.ID {
+					t.Fatalf("second event %+v", e2)
+				}
+				if st := sub.Stats(); st.DeadLettered != 0 {
+					t.Fatalf("stats %+v", st)
+				}
+			}
+			if len(got) != 0 {
+				t.Fatalf("%d unexpected deliveries", len(got))
+			}
+		})
 	}
 }
 

@@ -2,6 +2,7 @@ package eventstest_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"testing"
 	"time"
@@ -35,6 +36,12 @@ func TestRecorder(t *testing.T) {
 	if err := rec.Publish(ctx, "auth.*", e); !errors.Is(err, events.ErrValidation) {
 		t.Fatalf("wildcard subject: %v", err)
 	}
+	notJSON := *e
+	notJSON.Data = json.RawMessage(`{"user_id":`)
+	var verr *events.ValidationError
+	if err := rec.Publish(ctx, "auth.x", &notJSON); !errors.As(err, &verr) || verr.Field != "data" {
+		t.Fatalf("data that is not JSON: %v", err)
+	}
 	rec.FailWith(events.ErrConnection)
 	if err := rec.Publish(ctx, "auth.x", e); !errors.Is(err, events.ErrConnection) {
 		t.Fatalf("FailWith: %v", err)
@@ -43,7 +50,15 @@ func TestRecorder(t *testing.T) {
 	if rec.Len() != 0 {
 		t.Fatal("Reset kept events")
 	}
-	_ = rec.Close(ctx)
+	// The seed's provider interface, as a service declares it.
+	var provider interface {
+		Publish(ctx context.Context, subject string, event *events.Event) error
+		PublishAsync(ctx context.Context, subject string, event *events.Event) error
+		Close() error
+	} = rec
+	if err := provider.Close(); err != nil {
+		t.Fatal(err)
+	}
 	if err := rec.Publish(ctx, "auth.x", e); !errors.Is(err, events.ErrClosed) {
 		t.Fatalf("after Close: %v", err)
 	}

@@ -78,7 +78,7 @@ func (r *Recorder) FailWith(err error) {
 func (r *Recorder) Flush(context.Context) error { return nil }
 
 // Close refuses later publishes.
-func (r *Recorder) Close(context.Context) error {
+func (r *Recorder) Close() error {
 	r.mu.Lock()
 	r.closed = true
 	r.mu.Unlock()
