@@ -28,6 +28,7 @@ import (
 	"slices"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -184,12 +185,12 @@ func main() {
 	fmt.Println()
 
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
-	_, _ = fmt.Fprintln(tw, "scenario\tlibrary msgs/s\traw nats.go msgs/s\tsdk-go msgs/s\tlibrary/raw (target ≥ 0.9)\tlibrary/sdk-go (target ≥ 1.0)\t")
+	_, _ = fmt.Fprintln(tw, "scenario\tlibrary msgs/s\traw nats.go msgs/s\tsdk-go msgs/s\tlibrary/raw (target ≥ 0.9)\tlibrary/sdk-go (target ≥ 1.0)\tCPU µs/msg library / raw / sdk-go\t")
 	for _, sc := range scenarios {
 		if *only != "" && !strings.Contains(sc.name, *only) {
 			continue
 		}
-		results := map[string][]float64{}
+		results, cpus := map[string][]float64{}, map[string][]float64{}
 		for i := 0; i < *runs; i++ {
 			// Rotate the order so that no side always runs first (on a
 			// colder process) or last.
@@ -199,20 +200,27 @@ func main() {
 					continue
 				}
 				results[s.name] = append(results[s.name], s.run())
+				cpus[s.name] = append(cpus[s.name], float64(lastCPU)/1e3)
 			}
 		}
 		if *verbose {
 			for _, k := range slices.Sorted(maps.Keys(results)) {
-				fmt.Printf("%s, %s: %.0f msgs/s per run\n", sc.name, k, results[k])
+				fmt.Printf("%s, %s: %.0f msgs/s, %.1f CPU µs/msg per run\n", sc.name, k, results[k], cpus[k])
 			}
 		}
-		med := func(name string) float64 {
-			if len(results[name]) == 0 {
+		med := func(m map[string][]float64, name string) float64 {
+			if len(m[name]) == 0 {
 				return 0
 			}
-			return median(results[name])
+			return median(m[name])
 		}
-		lib, raw, sdk := med("library"), med("raw"), med("sdk-go")
+		lib, raw, sdk := med(results, "library"), med(results, "raw"), med(results, "sdk-go")
+		cpu := func(name string) string {
+			if v := med(cpus, name); v > 0 {
+				return fmt.Sprintf("%.1f", v)
+			}
+			return "—"
+		}
 		cell := func(v float64) string {
 			if v == 0 {
 				return "—"
@@ -233,7 +241,8 @@ func main() {
 		if sc.name == "async publish" {
 			sdkCell, sdkRatio = "n/a (sdk-go has no async send)", "n/a"
 		}
-		_, _ = fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t\n", sc.name, cell(lib), cell(raw), sdkCell, ratio(lib, raw, 0.9), sdkRatio)
+		_, _ = fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s / %s / %s\t\n", sc.name, cell(lib), cell(raw), sdkCell,
+			ratio(lib, raw, 0.9), sdkRatio, cpu("library"), cpu("raw"), cpu("sdk-go"))
 	}
 	_ = tw.Flush()
 }
@@ -322,7 +331,31 @@ func (b *bench) purge() {
 	}
 }
 
-func rate(start time.Time) float64 { return float64(*n) / time.Since(start).Seconds() }
+// cpuStart and lastCPU measure the process's CPU time (user + system, the
+// embedded server's included) over a timed region: a figure that, unlike
+// msgs/s, other processes on a loaded machine hardly change.
+var cpuStart, lastCPU time.Duration
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		log.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func startClock() time.Time {
+	cpuStart = cpuTime()
+	return time.Now()
+}
+
+// rate ends a timed region: msgs/s, and lastCPU becomes the CPU time per
+// message.
+func rate(start time.Time) float64 {
+	elapsed := time.Since(start)
+	lastCPU = (cpuTime() - cpuStart) / time.Duration(*n)
+	return float64(*n) / elapsed.Seconds()
+}
 
 // settle collects garbage left by the previous run and setup, so that
 // no side pays for another's allocations.
@@ -342,7 +375,7 @@ func (b *bench) libSync() float64 {
 	b.purge()
 	ctx := context.Background()
 	settle()
-	start := time.Now()
+	start := startClock()
 	for i := 0; i < *n; i++ {
 		if err := b.pub.Publish(ctx, subject, libEvent()); err != nil {
 			log.Fatal(err)
@@ -355,7 +388,7 @@ func (b *bench) libAsync() float64 {
 	b.purge()
 	ctx := context.Background()
 	settle()
-	start := time.Now()
+	start := startClock()
 	for i := 0; i < *n; i++ {
 		if err := b.pub.PublishAsync(ctx, subject, libEvent()); err != nil {
 			log.Fatal(err)
@@ -373,7 +406,7 @@ func (b *bench) libConsume() float64 {
 	done := make(chan struct{})
 	ctx := context.Background()
 	settle()
-	start := time.Now()
+	start := startClock()
 	sub, err := events.SubscribeDurable(ctx, b.js, stream, consumerName(), func(ctx context.Context, e *events.Event) error {
 		if _, err := events.DataAs[userCreated](e); err != nil {
 			return err
@@ -420,7 +453,7 @@ func (b *bench) rawSync() float64 {
 	b.purge()
 	ctx := context.Background()
 	settle()
-	start := time.Now()
+	start := startClock()
 	for i := 0; i < *n; i++ {
 		if _, err := b.js.PublishMsg(ctx, rawMsg()); err != nil {
 			log.Fatal(err)
@@ -432,7 +465,7 @@ func (b *bench) rawSync() float64 {
 func (b *bench) rawAsync() float64 {
 	b.purge()
 	settle()
-	start := time.Now()
+	start := startClock()
 	for i := 0; i < *n; i++ {
 		if _, err := b.js.PublishMsgAsync(rawMsg()); err != nil {
 			log.Fatal(err)
@@ -452,7 +485,7 @@ func (b *bench) rawConsume() float64 {
 	done := make(chan struct{})
 	ctx := context.Background()
 	settle()
-	start := time.Now()
+	start := startClock()
 	cons, err := b.js.CreateConsumer(ctx, stream, jetstream.ConsumerConfig{
 		Durable: consumerName(), AckPolicy: jetstream.AckExplicitPolicy, MaxDeliver: 3, AckWait: 10 * time.Second,
 	})
@@ -501,7 +534,7 @@ func (b *bench) sdkSync() float64 {
 	b.purge()
 	ctx := context.Background()
 	settle()
-	start := time.Now()
+	start := startClock()
 	for i := 0; i < *n; i++ {
 		if res := b.sdk.Send(ctx, sdkEvent()); !cloudevents.IsACK(res) {
 			log.Fatal(res)
@@ -521,7 +554,7 @@ func (b *bench) sdkConsume() float64 {
 	done := make(chan struct{})
 	ctx, cancel := context.WithCancel(context.Background())
 	settle()
-	start := time.Now()
+	start := startClock()
 	cons, err := cejs.NewConsumerFromConn(b.sdkConn, stream, subject, nil, []nats.SubOpt{
 		nats.BindStream(stream), nats.Durable(consumerName()), nats.DeliverAll(), nats.AckExplicit(),
 		nats.MaxDeliver(3), nats.AckWait(10 * time.Second),
