@@ -532,7 +532,13 @@ func TestSDKStrictValidation(t *testing.T) {
 				t.Error("the handler was called for an event StrictValidation refuses")
 			default:
 			}
-			if s := sub.Stats(); s.DeadLettered != 1 || s.Acked != 0 {
+			// The subscription counts the dead letter once the original is
+			// terminated, just after the dead letter is stored.
+			s := sub.Stats()
+			for ; s.DeadLettered == 0 && time.Now().Before(deadline); s = sub.Stats() {
+				time.Sleep(10 * time.Millisecond)
+			}
+			if s.DeadLettered != 1 || s.Acked != 0 {
 				t.Errorf("stats %+v, want 1 dead-lettered, 0 acked", s)
 			}
 		})
