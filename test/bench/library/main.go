@@ -105,7 +105,7 @@ type scenario struct {
 
 func main() {
 	flag.Parse()
-	log.SetFlags(0)
+	log.SetFlags(log.Lshortfile)
 	url := *serverURL
 	where := "nats-server at " + url
 	if url == "" {
@@ -256,6 +256,11 @@ func (b *bench) checkWire() string {
 	ctx := context.Background()
 	sub, err := b.nc.SubscribeSync(subject)
 	if err != nil {
+		log.Fatal(err)
+	}
+	// The other sides publish on other connections: the server must have
+	// the subscription before they do.
+	if err := b.nc.Flush(); err != nil {
 		log.Fatal(err)
 	}
 	defer func() { _ = sub.Unsubscribe() }()
