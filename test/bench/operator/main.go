@@ -116,8 +116,12 @@ func main() {
 	}
 
 	began := time.Now()
-	fmt.Printf("eventstream-operator benchmark: %d run(s), sizes %v, %d consumers on %d streams, parallel %d, workers %d\n",
-		*runs, sizes, *nConsumers, *nConsStreams, *parallel, *workers)
+	if mainRun || has("burst") {
+		fmt.Printf("eventstream-operator benchmark: %d run(s), sizes %v, %d consumers on %d streams, parallel %d, workers %d\n",
+			*runs, sizes, *nConsumers, *nConsStreams, *parallel, *workers)
+	} else {
+		fmt.Printf("eventstream-operator benchmark: scenarios %s\n", *scenarios)
+	}
 	fmt.Printf("machine: %d CPUs (nproc), %s, load average at start %s\n", runtime.NumCPU(), memTotal(), loadavg())
 
 	var results, bursts []vals
