@@ -177,10 +177,17 @@ func (e *Event) decodeData(dst any, useNumber bool) error {
 	if len(e.Data) == 0 {
 		return &ValidationError{Field: "data", Reason: "the event has no data"}
 	}
-	dec := json.NewDecoder(bytes.NewReader(e.Data))
-	if useNumber {
-		dec.UseNumber()
+	if !useNumber {
+		// json.Unmarshal reads Data in place (a Decoder copies it into its
+		// buffer first) and refuses trailing data itself: DataAs is every
+		// typed consumer's hot path.
+		if err := json.Unmarshal(e.Data, dst); err != nil {
+			return &ValidationError{Field: "data", Reason: fmt.Sprintf("does not decode into %T: %v", dst, err)}
+		}
+		return nil
 	}
+	dec := json.NewDecoder(bytes.NewReader(e.Data))
+	dec.UseNumber()
 	if err := dec.Decode(dst); err != nil {
 		return &ValidationError{Field: "data", Reason: fmt.Sprintf("does not decode into %T: %v", dst, err)}
 	}

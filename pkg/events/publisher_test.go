@@ -456,3 +456,46 @@ func TestConcurrentPublishesKeepTheirOwnContent(t *testing.T) {
 		}
 	}
 }
+
+// TestPooledMessagesCarryNoStaleHeaders: the publisher reuses its messages'
+// header maps; an event without the optional attributes the previous event
+// had must not inherit them.
+func TestPooledMessagesCarryNoStaleHeaders(t *testing.T) {
+	t.Parallel()
+	_, js, pub := setup(t)
+	ctx := ctxT(t, 10*time.Second)
+	const rounds = 20
+	for i := 0; i < rounds; i++ {
+		full := newEvent(t, "user.created", map[string]any{"i": i})
+		full.Subject, full.DataSchema = "user-42", "https://schemas.example.com/user.json"
+		full.Extensions = map[string]string{"region": "eu1"}
+		bare := newEvent(t, "user.created", map[string]any{"i": i})
+		publish := pub.Publish
+		if i%2 == 1 {
+			publish = pub.PublishAsync
+		}
+		for _, e := range []*events.Event{full, bare} {
+			if err := publish(ctx, "auth.user.created", e); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := pub.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for seq := uint64(1); seq <= 2*rounds; seq++ {
+		m := eventstest.GetMsg(t, js, "AUTH_EVENTS", seq)
+		e, err := events.DecodeParts(m.Header, m.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Header.Get("Nats-Msg-Id") != e.ID {
+			t.Fatalf("message %d: Nats-Msg-Id %q, ce-id %q", seq, m.Header.Get("Nats-Msg-Id"), e.ID)
+		}
+		full := seq%2 == 1 // full, bare, full, bare...
+		if full != (e.Subject != "") || full != (e.DataSchema != "") || full != (e.Extensions["region"] != "") ||
+			len(m.Header) != map[bool]int{true: 12, false: 9}[full] {
+			t.Fatalf("message %d (full: %v) has headers %v", seq, full, m.Header)
+		}
+	}
+}
