@@ -1,6 +1,6 @@
-// Command authservice is an example service that publishes the auth event
-// catalog (user.created, user.login.succeeded, user.login.failed,
-// user.role.assigned) on auth.user.* with the events library.
+// Command authservice is an example service that publishes the seed's auth
+// event catalog (user.created, user.login.succeeded, user.login.failed,
+// user.role.assigned) on auth.user.* subjects with the events library.
 //
 //	go run ./examples/authservice -nats-url nats://localhost:4222 -org org-42
 package main
@@ -9,11 +9,11 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -22,28 +22,34 @@ import (
 )
 
 func main() {
-	if err := run(); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stderr)
+	stop()
+	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 }
 
-func run() error {
-	url := flag.String("nats-url", "nats://127.0.0.1:4222", "NATS server URL")
-	org := flag.String("org", "org-42", "organization ID stamped on every event")
-	creds := flag.String("creds", "", "NATS credentials file")
-	createStreams := flag.Bool("create-streams", true, "create the default streams if missing (normally the operator's job)")
-	flag.Parse()
-	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+// run publishes one event of each kind in the catalog (a login failure for
+// each reason) and returns once the stream acknowledged them all.
+func run(ctx context.Context, args []string, logOut io.Writer) error {
+	fs := flag.NewFlagSet("authservice", flag.ContinueOnError)
+	fs.SetOutput(logOut)
+	url := fs.String("nats-url", "nats://127.0.0.1:4222", "NATS server URL")
+	org := fs.String("org", "org-42", "organization ID stamped on every event")
+	creds := fs.String("creds", "", "NATS credentials file")
+	createStreams := fs.Bool("create-streams", true, "create the default streams if missing (normally the operator's job)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(logOut, nil))
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-
-	var opts []events.ConnectOption
+	opts := []events.ConnectOption{events.WithName("auth-service")}
 	if *creds != "" {
 		opts = append(opts, events.WithCredsFile(*creds))
 	}
-	nc, err := events.Connect(*url, append(opts, events.WithName("auth-service"))...)
+	nc, err := events.Connect(*url, opts...)
 	if err != nil {
 		return err
 	}
@@ -63,24 +69,34 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	defer func() {
-		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = pub.Close(cctx)
-	}()
+	defer func() { _ = pub.Close() }()
 
 	svc := auth.NewPublisher(pub, events.SystemClock{}, *org)
-	for _, step := range []struct {
+	const email = "ada@example.com"
+	steps := []struct {
 		name string
 		run  func() (*events.Event, error)
 	}{
-		{"user created", func() (*events.Event, error) { return svc.UserCreated(ctx, "u-1", "ada@example.com") }},
-		{"login failed", func() (*events.Event, error) {
-			return svc.LoginFailed(ctx, "ada@example.com", "192.0.2.10", auth.ReasonBadPassword)
+		{"user created", func() (*events.Event, error) {
+			return svc.UserCreated(ctx, auth.UserCreated{UserID: "u-1", Email: email, FirstName: "Ada", LastName: "Lovelace", Status: "active"})
 		}},
-		{"login succeeded", func() (*events.Event, error) { return svc.LoginSucceeded(ctx, "u-1", "192.0.2.10") }},
-		{"role assigned", func() (*events.Event, error) { return svc.RoleAssigned(ctx, "u-1", "admin", "u-0") }},
-	} {
+		{"login failed", func() (*events.Event, error) {
+			return svc.LoginFailed(ctx, auth.UserLoginFailed{Email: "nobody@example.com", Reason: auth.ReasonUserNotFound})
+		}},
+		{"login failed", func() (*events.Event, error) {
+			return svc.LoginFailed(ctx, auth.UserLoginFailed{Email: email, Reason: auth.ReasonInvalidPassword})
+		}},
+		{"login failed", func() (*events.Event, error) {
+			return svc.LoginFailed(ctx, auth.UserLoginFailed{Email: "gone@example.com", Reason: auth.ReasonInactiveAccount})
+		}},
+		{"login succeeded", func() (*events.Event, error) {
+			return svc.LoginSucceeded(ctx, auth.UserLoginSucceeded{UserID: "u-1", Email: email})
+		}},
+		{"role assigned", func() (*events.Event, error) {
+			return svc.RoleAssigned(ctx, auth.UserRoleAssigned{UserID: "u-1", UserEmail: email, RoleID: "r-7", RoleName: "admin"})
+		}},
+	}
+	for _, step := range steps {
 		e, err := step.run()
 		if err != nil {
 			return fmt.Errorf("publish %s: %w", step.name, err)

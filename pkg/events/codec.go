@@ -103,10 +103,17 @@ type encoder struct {
 	vals []string      // backing array of the single-value header slices
 	buf  bytes.Buffer  // structured-mode body
 	json *json.Encoder // writes into buf
+	// optional are the binary-mode headers the last encoding set that not
+	// every event has: the next encoding into the same message removes
+	// them first, instead of the publisher clearing the whole map.
+	optional []string
+	// size is what the last encoded message occupies against the server's
+	// max payload (encodedSize's value, counted while writing).
+	size int
 }
 
 // encode fills msg.Header and msg.Data, reusing msg.Header when it is not
-// nil (the caller has cleared it). A non-empty msgID is set as Nats-Msg-Id.
+// nil (as this encoder left it: every header is overwritten or removed). A non-empty msgID is set as Nats-Msg-Id.
 // It does not validate e. msg.Data is e.Data (binary mode) or points into
 // the encoder's buffer until the next encode (structured mode).
 func (c *encoder) encode(msg *nats.Msg, e *Event, mode Mode, msgID string) error {
@@ -132,13 +139,23 @@ func (c *encoder) encodeBinary(msg *nats.Msg, e *Event, msgID string) {
 	if cap(vals) < n+2 {
 		vals = make([]string, 0, n+2)
 	}
+	for _, k := range c.optional {
+		delete(h, k)
+	}
+	optional := c.optional[:0]
+	size := len("NATS/1.0\r\n\r\n") + len(e.Data)
 	set := func(k, v string) {
 		vals = append(vals, v)
 		h[k] = vals[len(vals)-1 : len(vals) : len(vals)]
+		size += len(k) + len(v) + len(": \r\n")
+	}
+	setOpt := func(k, v string) {
+		set(k, v)
+		optional = append(optional, k)
 	}
 	setIf := func(k, v string) {
 		if v != "" {
-			set(k, percentEncode(v))
+			setOpt(k, percentEncode(v))
 		}
 	}
 	set(HeaderSpecVersion, SpecVersion)
@@ -146,7 +163,7 @@ func (c *encoder) encodeBinary(msg *nats.Msg, e *Event, msgID string) {
 	set(HeaderType, percentEncode(e.Type))
 	set(HeaderSource, percentEncode(e.Source))
 	if !e.Timestamp.IsZero() {
-		set(HeaderTime, formatTime(e.Timestamp))
+		setOpt(HeaderTime, formatTime(e.Timestamp))
 	}
 	set(HeaderDataContentType, percentEncode(e.contentType()))
 	setIf(HeaderOrganizationID, e.OrganizationID)
@@ -154,12 +171,12 @@ func (c *encoder) encodeBinary(msg *nats.Msg, e *Event, msgID string) {
 	setIf(HeaderSubject, e.Subject)
 	setIf(HeaderDataSchema, e.DataSchema)
 	for k, v := range e.Extensions {
-		set(HeaderPrefix+k, percentEncode(v))
+		setOpt(HeaderPrefix+k, percentEncode(v))
 	}
 	if msgID != "" {
-		set(HeaderMsgID, msgID)
+		setOpt(HeaderMsgID, msgID)
 	}
-	c.vals = vals
+	c.vals, c.optional, c.size = vals, optional, size
 	msg.Header = h
 	msg.Data = e.Data
 }
@@ -214,8 +231,11 @@ func (c *encoder) encodeStructured(msg *nats.Msg, e *Event, msgID string) error 
 	msg.Header[HeaderContentType] = []string{ContentTypeCloudEventsJSON}
 	if msgID != "" {
 		msg.Header[HeaderMsgID] = []string{msgID}
+	} else {
+		delete(msg.Header, HeaderMsgID)
 	}
 	msg.Data = body
+	c.size = encodedSize(msg)
 	return nil
 }
 

@@ -18,12 +18,12 @@ var testTime = time.Date(2026, 3, 14, 15, 9, 26, 535897932, time.UTC)
 func fullEvent(t testing.TB) *Event {
 	t.Helper()
 	e, err := NewEvent("user.created", "auth-service", "org-42", testTime, map[string]any{
-		"userId": "u-1",
-		"email":  "ada@example.com",
-		"age":    float64(36),
-		"admin":  true,
-		"roles":  []any{"a", "b"},
-		"nested": map[string]any{"k": "v", "n": nil},
+		"user_id": "u-1",
+		"email":   "ada@example.com",
+		"age":     float64(36),
+		"admin":   true,
+		"roles":   []any{"a", "b"},
+		"nested":  map[string]any{"k": "v", "n": nil},
 	})
 	if err != nil {
 		t.Fatal(err)

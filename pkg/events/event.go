@@ -177,10 +177,17 @@ func (e *Event) decodeData(dst any, useNumber bool) error {
 	if len(e.Data) == 0 {
 		return &ValidationError{Field: "data", Reason: "the event has no data"}
 	}
-	dec := json.NewDecoder(bytes.NewReader(e.Data))
-	if useNumber {
-		dec.UseNumber()
+	if !useNumber {
+		// json.Unmarshal reads Data in place (a Decoder copies it into its
+		// buffer first) and refuses trailing data itself: DataAs is every
+		// typed consumer's hot path.
+		if err := json.Unmarshal(e.Data, dst); err != nil {
+			return &ValidationError{Field: "data", Reason: fmt.Sprintf("does not decode into %T: %v", dst, err)}
+		}
+		return nil
 	}
+	dec := json.NewDecoder(bytes.NewReader(e.Data))
+	dec.UseNumber()
 	if err := dec.Decode(dst); err != nil {
 		return &ValidationError{Field: "data", Reason: fmt.Sprintf("does not decode into %T: %v", dst, err)}
 	}
@@ -345,17 +352,13 @@ func validateExtensionName(name string, maxLen int) error {
 	return nil
 }
 
-// SubjectFor returns the NATS subject for an event type under the
-// {service}.{entity}.{action} convention: the type's first token is the
-// entity and the rest, joined with '_', the action, so that every event of
-// an entity matches "{service}.{entity}.*":
+// SubjectFor returns the NATS subject of an event type under the seed's
+// {service}.{type} convention: the service, a dot, then the type as it is.
+// Every event of a service matches "{service}.>", and every event of an
+// entity "{service}.{entity}.>":
 //
 //	SubjectFor("auth", "user.created")         == "auth.user.created"
-//	SubjectFor("auth", "user.login.succeeded") == "auth.user.login_succeeded"
+//	SubjectFor("auth", "user.login.succeeded") == "auth.user.login.succeeded"
 func SubjectFor(service, eventType string) string {
-	entity, action, ok := strings.Cut(eventType, ".")
-	if !ok {
-		return service + "." + eventType
-	}
-	return service + "." + entity + "." + strings.ReplaceAll(action, ".", "_")
+	return service + "." + eventType
 }

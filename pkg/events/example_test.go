@@ -17,8 +17,8 @@ import (
 func ExampleNewEvent() {
 	clock := events.ClockFunc(func() time.Time { return time.Date(2026, 3, 14, 15, 9, 26, 0, time.UTC) })
 	e, err := events.NewEvent("user.created", "auth-service", "org-42", clock.Now(), map[string]any{
-		"userId": "u-1",
-		"email":  "ada@example.com",
+		"user_id": "u-1",
+		"email":   "ada@example.com",
 	})
 	if err != nil {
 		log.Fatal(err)
@@ -33,7 +33,7 @@ func ExampleNewEvent() {
 	// Output:
 	// user.created auth-service org-42
 	// 2026-03-14T15:09:26Z 1.0 36
-	// {"email":"ada@example.com","userId":"u-1"}
+	// {"email":"ada@example.com","user_id":"u-1"}
 	// events: invalid organizationid: must not be empty
 }
 
@@ -107,7 +107,7 @@ func ExamplePublisher_Publish() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 
-	e, err := events.NewEvent("user.created", "auth-service", "org-42", time.Now(), map[string]any{"userId": "u-1"})
+	e, err := events.NewEvent("user.created", "auth-service", "org-42", time.Now(), map[string]any{"user_id": "u-1"})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -194,7 +194,6 @@ func (p *Publisher) put(m *outMsg) {
 	if m.enc.buf.Cap() > maxPooledBody {
 		return
 	}
-	clear(m.msg.Header)
 	m.msg.Data, m.msg.Subject, m.event, m.subject, m.retries = nil, "", nil, "", 0
 	p.pool.Put(m)
 }
@@ -304,7 +303,7 @@ func (p *Publisher) encode(m *outMsg, subject string, e *Event) error {
 		return err
 	}
 	if limit := p.nc.MaxPayload(); limit > 0 {
-		if size := encodedSize(msg); int64(size) > limit {
+		if size := m.enc.size; int64(size) > limit {
 			return &ValidationError{Field: "size", Reason: fmt.Sprintf("encoded event is %d bytes, the server accepts at most %d", size, limit)}
 		}
 	}

@@ -49,7 +49,7 @@ func TestPublishStoresEventOnce(t *testing.T) {
 	t.Parallel()
 	_, js, pub := setup(t)
 	ctx := ctxT(t, 10*time.Second)
-	e := newEvent(t, "user.created", map[string]any{"userId": "u1"})
+	e := newEvent(t, "user.created", map[string]any{"user_id": "u1"})
 	for i := 0; i < 2; i++ {
 		if err := pub.Publish(ctx, "auth.user.created", e); err != nil {
 			t.Fatal(err)
@@ -69,7 +69,7 @@ func TestPublishStoresEventOnce(t *testing.T) {
 		t.Fatalf("headers %v", m.Header)
 	}
 	got, err := events.DecodeParts(m.Header, m.Data)
-	if err != nil || got.ID != e.ID || string(got.Data) != `{"userId":"u1"}` || string(m.Data) != string(e.Data) {
+	if err != nil || got.ID != e.ID || string(got.Data) != `{"user_id":"u1"}` || string(m.Data) != string(e.Data) {
 		t.Fatalf("decoded %+v, %v; body %s", got, err, m.Data)
 	}
 }
@@ -182,7 +182,7 @@ func waitFor(t *testing.T, timeout time.Duration, cond func() bool) {
 func TestPublishStructuredMode(t *testing.T) {
 	t.Parallel()
 	_, js, pub := setup(t, events.WithStructuredMode())
-	e := newEvent(t, "user.created", map[string]any{"userId": "u1"})
+	e := newEvent(t, "user.created", map[string]any{"user_id": "u1"})
 	if err := pub.Publish(ctxT(t, 10*time.Second), "auth.user.created", e); err != nil {
 		t.Fatal(err)
 	}
@@ -203,7 +203,7 @@ func TestInvalidEventNeverReachesStream(t *testing.T) {
 	bad := newEvent(t, "user.created", nil)
 	bad.OrganizationID = ""
 	notJSON := newEvent(t, "user.created", nil)
-	notJSON.Data = json.RawMessage(`{"userId":`)
+	notJSON.Data = json.RawMessage(`{"user_id":`)
 	huge := newEvent(t, "user.created", map[string]any{"blob": strings.Repeat("x", int(srv.Conn(t).MaxPayload()))})
 	for name, tc := range map[string]struct {
 		subject, field string
@@ -453,6 +453,49 @@ func TestConcurrentPublishesKeepTheirOwnContent(t *testing.T) {
 		}
 		if m.Header.Get("Nats-Msg-Id") != e.ID || e.Subject != e.ID || data["id"] != e.ID {
 			t.Fatalf("message %d mixes events: msg-id %s, %+v", seq, m.Header.Get("Nats-Msg-Id"), e)
+		}
+	}
+}
+
+// TestPooledMessagesCarryNoStaleHeaders: the publisher reuses its messages'
+// header maps; an event without the optional attributes the previous event
+// had must not inherit them.
+func TestPooledMessagesCarryNoStaleHeaders(t *testing.T) {
+	t.Parallel()
+	_, js, pub := setup(t)
+	ctx := ctxT(t, 10*time.Second)
+	const rounds = 20
+	for i := 0; i < rounds; i++ {
+		full := newEvent(t, "user.created", map[string]any{"i": i})
+		full.Subject, full.DataSchema = "user-42", "https://schemas.example.com/user.json"
+		full.Extensions = map[string]string{"region": "eu1"}
+		bare := newEvent(t, "user.created", map[string]any{"i": i})
+		publish := pub.Publish
+		if i%2 == 1 {
+			publish = pub.PublishAsync
+		}
+		for _, e := range []*events.Event{full, bare} {
+			if err := publish(ctx, "auth.user.created", e); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := pub.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for seq := uint64(1); seq <= 2*rounds; seq++ {
+		m := eventstest.GetMsg(t, js, "AUTH_EVENTS", seq)
+		e, err := events.DecodeParts(m.Header, m.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Header.Get("Nats-Msg-Id") != e.ID {
+			t.Fatalf("message %d: Nats-Msg-Id %q, ce-id %q", seq, m.Header.Get("Nats-Msg-Id"), e.ID)
+		}
+		full := seq%2 == 1 // full, bare, full, bare...
+		if full != (e.Subject != "") || full != (e.DataSchema != "") || full != (e.Extensions["region"] != "") ||
+			len(m.Header) != map[bool]int{true: 12, false: 9}[full] {
+			t.Fatalf("message %d (full: %v) has headers %v", seq, full, m.Header)
 		}
 	}
 }

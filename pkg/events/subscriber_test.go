@@ -88,7 +88,7 @@ func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() boo
 func TestSubscribeDeliversAndAcks(t *testing.T) {
 	t.Parallel()
 	env := setupSub(t)
-	want := newEvent(t, "user.created", map[string]any{"userId": "u1", "n": float64(3)})
+	want := newEvent(t, "user.created", map[string]any{"user_id": "u1", "n": float64(3)})
 	want.Subject = "u 1"
 	want.Extensions = map[string]string{"traceparent": "00-1"}
 	got := make(chan *events.Event, 1)
@@ -150,7 +150,7 @@ func TestPermanentErrorDeadLettersAtOnce(t *testing.T) {
 		calls.Add(1)
 		return events.Permanent(errors.New("unknown user"))
 	}, events.SubscriberConfig{MaxDeliver: 5, BackOff: []time.Duration{time.Second}})
-	e := newEvent(t, "user.created", map[string]any{"userId": "u1"})
+	e := newEvent(t, "user.created", map[string]any{"user_id": "u1"})
 	e.Extensions = map[string]string{"traceparent": "00-1"}
 	env.publish(t, "auth.user.created", e)
 	eventstest.WaitForMsgs(t, env.js, events.StreamDLQ, 1, 5*time.Second)

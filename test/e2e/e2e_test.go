@@ -729,7 +729,7 @@ func (s *suite) publishAndConsume() error {
 		return err
 	}
 	defer func() { _ = pub.Close() }() // waits for async publishes, bounded by the retry budget
-	e, err := events.NewEvent("user.created", "e2e-test", "org-e2e", time.Now(), map[string]any{"userId": "u-1", "email": "e2e@example.com"})
+	e, err := events.NewEvent("user.created", "e2e-test", "org-e2e", time.Now(), map[string]any{"user_id": "u-1", "email": "e2e@example.com"})
 	if err != nil {
 		return err
 	}
@@ -750,7 +750,7 @@ func (s *suite) publishAndConsume() error {
 				continue
 			}
 			data, derr := r.DataMap()
-			if derr != nil || r.Type != e.Type || r.Source != e.Source || r.OrganizationID != e.OrganizationID || data["userId"] != "u-1" {
+			if derr != nil || r.Type != e.Type || r.Source != e.Source || r.OrganizationID != e.OrganizationID || data["user_id"] != "u-1" {
 				return fmt.Errorf("received event differs: got %+v, sent %+v", r, e)
 			}
 			logf(s.t, s.start, "event %s published to %s and received by AUTH_EVENTS/analytics-auth in %s",

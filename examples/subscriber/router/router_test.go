@@ -42,13 +42,13 @@ func TestRouterOnJetStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := auth.NewPublisher(pub, events.SystemClock{}, "org-1")
-	if _, err := p.UserCreated(ctx, "u-1", "a@example.com"); err != nil {
+	if _, err := p.UserCreated(ctx, auth.UserCreated{UserID: "u-1", Email: "a@example.com"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := p.LoginSucceeded(ctx, "u-1", "192.0.2.1"); err != nil {
+	if _, err := p.LoginSucceeded(ctx, auth.UserLoginSucceeded{UserID: "u-1", Email: "a@example.com"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := p.LoginFailed(ctx, "a@example.com", "192.0.2.1", auth.ReasonLocked); err != nil {
+	if _, err := p.LoginFailed(ctx, auth.UserLoginFailed{Email: "a@example.com", Reason: auth.ReasonInactiveAccount}); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(10 * time.Second)

@@ -214,7 +214,45 @@ func (s *Server) Start() error {
 
 // Freeze stops the server with SIGSTOP: its connections stay open, nothing
 // is answered, until Thaw.
-func (s *Server) Freeze() error { return s.signal(syscall.SIGSTOP) }
+//
+// It returns once every thread of the process is stopped: kill(2) returns
+// before a thread running on another core has taken the signal, and a
+// request sent in that window would still be answered.
+func (s *Server) Freeze() error {
+	if err := s.signal(syscall.SIGSTOP); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !allThreadsStopped(s.Proc.Cmd.Process.Pid) {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("nats-server %s: not every thread stopped 5s after SIGSTOP", s.Name)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return nil
+}
+
+// allThreadsStopped reports whether every thread of pid is in state T
+// (stopped), from /proc/<pid>/task/*/stat.
+func allThreadsStopped(pid int) bool {
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil || len(tasks) == 0 {
+		return false
+	}
+	for _, t := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/stat", pid, t.Name()))
+		if err != nil {
+			return false
+		}
+		// The state follows the command name, which is in parentheses
+		// and may itself contain spaces or parentheses.
+		i := bytes.LastIndexByte(b, ')')
+		if i < 0 || i+2 >= len(b) || (b[i+2] != 'T' && b[i+2] != 't') {
+			return false
+		}
+	}
+	return true
+}
 
 // Thaw resumes a frozen server with SIGCONT.
 func (s *Server) Thaw() error { return s.signal(syscall.SIGCONT) }

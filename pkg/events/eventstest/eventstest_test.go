@@ -23,7 +23,7 @@ func TestRecorder(t *testing.T) {
 	if err := rec.Publish(ctx, "auth.user.created", e); err != nil {
 		t.Fatal(err)
 	}
-	go func() { _ = rec.PublishAsync(ctx, "auth.user.login_failed", e) }()
+	go func() { _ = rec.PublishAsync(ctx, "auth.user.login.failed", e) }()
 	got, ok := rec.WaitFor(2, 5*time.Second)
 	if !ok || len(got) != 2 || !got[1].Async || len(rec.BySubject("auth.user.created")) != 1 || len(rec.ByType("user.created")) != 2 {
 		t.Fatalf("recorded %+v", got)
