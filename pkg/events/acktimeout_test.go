@@ -36,14 +36,18 @@ func lostAcks(t *testing.T, nc *nats.Conn) (seen func(id string) int) {
 		if dropped {
 			return
 		}
-		ack, err := nc.RequestMsg(&nats.Msg{Subject: "auth." + strings.TrimPrefix(m.Subject, "held."), Header: m.Header, Data: m.Data}, 5*time.Second)
-		if err != nil {
-			t.Errorf("storing %s: %v", id, err)
-			return
-		}
-		if n > 1 {
-			_ = m.Respond(ack.Data)
-		}
+		// Forward concurrently: one message waiting for the stream must not
+		// hold up the others past their ack timeout.
+		go func() {
+			ack, err := nc.RequestMsg(&nats.Msg{Subject: "auth." + strings.TrimPrefix(m.Subject, "held."), Header: m.Header, Data: m.Data}, 5*time.Second)
+			if err != nil {
+				t.Errorf("storing %s: %v", id, err)
+				return
+			}
+			if n > 1 {
+				_ = m.Respond(ack.Data)
+			}
+		}()
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -67,7 +71,7 @@ func TestAckTimeoutIsRetriedNotReported(t *testing.T) {
 	t.Parallel()
 	var mu sync.Mutex
 	var failed []error
-	srv, js, pub := setup(t, events.WithRetry(3, 50*time.Millisecond), events.WithPublishTimeout(300*time.Millisecond),
+	srv, js, pub := setup(t, events.WithRetry(3, 50*time.Millisecond), events.WithPublishTimeout(time.Second),
 		events.WithErrorHandler(func(_ string, _ *events.Event, err error) {
 			mu.Lock()
 			failed = append(failed, err)
@@ -99,10 +103,22 @@ func TestAckTimeoutIsRetriedNotReported(t *testing.T) {
 		t.Fatalf("%d stored events reported to the error handler; first: %v", len(failed), failed[0])
 	}
 	mu.Unlock()
+	// Each event is sent at least twice: its first ack was lost. A third
+	// send is right too when the second ack also came later than the ack
+	// timeout (a loaded machine): the test once asserted exactly two sends
+	// and failed that way under load although nothing was lost, duplicated
+	// or reported — which the checks here and below are about.
+	late := 0
 	for _, id := range ids {
-		if n := seen(id); n != 2 {
-			t.Fatalf("event %s sent %d times, want 2 (the first ack was lost)", id, n)
+		switch n := seen(id); {
+		case n < 2:
+			t.Fatalf("event %s sent %d times, want at least 2 (its first ack was lost)", id, n)
+		case n > 2:
+			late++
 		}
+	}
+	if late > 0 {
+		t.Logf("%d of %d events were sent more than twice (a retried ack was late too)", late, len(ids))
 	}
 	info, err := js.Stream(ctx, "AUTH_EVENTS")
 	if err != nil {
