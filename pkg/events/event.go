@@ -142,8 +142,10 @@ func marshalData(v any) (json.RawMessage, error) {
 // DataAs decodes e's data into a T with encoding/json: a struct (whose int64
 // fields keep every digit), a map, a slice... Fields of Data that T does not
 // have are ignored, so producers can add fields. The error is a
-// *ValidationError: field "data" when there is no data or it does not decode
-// into T, field "datacontenttype" when the data is not JSON.
+// *ValidationError, which is permanent (a handler returning it dead-letters
+// the event at once): field "data" when there is no data, it is not valid
+// JSON (Decode does not check) or it does not decode into T, field
+// "datacontenttype" when the content type is not JSON.
 func DataAs[T any](e *Event) (T, error) {
 	var v T
 	if err := e.decodeData(&v, false); err != nil {
