@@ -324,10 +324,38 @@ type binaryHeaders struct {
 
 type extHeader struct{ name, val string }
 
-// gather reads h in one pass. The lower-case names the library and the
-// CloudEvents SDK write are matched directly; any other spelling is matched
-// case-insensitively.
+// attrHeaders are the attributes' binary-mode header names, lower case.
+var attrHeaders = [numAttrs]string{
+	HeaderSpecVersion, HeaderID, HeaderType, HeaderSource, HeaderTime, HeaderDataContentType,
+	HeaderSubject, HeaderDataSchema, HeaderOrganizationID, HeaderSchemaVersion,
+}
+
+// gather reads the headers decode needs from h. The lower-case names the
+// library and the CloudEvents SDK write are looked up directly; only when h
+// has other keys (extensions, other spellings, other headers) is it
+// walked, matching names case-insensitively.
 func (b *binaryHeaders) gather(h nats.Header) {
+	found := 0
+	for i, name := range attrHeaders {
+		if vs, ok := h[name]; ok {
+			found++
+			if len(vs) > 0 {
+				b.vals[i], b.seen[i] = vs[0], true
+			}
+		}
+	}
+	if vs, ok := h[HeaderContentType]; ok {
+		found++
+		if len(vs) > 0 {
+			b.ct, b.hasCT, b.exactCT = vs[0], true, true
+		}
+	}
+	if _, ok := h[HeaderMsgID]; ok {
+		found++
+	}
+	if found == len(h) {
+		return
+	}
 	for k, vs := range h {
 		if len(vs) == 0 {
 			continue
