@@ -458,6 +458,11 @@ func (b *binaryHeaders) decodeBinary(body []byte) (*Event, error) {
 	}
 	contentType := vals[attrDataContentType]
 	if !b.seen[attrDataContentType] {
+		// The content-type header stands for ce-datacontenttype: it must be
+		// text that ce-datacontenttype can carry again.
+		if !utf8.ValidString(b.ct) {
+			return nil, &ValidationError{Field: "content-type", Reason: "value is not valid UTF-8"}
+		}
 		contentType = b.ct
 	}
 	if err := e.finish(b.seen[attrSpecVersion], vals[attrSpecVersion], b.seen[attrTime], vals[attrTime], missingSpecBinary); err != nil {

@@ -636,6 +636,11 @@ func TestDecodeMalformed(t *testing.T) {
 		{"time after year 9999 in UTC", "timestamp", func(h nats.Header) []byte { h["ce-time"] = []string{"9999-12-31T23:30:00-01:00"}; return nil }},
 		{"percent-encoding that is not UTF-8", "source", func(h nats.Header) []byte { h["ce-source"] = []string{"a%FF"}; return nil }},
 		{"raw value not UTF-8", "type", func(h nats.Header) []byte { h["ce-type"] = []string{"a\xffb"}; return nil }},
+		{"content-type standing for datacontenttype not UTF-8", "content-type", func(h nats.Header) []byte {
+			delete(h, "ce-datacontenttype")
+			h["Content-Type"] = []string{"\x99"}
+			return []byte("0")
+		}},
 		{"bad extension name", "extensions[trace_id]", func(h nats.Header) []byte { h["ce-trace_id"] = []string{"x"}; return nil }},
 		{"reserved extension name", "extensions[data]", func(h nats.Header) []byte { h["ce-data"] = []string{"x"}; return nil }},
 		{"structured garbage", "body", func(h nats.Header) []byte {
