@@ -256,12 +256,15 @@ func (c *encoder) encodeStructured(msg *nats.Msg, e *Event, msgID string) error 
 // digits is kept as it is. In binary mode a content-type header stands for
 // ce-datacontenttype when that is absent.
 //
-// Data is JSON for a JSON content type (it must be valid JSON, any JSON
-// value; null means no data), the bytes as they are otherwise; when the
-// event declares no content type and its data is not JSON, DataContentType
-// is set to application/octet-stream. Data may share memory with the body.
-// Anything malformed is a *ValidationError naming the attribute; Decode never
-// panics.
+// Data is the body as it is (JSON data trimmed of white space; JSON null
+// means no data). Decode does not check that the data of an event declaring
+// a JSON content type is valid JSON: DataAs, DataMap, a Typed handler and
+// Validate do, and their *ValidationError is permanent (errors.Is(err,
+// ErrPermanent)), so a handler that returns it has the event dead-lettered
+// at once. When the event declares no content type, data that is valid JSON
+// is JSON and any other data is binary (DataContentType is set to
+// application/octet-stream). Data may share memory with the body. Any
+// malformed attribute is a *ValidationError naming it; Decode never panics.
 func Decode(msg *nats.Msg) (*Event, error) {
 	if msg == nil {
 		return nil, &ValidationError{Field: "message", Reason: "is nil"}
@@ -277,20 +280,148 @@ func DecodeParts(header nats.Header, body []byte) (*Event, error) {
 
 const missingSpecBinary = "missing (no ce-specversion header and not a structured message)"
 
+// The context attributes a binary-mode message carries in ce- headers, as
+// indexes into binaryHeaders.vals.
+const (
+	attrSpecVersion = iota
+	attrID
+	attrType
+	attrSource
+	attrTime
+	attrDataContentType
+	attrSubject
+	attrDataSchema
+	attrOrganizationID
+	attrSchemaVersion
+	numAttrs
+)
+
+// attrNames are the attribute names (the ce- headers without the prefix).
+var attrNames = [numAttrs]string{
+	"specversion", "id", "type", "source", "time", "datacontenttype",
+	"subject", "dataschema", "organizationid", "schemaversion",
+}
+
+func attrIndex(name string) int {
+	for i, n := range attrNames {
+		if n == name {
+			return i
+		}
+	}
+	return -1
+}
+
+// binaryHeaders are the headers decode reads, raw (not yet unquoted or
+// percent-decoded), gathered in one pass over the header map.
+type binaryHeaders struct {
+	vals    [numAttrs]string
+	seen    [numAttrs]bool
+	ext     []extHeader // lower-case name without the prefix, raw value
+	ct      string      // content-type
+	hasCT   bool
+	exactCT bool // ct came from the lower-case "content-type" key
+}
+
+type extHeader struct{ name, val string }
+
+// attrHeaders are the attributes' binary-mode header names, lower case.
+var attrHeaders = [numAttrs]string{
+	HeaderSpecVersion, HeaderID, HeaderType, HeaderSource, HeaderTime, HeaderDataContentType,
+	HeaderSubject, HeaderDataSchema, HeaderOrganizationID, HeaderSchemaVersion,
+}
+
+// gather reads the headers decode needs from h. The lower-case names the
+// library and the CloudEvents SDK write are looked up directly; only when h
+// has other keys (extensions, other spellings, other headers) is it
+// walked, matching names case-insensitively.
+func (b *binaryHeaders) gather(h nats.Header) {
+	found := 0
+	for i, name := range attrHeaders {
+		if vs, ok := h[name]; ok {
+			found++
+			if len(vs) > 0 {
+				b.vals[i], b.seen[i] = vs[0], true
+			}
+		}
+	}
+	if vs, ok := h[HeaderContentType]; ok {
+		found++
+		if len(vs) > 0 {
+			b.ct, b.hasCT, b.exactCT = vs[0], true, true
+		}
+	}
+	if _, ok := h[HeaderMsgID]; ok {
+		found++
+	}
+	if found == len(h) {
+		return
+	}
+	for k, vs := range h {
+		if len(vs) == 0 {
+			continue
+		}
+		var i int
+		switch k {
+		case HeaderSpecVersion:
+			i = attrSpecVersion
+		case HeaderID:
+			i = attrID
+		case HeaderType:
+			i = attrType
+		case HeaderSource:
+			i = attrSource
+		case HeaderTime:
+			i = attrTime
+		case HeaderDataContentType:
+			i = attrDataContentType
+		case HeaderSubject:
+			i = attrSubject
+		case HeaderDataSchema:
+			i = attrDataSchema
+		case HeaderOrganizationID:
+			i = attrOrganizationID
+		case HeaderSchemaVersion:
+			i = attrSchemaVersion
+		case HeaderContentType:
+			b.ct, b.hasCT, b.exactCT = vs[0], true, true
+			continue
+		case HeaderMsgID:
+			continue
+		default:
+			if len(k) == len(HeaderContentType) && strings.EqualFold(k, HeaderContentType) {
+				if !b.exactCT {
+					b.ct, b.hasCT = vs[0], true
+				}
+				continue
+			}
+			if len(k) < len(HeaderPrefix) || !strings.EqualFold(k[:len(HeaderPrefix)], HeaderPrefix) {
+				continue
+			}
+			name := strings.ToLower(k[len(HeaderPrefix):])
+			if i = attrIndex(name); i < 0 {
+				b.ext = append(b.ext, extHeader{name, vs[0]})
+				continue
+			}
+		}
+		b.vals[i], b.seen[i] = vs[0], true
+	}
+}
+
 func decode(h nats.Header, body []byte) (*Event, error) {
-	ct, hasCT := lookupHeader(h, HeaderContentType)
-	if hasCT {
-		mt, _, err := mime.ParseMediaType(ct)
+	var b binaryHeaders
+	b.gather(h)
+	if b.hasCT {
+		mt, _, err := mime.ParseMediaType(b.ct)
 		if err == nil && strings.HasPrefix(mt, "application/cloudevents") {
 			if mt != ContentTypeCloudEventsJSON {
 				return nil, &ValidationError{Field: "content-type", Reason: fmt.Sprintf("unsupported structured content type %q", mt)}
 			}
 			return decodeStructured(body, false)
 		}
-	} else if _, ok := lookupHeader(h, HeaderSpecVersion); !ok && looksLikeObject(body) {
+	} else if !b.seen[attrSpecVersion] && looksLikeObject(body) {
 		return decodeStructured(body, true)
 	}
-	return decodeBinary(h, body, ct)
+	return b.decodeBinary(body)
 }
 
 // looksLikeObject reports whether body starts, after white space, with '{'.
@@ -299,64 +430,42 @@ func looksLikeObject(body []byte) bool {
 	return len(t) > 0 && t[0] == '{'
 }
 
-// lookupHeader looks a header up case-insensitively.
-func lookupHeader(h nats.Header, name string) (string, bool) {
-	if v, ok := h[name]; ok && len(v) > 0 {
-		return v[0], true
-	}
-	for k, v := range h {
-		if len(v) > 0 && strings.EqualFold(k, name) {
-			return v[0], true
-		}
-	}
-	return "", false
-}
-
-func decodeBinary(h nats.Header, body []byte, headerContentType string) (*Event, error) {
+func (b *binaryHeaders) decodeBinary(body []byte) (*Event, error) {
 	e := &Event{}
-	var specVersion, timeStr, contentType string
-	var seenSpec, seenTime, seenCT bool
-	for k, vs := range h {
-		if len(k) < len(HeaderPrefix) || !strings.EqualFold(k[:len(HeaderPrefix)], HeaderPrefix) || len(vs) == 0 {
+	var vals [numAttrs]string
+	for i := range vals {
+		if !b.seen[i] {
 			continue
 		}
-		name := strings.ToLower(k[len(HeaderPrefix):])
-		v, err := decodeHeaderValue(vs[0])
+		v, err := decodeHeaderValue(b.vals[i])
 		if err != nil {
-			return nil, &ValidationError{Field: name, Reason: err.Error()}
+			return nil, &ValidationError{Field: attrNames[i], Reason: err.Error()}
 		}
-		switch name {
-		case "specversion":
-			specVersion, seenSpec = v, true
-		case "id":
-			e.ID = v
-		case "type":
-			e.Type = v
-		case "source":
-			e.Source = v
-		case "time":
-			timeStr, seenTime = v, true
-		case "datacontenttype":
-			contentType, seenCT = v, true
-		case "subject":
-			e.Subject = v
-		case "dataschema":
-			e.DataSchema = v
-		case "organizationid":
-			e.OrganizationID = v
-		case "schemaversion":
-			e.SchemaVersion = v
-		default:
-			if e.Extensions == nil {
-				e.Extensions = make(map[string]string)
-			}
-			e.Extensions[name] = v
+		vals[i] = v
+	}
+	e.ID, e.Type, e.Source = vals[attrID], vals[attrType], vals[attrSource]
+	e.Subject, e.DataSchema = vals[attrSubject], vals[attrDataSchema]
+	e.OrganizationID, e.SchemaVersion = vals[attrOrganizationID], vals[attrSchemaVersion]
+	for _, x := range b.ext {
+		v, err := decodeHeaderValue(x.val)
+		if err != nil {
+			return nil, &ValidationError{Field: x.name, Reason: err.Error()}
 		}
+		if e.Extensions == nil {
+			e.Extensions = make(map[string]string, len(b.ext))
+		}
+		e.Extensions[x.name] = v
 	}
-	if !seenCT {
-		contentType = headerContentType
+	contentType := vals[attrDataContentType]
+	if !b.seen[attrDataContentType] {
+		// The content-type header stands for ce-datacontenttype: it must be
+		// text that ce-datacontenttype can carry again.
+		if !utf8.ValidString(b.ct) {
+			return nil, &ValidationError{Field: "content-type", Reason: "value is not valid UTF-8"}
+		}
+		contentType = b.ct
 	}
-	if err := e.finish(seenSpec, specVersion, seenTime, timeStr, missingSpecBinary); err != nil {
+	if err := e.finish(b.seen[attrSpecVersion], vals[attrSpecVersion], b.seen[attrTime], vals[attrTime], missingSpecBinary); err != nil {
 		return nil, err
 	}
 	if err := e.setData(contentType, body); err != nil {
@@ -390,9 +499,13 @@ func (e *Event) finish(seenSpec bool, specVersion string, seenTime bool, timeStr
 }
 
 // setData sets DataContentType and Data from what was received. JSON data
-// (a JSON content type, or none) must be valid JSON, and JSON null is no
-// data; data that is not JSON of an event that declares no content type is
-// binary data (application/octet-stream).
+// is trimmed of white space, and JSON null is no data. Data of an event that
+// declares no content type is JSON when it is valid JSON, binary data
+// (application/octet-stream) otherwise. Data of an event that declares a
+// JSON content type is not validated here: whoever reads it (DataAs,
+// DataMap, a Typed handler, Validate) finds out, with a *ValidationError,
+// which is permanent. Every consumer reads the data anyway, and most read
+// it once: checking it here too cost a third of Decode.
 func (e *Event) setData(contentType string, data []byte) error {
 	e.DataContentType = contentType
 	if !isJSONContentType(contentType) {
@@ -405,12 +518,9 @@ func (e *Event) setData(contentType string, data []byte) error {
 	if len(t) == 0 || string(t) == "null" {
 		return nil
 	}
-	if !json.Valid(t) {
-		if contentType == "" {
-			e.DataContentType, e.Data = ContentTypeOctetStream, data
-			return nil
-		}
-		return &ValidationError{Field: "data", Reason: "not valid JSON (the content type is " + e.contentType() + ")"}
+	if contentType == "" && !json.Valid(t) {
+		e.DataContentType, e.Data = ContentTypeOctetStream, data
+		return nil
 	}
 	e.Data = t
 	return nil

@@ -636,11 +636,10 @@ func TestDecodeMalformed(t *testing.T) {
 		{"time after year 9999 in UTC", "timestamp", func(h nats.Header) []byte { h["ce-time"] = []string{"9999-12-31T23:30:00-01:00"}; return nil }},
 		{"percent-encoding that is not UTF-8", "source", func(h nats.Header) []byte { h["ce-source"] = []string{"a%FF"}; return nil }},
 		{"raw value not UTF-8", "type", func(h nats.Header) []byte { h["ce-type"] = []string{"a\xffb"}; return nil }},
-		{"non-json data", "data", func(h nats.Header) []byte { return []byte("hello") }},
-		{"truncated json", "data", func(h nats.Header) []byte { return []byte(`{"a":`) }},
-		{"non-json data for +json", "data", func(h nats.Header) []byte {
-			h["ce-datacontenttype"] = []string{"application/cloudevents-thing+json"}
-			return []byte("hello")
+		{"content-type standing for datacontenttype not UTF-8", "content-type", func(h nats.Header) []byte {
+			delete(h, "ce-datacontenttype")
+			h["Content-Type"] = []string{"\x99"}
+			return []byte("0")
 		}},
 		{"bad extension name", "extensions[trace_id]", func(h nats.Header) []byte { h["ce-trace_id"] = []string{"x"}; return nil }},
 		{"reserved extension name", "extensions[data]", func(h nats.Header) []byte { h["ce-data"] = []string{"x"}; return nil }},
@@ -712,6 +711,62 @@ func TestDecodeMalformed(t *testing.T) {
 	}
 }
 
+// TestDecodeInvalidJSONData: Decode does not validate the data of an event
+// that declares a JSON content type; whoever reads the data gets a
+// *ValidationError for "data" that is permanent (a handler returning it has
+// the event dead-lettered at once), and Validate refuses the event.
+func TestDecodeInvalidJSONData(t *testing.T) {
+	for _, tc := range []struct{ name, ct, data string }{
+		{"non-json data", "application/json", "hello"},
+		{"truncated json", "application/json", `{"a":`},
+		{"two values", "application/json", `{} {}`},
+		{"non-json data for +json", "application/cloudevents-thing+json", "hello"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := nats.Header{
+				"ce-specversion":     {"1.0"},
+				"ce-id":              {"0b7f7a8e-1f0c-4a8e-9b1a-2f8d6c0e5a11"},
+				"ce-type":            {"user.created"},
+				"ce-source":          {"auth"},
+				"ce-time":            {"2026-03-14T15:09:26Z"},
+				"ce-organizationid":  {"org"},
+				"ce-schemaversion":   {"1.0"},
+				"ce-datacontenttype": {tc.ct},
+			}
+			e, err := Decode(&nats.Msg{Header: h, Data: []byte(" " + tc.data + "\n")})
+			if err != nil {
+				t.Fatalf("Decode() = %v", err)
+			}
+			if e.DataContentType != tc.ct || string(e.Data) != tc.data {
+				t.Fatalf("ct %q data %q, want %q %q", e.DataContentType, e.Data, tc.ct, tc.data)
+			}
+			_, derr := DataAs[map[string]any](e)
+			_, merr := e.DataMap()
+			for name, err := range map[string]error{"DataAs": derr, "DataMap": merr, "Validate": e.Validate()} {
+				var verr *ValidationError
+				if !errors.As(err, &verr) || verr.Field != "data" {
+					t.Fatalf("%s = %v, want a *ValidationError for data", name, err)
+				}
+				if !errors.Is(err, ErrPermanent) || !errors.Is(err, ErrValidation) {
+					t.Fatalf("%s = %v, want it to match ErrPermanent and ErrValidation", name, err)
+				}
+			}
+			// Structured mode embeds the data as JSON: it cannot be written.
+			if _, err := encodeEvent(e, ModeStructured); !errors.Is(err, ErrValidation) {
+				t.Fatalf("structured encoding of invalid JSON data = %v, want ErrValidation", err)
+			}
+		})
+	}
+	// An event that declares no content type: data that is not JSON is
+	// binary data, as before.
+	e, err := Decode(&nats.Msg{Header: nats.Header{
+		"ce-specversion": {"1.0"}, "ce-id": {"1"}, "ce-type": {"t"}, "ce-source": {"s"},
+	}, Data: []byte(`{"a":`)})
+	if err != nil || e.DataContentType != ContentTypeOctetStream || string(e.Data) != `{"a":` {
+		t.Fatalf("no content type, non-JSON data: %+v, %v", e, err)
+	}
+}
+
 func FuzzDecode(f *testing.F) {
 	e := fullEvent(f)
 	bin, _ := Encode(e, ModeBinary)
@@ -739,7 +794,20 @@ func FuzzDecode(f *testing.F) {
 		if verr := got.validateCloudEvent(); verr != nil {
 			t.Fatalf("decoded event invalid: %v", verr)
 		}
-		for _, mode := range []Mode{ModeBinary, ModeStructured} {
+		modes := []Mode{ModeBinary, ModeStructured}
+		if isJSONContentType(got.DataContentType) && len(got.Data) > 0 && !json.Valid(got.Data) {
+			// Decode leaves JSON data unchecked: whoever reads it gets a
+			// permanent *ValidationError, and structured mode, which
+			// embeds it, cannot write it. Binary mode carries it as it is.
+			if _, err := DataAs[any](got); !errors.Is(err, ErrPermanent) || !errors.Is(err, ErrValidation) {
+				t.Fatalf("DataAs of invalid JSON data = %v, want a permanent validation error", err)
+			}
+			if _, err := encodeEvent(got, ModeStructured); !errors.Is(err, ErrValidation) {
+				t.Fatalf("structured encoding of invalid JSON data = %v, want ErrValidation", err)
+			}
+			modes = modes[:1]
+		}
+		for _, mode := range modes {
 			msg, err := encodeEvent(got, mode)
 			if err != nil {
 				t.Fatalf("re-encode %s: %v", mode, err)
@@ -764,7 +832,7 @@ func FuzzDecode(f *testing.F) {
 // sameData compares data bytes, JSON data by value (structured mode
 // re-encodes it compactly).
 func sameData(a, b *Event) bool {
-	if !isJSONContentType(a.DataContentType) || len(a.Data) == 0 || len(b.Data) == 0 {
+	if !isJSONContentType(a.DataContentType) || len(a.Data) == 0 || len(b.Data) == 0 || !json.Valid(a.Data) {
 		return string(a.Data) == string(b.Data)
 	}
 	var va, vb any

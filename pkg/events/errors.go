@@ -14,9 +14,12 @@ import (
 // must branch on matches one of them with errors.Is; the concrete types below
 // carry the details and are reached with errors.As.
 var (
-	// ErrValidation: the input (an event, a stream configuration) is invalid.
-	// It is never retried. See ValidationError.
-	ErrValidation = errors.New("events: validation failed")
+	// ErrValidation: the input (an event, its data, a stream configuration)
+	// is invalid. It is never retried: retrying cannot fix invalid input, so
+	// every error that matches ErrValidation matches ErrPermanent too (a
+	// handler that returns DataAs's error has its event dead-lettered at
+	// once). See ValidationError.
+	ErrValidation error = &impliedError{msg: "events: validation failed", implies: ErrPermanent}
 	// ErrConnection: NATS or JetStream could not be reached (no connection, no
 	// responders, connection closed). Usually transient.
 	ErrConnection = errors.New("events: connection failed")
@@ -31,7 +34,8 @@ var (
 	// ImmutableFieldError.
 	ErrImmutableField = errors.New("events: field cannot be changed")
 	// ErrPermanent: an error that retrying cannot fix. Handlers return
-	// Permanent(err) to dead-letter an event at once.
+	// Permanent(err), or any error matching ErrValidation, to dead-letter an
+	// event at once.
 	ErrPermanent = errors.New("events: permanent failure")
 	// ErrInsufficientResources: JetStream has no room for the stream (for
 	// example its max bytes exceed the server's or account's storage or
@@ -49,7 +53,19 @@ var (
 	ErrExists = fmt.Errorf("%w: already exists", ErrConflict)
 )
 
-// ValidationError names the field that is invalid and why.
+// impliedError is a sentinel that also matches another one.
+type impliedError struct {
+	msg     string
+	implies error
+}
+
+func (e *impliedError) Error() string { return e.msg }
+
+// Is reports the sentinel it implies.
+func (e *impliedError) Is(target error) bool { return target == e.implies }
+
+// ValidationError names the field that is invalid and why. It matches
+// ErrValidation and, as every invalid input, ErrPermanent.
 type ValidationError struct {
 	Field  string
 	Reason string
@@ -59,8 +75,10 @@ func (e *ValidationError) Error() string {
 	return fmt.Sprintf("events: invalid %s: %s", e.Field, e.Reason)
 }
 
-// Is reports ErrValidation.
-func (e *ValidationError) Is(target error) bool { return target == ErrValidation }
+// Is reports ErrValidation and ErrPermanent.
+func (e *ValidationError) Is(target error) bool {
+	return target == ErrValidation || target == ErrPermanent
+}
 
 // ImmutableFieldError says that a field of a stream (or consumer) cannot be
 // changed in place; the object must be recreated to change it.

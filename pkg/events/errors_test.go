@@ -47,3 +47,32 @@ func TestAsyncAckTimeoutIsTransient(t *testing.T) {
 		}
 	}
 }
+
+// Invalid input is permanent: every error matching ErrValidation matches
+// ErrPermanent (retrying cannot fix it), never a transient sentinel, and
+// Permanent leaves it as it is.
+func TestValidationErrorsArePermanent(t *testing.T) {
+	verr := &ValidationError{Field: "data", Reason: "x"}
+	for _, err := range []error{
+		verr,
+		wrap("create stream", "S", &jetstream.APIError{Code: 500, ErrorCode: codeStreamInvalidConfig}),
+		wrap("create stream", "S", jetstream.ErrInvalidStreamName),
+		ErrValidation,
+	} {
+		if !errors.Is(err, ErrValidation) || !errors.Is(err, ErrPermanent) || IsTransient(err) {
+			t.Errorf("%v: want ErrValidation and ErrPermanent, not transient", err)
+		}
+	}
+	if got := Permanent(verr); got != error(verr) {
+		t.Errorf("Permanent(%v) = %v, want it unchanged", verr, got)
+	}
+	if ErrValidation.Error() != "events: validation failed" {
+		t.Errorf("ErrValidation reads %q", ErrValidation.Error())
+	}
+	// The other sentinels are not validation errors.
+	for _, err := range []error{ErrPermanent, ErrConnection, ErrTimeout, ErrNotFound, ErrConflict} {
+		if errors.Is(err, ErrValidation) {
+			t.Errorf("%v matches ErrValidation", err)
+		}
+	}
+}

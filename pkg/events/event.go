@@ -2,11 +2,14 @@ package events
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"hash/maphash"
 	"io"
 	"mime"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -129,21 +132,78 @@ func marshalData(v any) (json.RawMessage, error) {
 	if v == nil {
 		return nil, nil
 	}
-	b, err := json.Marshal(v)
-	if err != nil {
+	d := dataEncoders.Get().(*dataEncoder)
+	defer d.release()
+	// Encode writes what json.Marshal returns, and a newline.
+	if err := d.enc.Encode(v); err != nil {
 		return nil, &ValidationError{Field: "data", Reason: "not serialisable as JSON: " + err.Error()}
 	}
+	b := d.buf.Bytes()
+	b = b[:len(b)-1]
 	if string(b) == "null" {
 		return nil, nil
 	}
-	return b, nil
+	return seal(b), nil
+}
+
+// dataEncoder is a reusable encoding/json encoder for marshalData.
+type dataEncoder struct {
+	buf bytes.Buffer
+	enc *json.Encoder
+}
+
+var dataEncoders = sync.Pool{New: func() any {
+	d := &dataEncoder{}
+	d.enc = json.NewEncoder(&d.buf)
+	return d
+}}
+
+func (d *dataEncoder) release() {
+	if d.buf.Cap() > maxPooledBody {
+		return
+	}
+	d.buf.Reset()
+	dataEncoders.Put(d)
+}
+
+// Data that marshalData produced is valid JSON by construction, and
+// Validate (every publish) need not scan it again with json.Valid, which
+// costs about as much as the publisher's whole encoding. marshalData
+// returns a copy whose capacity holds, right after its last byte, a seal: a
+// 64-bit hash of its bytes keyed with a random per-process seed. The seal is
+// not part of the event: no field, nothing reflect.DeepEqual, json.Marshal
+// or a copy of the Event sees (a slice's capacity is not compared). Data
+// whose bytes, length or backing array changed since — anything but the
+// exact bytes marshalData wrote — no longer matches its seal (but for a 2^-64
+// chance) and is validated as before.
+const sealLen = 8
+
+var sealSeed = maphash.MakeSeed()
+
+// seal returns a copy of b, sealed.
+func seal(b []byte) json.RawMessage {
+	out := make([]byte, len(b), len(b)+sealLen)
+	copy(out, b)
+	binary.LittleEndian.PutUint64(out[len(b):len(b)+sealLen], maphash.Bytes(sealSeed, b))
+	return out
+}
+
+// sealed reports whether data is what marshalData wrote, unchanged.
+func sealed(data []byte) bool {
+	if cap(data)-len(data) < sealLen || len(data) == 0 {
+		return false
+	}
+	tag := data[len(data) : len(data)+sealLen]
+	return binary.LittleEndian.Uint64(tag) == maphash.Bytes(sealSeed, data)
 }
 
 // DataAs decodes e's data into a T with encoding/json: a struct (whose int64
 // fields keep every digit), a map, a slice... Fields of Data that T does not
 // have are ignored, so producers can add fields. The error is a
-// *ValidationError: field "data" when there is no data or it does not decode
-// into T, field "datacontenttype" when the data is not JSON.
+// *ValidationError, which is permanent (a handler returning it dead-letters
+// the event at once): field "data" when there is no data, it is not valid
+// JSON (Decode does not check) or it does not decode into T, field
+// "datacontenttype" when the content type is not JSON.
 func DataAs[T any](e *Event) (T, error) {
 	var v T
 	if err := e.decodeData(&v, false); err != nil {
@@ -220,7 +280,7 @@ func (e *Event) validateData() error {
 			return &ValidationError{Field: "datacontenttype", Reason: fmt.Sprintf("%q is not a media type", e.DataContentType)}
 		}
 	}
-	if len(e.Data) > 0 && isJSONContentType(e.DataContentType) && !json.Valid(e.Data) {
+	if len(e.Data) > 0 && isJSONContentType(e.DataContentType) && !sealed(e.Data) && !json.Valid(e.Data) {
 		return &ValidationError{Field: "data", Reason: "not valid JSON (the content type is " + e.contentType() + ")"}
 	}
 	return nil

@@ -13,7 +13,8 @@ import (
 )
 
 // Handler processes one event. Returning nil acknowledges it; an error
-// redelivers it after the backoff for its delivery count; Permanent(err)
+// redelivers it after the backoff for its delivery count; Permanent(err),
+// or an error matching ErrValidation (such as DataAs's, returned as it is),
 // dead-letters it at once. A handler may run more than once for the same
 // event (redelivery after a crash, a lost ack), so it must be idempotent:
 // key side effects on Event.ID.

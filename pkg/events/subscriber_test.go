@@ -314,6 +314,39 @@ func TestTypedHandlerDeadLettersDataThatDoesNotDecode(t *testing.T) {
 	}
 }
 
+// Decode does not validate JSON data: an event whose data is not JSON
+// reaches a plain handler, and when the handler returns DataAs's error as it
+// is (not wrapped in Permanent), the event is dead-lettered on its first
+// delivery — a *ValidationError is permanent — not retried.
+func TestInvalidJSONDataWithPlainHandlerDeadLettersAtOnce(t *testing.T) {
+	t.Parallel()
+	env := setupSub(t)
+	var calls atomic.Int32
+	sub := subscribe(t, env, "badjson", func(ctx context.Context, e *events.Event) error {
+		calls.Add(1)
+		_, err := events.DataAs[map[string]any](e)
+		return err
+	}, events.SubscriberConfig{MaxDeliver: 5, BackOff: []time.Duration{100 * time.Millisecond}})
+	e := newEvent(t, "user.created", map[string]any{"user_id": "u1"})
+	msg, err := events.Encode(e, events.ModeBinary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg.Subject, msg.Data = "auth.user.created", []byte(`{"user_id":`)
+	if _, err := env.js.PublishMsg(ctxT(t, 5*time.Second), msg); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 10*time.Second, "dead letter", func() bool { return sub.Stats().DeadLettered == 1 })
+	dl := eventstest.GetMsg(t, env.js, events.StreamDLQ, 1)
+	if dl.Header.Get("ce-id") != e.ID || dl.Header.Get(events.HeaderDLQDeliveries) != "1" ||
+		!strings.Contains(dl.Header.Get(events.HeaderDLQReason), "invalid data") || string(dl.Data) != `{"user_id":` {
+		t.Fatalf("dead letter %q %v", dl.Data, dl.Header)
+	}
+	if st := sub.Stats(); st.Retried != 0 || st.Acked != 0 || calls.Load() != 1 {
+		t.Fatalf("stats %+v, handler called %d times; want one call, no retry", st, calls.Load())
+	}
+}
+
 // A foreign CloudEvent (no UUID id, no time, no organizationid, no
 // schemaversion) reaches the handler by default, and is dead-lettered as
 // permanent with StrictValidation.
