@@ -6,15 +6,12 @@
 package managerproc
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -188,30 +185,4 @@ func (m *Manager) Stop(grace time.Duration) (killed bool, exit error) {
 		return false, errors.New("not started")
 	}
 	return m.Proc.Stop(grace)
-}
-
-// Metrics maps a series ("name{labels}" exactly as exposed) to its value.
-type Metrics map[string]float64
-
-// ParseMetrics reads the Prometheus text format.
-func ParseMetrics(r io.Reader) Metrics {
-	m := Metrics{}
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 1<<20), 1<<22)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		if i < 0 {
-			continue
-		}
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if err != nil {
-			continue
-		}
-		m[line[:i]] = v
-	}
-	return m
 }
