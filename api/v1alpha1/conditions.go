@@ -22,8 +22,27 @@ const (
 // its administrator listed in --adopt-namespaces.
 const AdoptAnnotation = "events.giia.io/adopt"
 
-// ConditionReady is the summary condition of every kind in this group.
-const ConditionReady = "Ready"
+// Condition types. Every kind has Ready, and Reconciling or Stalled while
+// either is True (they are removed when False), as kstatus
+// (sigs.k8s.io/cli-utils/pkg/kstatus), Flux and kpt read them: Ready=True is
+// Current, Reconciling=True is InProgress, Stalled=True is Failed. README
+// "Conditions and reasons" has the table.
+const (
+	// ConditionReady is the summary condition of every kind in this group.
+	ConditionReady = "Ready"
+	// ConditionReconciling: work is under way — waiting for a dependency,
+	// or a transient failure being retried with backoff.
+	ConditionReconciling = "Reconciling"
+	// ConditionStalled: a terminal failure that only a change to the spec,
+	// to JetStream or to the operator's configuration can resolve.
+	ConditionStalled = "Stalled"
+	// ConditionStreamReady (EventConsumers): the EventStream named by
+	// spec.streamRef exists and is Ready.
+	ConditionStreamReady = "StreamReady"
+	// ConditionDeadLetterStored (EventConsumers): some stream captures the
+	// consumer's dead-letter subject(s), or the consumer has no deadLetter.
+	ConditionDeadLetterStored = "DeadLetterStored"
+)
 
 // Reasons of the Ready condition. Each says why the object is or is not ready;
 // README "Troubleshooting" explains them.
@@ -76,9 +95,18 @@ const (
 	// ReasonStreamNotReady: the consumer's EventStream is missing or not
 	// Ready yet; the consumer is created once it is.
 	ReasonStreamNotReady = "StreamNotReady"
-	// ReasonDeadLetterNotStored: the consumer is Ready but no stream captures
-	// its dead-letter subject, so dead letters would be lost.
+	// ReasonDeadLetterNotStored: the consumer exists and matches its spec,
+	// but no stream captures its dead-letter subject, so dead letters would
+	// be lost. Terminal (Stalled) until a stream captures it.
 	ReasonDeadLetterNotStored = "DeadLetterNotStored"
+	// ReasonStreamReady: StreamReady=True.
+	ReasonStreamReady = "StreamReady"
+	// ReasonDeadLetterStored: DeadLetterStored=True, a stream captures
+	// every dead-letter subject of the consumer.
+	ReasonDeadLetterStored = "DeadLetterStored"
+	// ReasonNoDeadLetter: DeadLetterStored=True, the consumer has no
+	// spec.deadLetter (nothing to store).
+	ReasonNoDeadLetter = "NoDeadLetter"
 )
 
 // DeadLetterPrefix is prepended to a message's subject to make its default

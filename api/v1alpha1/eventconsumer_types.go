@@ -182,9 +182,15 @@ type EventConsumerState struct {
 
 // EventConsumerStatus is what the operator last saw.
 type EventConsumerStatus struct {
+	// ObservedGeneration is the generation the status describes: set when
+	// the outcome for that generation is known (Ready, or Stalled), not
+	// while it is still being reconciled.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
-	// Conditions: Ready summarises the consumer.
+	// Conditions: Ready summarises the consumer; Reconciling (work under
+	// way, a transient failure retried) and Stalled (a terminal failure) are
+	// present only while True; StreamReady says whether its EventStream is
+	// Ready, DeadLetterStored whether some stream captures its dead letters.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
@@ -212,6 +218,7 @@ type EventConsumerStatus struct {
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
 // +kubebuilder:printcolumn:name="DeadLettered",type=integer,JSONPath=`.status.state.deadLettered`,priority=1
+// +kubebuilder:printcolumn:name="DeadLetterStored",type=string,JSONPath=`.status.conditions[?(@.type=="DeadLetterStored")].status`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type EventConsumer struct {
 	metav1.TypeMeta   `json:",inline"`

@@ -231,10 +231,14 @@ type EventStreamState struct {
 
 // EventStreamStatus is what the operator last saw.
 type EventStreamStatus struct {
-	// ObservedGeneration is the generation the conditions describe.
+	// ObservedGeneration is the generation the status describes: set when
+	// the outcome for that generation is known (Ready, or Stalled), not
+	// while it is still being reconciled.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
-	// Conditions: Ready summarises the stream.
+	// Conditions: Ready summarises the stream; Reconciling (work under way,
+	// a transient failure retried) and Stalled (a terminal failure) are
+	// present only while True.
 	// +optional
 	// +listType=map
 	// +listMapKey=type

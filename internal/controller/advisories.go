@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 )
@@ -55,6 +56,7 @@ type Triggers struct {
 
 	ownMu sync.Mutex
 	own   map[string]ownWrite // "stream" or "stream/consumer" the operator itself just wrote
+	clock clock.PassiveClock  // times the own-write window; tests inject a fake one
 
 	// The deletion audit (see StreamAudit).
 	audit      StreamAudit
@@ -194,6 +196,7 @@ func NewTriggers(conn *nats.Conn, log logr.Logger) *Triggers {
 	t := &Triggers{
 		nc: conn, log: log,
 		own:     map[string]ownWrite{},
+		clock:   clock.RealClock{},
 		subs:    map[*nats.Conn][]*nats.Subscription{},
 		dropped: map[*nats.Subscription]int{},
 	}
@@ -511,7 +514,7 @@ func (t *Triggers) ExpectOwnWrite(stream, consumer string) {
 	defer t.ownMu.Unlock()
 	w := t.own[key]
 	w.n++
-	w.until = time.Now().Add(ownWriteWindow)
+	w.until = t.clock.Now().Add(ownWriteWindow)
 	t.own[key] = w
 }
 
@@ -522,13 +525,14 @@ func (t *Triggers) consumeOwnWrite(key string) bool {
 	if !ok {
 		return false
 	}
-	if w.n <= 1 || time.Now().After(w.until) {
+	now := t.clock.Now()
+	if w.n <= 1 || now.After(w.until) {
 		delete(t.own, key)
 	} else {
 		w.n--
 		t.own[key] = w
 	}
-	return !time.Now().After(w.until)
+	return !now.After(w.until)
 }
 
 // Trigger objects carry what the map functions need in their metadata.

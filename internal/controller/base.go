@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -13,15 +14,21 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/util/workqueue"
+	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	eventsv1 "github.com/giia/eventstream-operator/api/v1alpha1"
 	"github.com/giia/eventstream-operator/internal/natsconn"
-	"github.com/giia/eventstream-operator/pkg/events"
 )
 
 // JetStreamProvider hands out the JetStream context of a connection, or an
@@ -60,6 +67,13 @@ type reconciler struct {
 	// Adopt lists the namespaces whose resources may adopt JetStream objects
 	// no resource manages (--adopt-namespaces).
 	Adopt adoptPolicy
+	// Clock stamps the conditions' lastTransitionTime; nil is the real
+	// clock (tests inject k8s.io/utils/clock/testing).
+	Clock clock.PassiveClock
+
+	// statusWrites: the resourceVersion of the last status write to each
+	// resource (see patchStatus); set by controllerFor.
+	statusWrites *sync.Map
 }
 
 // jetStreamFor returns the JetStream context a resource in namespace uses:
@@ -77,8 +91,8 @@ func (r *reconciler) jetStreamFor(ctx context.Context, namespace string, conn *e
 	key := types.NamespacedName{Namespace: namespace, Name: conn.SecretRef.Name}
 	if err := r.APIReader.Get(ctx, key, secret); err != nil {
 		if apierrors.IsNotFound(err) {
-			return nil, &events.ValidationError{Field: "connection.secretRef",
-				Reason: fmt.Sprintf("Secret %q not found in namespace %s", conn.SecretRef.Name, namespace)}
+			return nil, newStepError(terminal, eventsv1.ReasonInvalidSpec, fmt.Sprintf(
+				"spec.connection.secretRef: Secret %q not found in namespace %s", conn.SecretRef.Name, namespace))
 		}
 		return nil, err
 	}
@@ -91,6 +105,18 @@ func (r *reconciler) jetStreamFor(ctx context.Context, namespace string, conn *e
 		return nil, err
 	}
 	return c.JetStream()
+}
+
+// reconcileConnection is the step that resolves the NATS connection a
+// resource uses (jetStreamFor); its failures are classified: a missing or
+// bad Secret is InvalidSpec and a refused server ConnectionNotAllowed, both
+// terminal; NATS unreachable is transient.
+func (r *reconciler) reconcileConnection(ctx context.Context, namespace string, conn *eventsv1.ConnectionSpec, user string) (jetstream.JetStream, error) {
+	js, err := r.jetStreamFor(ctx, namespace, conn, user)
+	if err != nil {
+		return nil, classify(err)
+	}
+	return js, nil
 }
 
 // connectionNotAllowedError is a spec.connection the operator refuses to
@@ -119,12 +145,11 @@ func (e *connectionNotAllowedError) Unwrap() error {
 	return e.refused
 }
 
-// connectionUnresolvable reports an error that says where a resource lives
-// can never be known as things stand (a bad or missing Secret, a refused
-// connection): deletion does not wait for such a server.
+// connectionUnresolvable reports an error of jetStreamFor that says where a
+// resource lives can never be known as things stand (a bad or missing
+// Secret, a refused connection): deletion does not wait for such a server.
 func connectionUnresolvable(err error) bool {
-	var notAllowed *connectionNotAllowedError
-	return errors.Is(err, events.ErrValidation) || errors.As(err, &notAllowed)
+	return err != nil && classify(err).kind == terminal
 }
 
 // releaseConnection tells the pool that user no longer needs a connection.
@@ -186,21 +211,6 @@ func (r *reconciler) removeFinalizer(ctx context.Context, obj client.Object) err
 	return client.IgnoreNotFound(r.Patch(ctx, obj, patch))
 }
 
-// patchStatus writes obj's status, as a merge patch against orig, only when
-// changed; a resource deleted meanwhile is not an error. Every status field
-// the operator writes is computed afresh from JetStream and its ledger, so
-// the patch needs no optimistic lock.
-func (r *reconciler) patchStatus(ctx context.Context, obj, orig client.Object, changed bool) error {
-	if !changed {
-		return nil
-	}
-	err := r.Status().Patch(ctx, obj, client.MergeFrom(orig))
-	if apierrors.IsNotFound(err) {
-		return nil
-	}
-	return err
-}
-
 // call runs one JetStream request with a timeout and records its metrics.
 func call[T any](ctx context.Context, op string, fn func(context.Context) (T, error)) (T, error) {
 	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
@@ -214,4 +224,50 @@ func call[T any](ctx context.Context, op string, fn func(context.Context) (T, er
 // userKey names a resource to the connection pool.
 func userKey(kind string, obj client.Object) string {
 	return kind + ":" + obj.GetNamespace() + "/" + obj.GetName()
+}
+
+// controllerFor starts the controller of a kind: reconciles on a change of
+// the spec, labels or annotations and on deletion (not on status writes),
+// with the shared options.
+func (r *reconciler) controllerFor(mgr ctrl.Manager, obj client.Object, name string) *builder.Builder {
+	if r.statusWrites == nil {
+		r.statusWrites = &sync.Map{}
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		For(obj, builder.WithPredicates(predicate.Or(
+			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{},
+			predicate.LabelChangedPredicate{}, deletionPredicate{}))).
+		Named(name).
+		WithOptions(r.controllerOptions())
+}
+
+// watchTriggers adds the trigger channel (advisories, reconnects), when
+// there is one, mapped to requests by fn.
+func watchTriggers(b *builder.Builder, triggers <-chan event.GenericEvent, fn handler.TypedMapFunc[client.Object, ctrl.Request]) *builder.Builder {
+	if triggers == nil {
+		return b
+	}
+	return b.WatchesRawSource(source.Channel(triggers, handler.EnqueueRequestsFromMapFunc(fn)))
+}
+
+// listByIndex lists into list the objects whose index is value, or every
+// object when value is All; it logs a failure and returns false.
+func (r *reconciler) listByIndex(ctx context.Context, list client.ObjectList, index, value string) bool {
+	var opts []client.ListOption
+	if value != All {
+		opts = append(opts, client.MatchingFields{index: value})
+	}
+	if err := r.List(ctx, list, opts...); err != nil {
+		logf.FromContext(ctx).Error(err, "listing resources for a trigger", "index", index, "value", value)
+		return false
+	}
+	return true
+}
+
+// deletionPredicate lets through updates that mark the resource deleted,
+// whether or not the API server bumped its generation.
+type deletionPredicate struct{ predicate.Funcs }
+
+func (deletionPredicate) Update(e event.UpdateEvent) bool {
+	return e.ObjectNew != nil && !e.ObjectNew.GetDeletionTimestamp().IsZero()
 }

@@ -7,24 +7,19 @@ import (
 	"sync"
 
 	"github.com/nats-io/nats.go/jetstream"
-	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
-	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	eventsv1 "github.com/giia/eventstream-operator/api/v1alpha1"
 	"github.com/giia/eventstream-operator/pkg/events"
-	"github.com/giia/eventstream-operator/pkg/events/admin"
 )
 
 // Field indexes of EventConsumers.
@@ -71,27 +66,46 @@ type dlqCheck struct {
 // +kubebuilder:rbac:groups=events.giia.io,resources=eventconsumers/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=events.giia.io,resources=eventconsumers/finalizers,verbs=update
 
-// Reconcile is level-triggered and idempotent, like the stream's.
+// Reconcile is level-triggered and idempotent, like the stream's; its steps
+// are reconcileStreamDependency, reconcileConnection, reconcileConsumer and
+// reconcileDeadLetterStorage.
 func (r *EventConsumerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	evc := &eventsv1.EventConsumer{}
-	if err := r.Get(ctx, req.NamespacedName, evc); err != nil {
-		return ctrl.Result{}, client.IgnoreNotFound(err)
-	}
-	if !evc.DeletionTimestamp.IsZero() {
-		return r.finalize(ctx, evc)
-	}
-	if err := r.ensureFinalizer(ctx, evc); err != nil {
-		return ctrl.Result{}, client.IgnoreNotFound(err)
-	}
+	return reconcileObject(ctx, &r.reconciler, req, &eventsv1.EventConsumer{}, kind[*eventsv1.EventConsumer]{
+		status: func(evc *eventsv1.EventConsumer) statusRef {
+			return statusRef{&evc.Status.Conditions, &evc.Status.ObservedGeneration}
+		},
+		steps: r.steps,
+		finalizer: finalizer[*eventsv1.EventConsumer]{
+			what:    func(evc *eventsv1.EventConsumer) string { return consumerID(evc, evc.Status.StreamName).String() },
+			policy:  func(evc *eventsv1.EventConsumer) eventsv1.DeletionPolicy { return evc.Spec.DeletionPolicy },
+			release: r.release,
+			done:    r.forget,
+		},
+	})
+}
 
-	orig := evc.DeepCopy()
-	result, syncErr := r.sync(ctx, evc)
-	r.setDeadLettered(evc)
-	err := r.patchStatus(ctx, evc, orig, !equality.Semantic.DeepEqual(orig.Status, evc.Status))
+// consumerID names an EventConsumer's JetStream consumer on stream.
+func consumerID(evc *eventsv1.EventConsumer, stream string) jsID {
+	return jsID{stream: stream, consumer: evc.JetStreamName()}
+}
+
+// steps runs the consumer's steps in order; the dead-lettered count is
+// copied into status whatever they found.
+func (r *EventConsumerReconciler) steps(ctx context.Context, evc *eventsv1.EventConsumer) (stepResult, error) {
+	defer r.setDeadLettered(evc)
+	evs, err := r.reconcileStreamDependency(ctx, evc)
 	if err != nil {
-		return ctrl.Result{}, errors.Join(syncErr, err)
+		return stepResult{}, err
 	}
-	return result, syncErr
+	js, err := r.reconcileConnection(ctx, evs.Namespace, evs.Spec.Connection, userKey("EventConsumer", evc))
+	if err != nil {
+		return stepResult{}, err
+	}
+	res, err := r.reconcileConsumer(ctx, js, evc, evs)
+	if err != nil {
+		return stepResult{}, err
+	}
+	return res, r.reconcileDeadLetterStorage(ctx, js, evc, evs)
 }
 
 // setDeadLettered copies the ledger's count into status. The value is
@@ -113,147 +127,63 @@ func (r *EventConsumerReconciler) setDeadLettered(evc *eventsv1.EventConsumer) {
 	evc.Status.State.DeadLettered = n
 }
 
-func (r *EventConsumerReconciler) sync(ctx context.Context, evc *eventsv1.EventConsumer) (ctrl.Result, error) {
-	gen := evc.Generation
-	name := evc.JetStreamName()
-	evc.Status.ObservedGeneration = gen
-	fail := func(err error) (ctrl.Result, error) {
-		reason, transient := failureReason(err)
-		msg := failureMessage(reason, err)
-		setReady(&evc.Status.Conditions, gen, metav1.ConditionFalse, reason, msg)
-		if transient {
-			return ctrl.Result{}, err
-		}
-		r.event(evc, corev1.EventTypeWarning, reason, "Reconcile", msg)
-		return ctrl.Result{RequeueAfter: r.resync()}, nil
+// reconcileStreamDependency finds the consumer's EventStream and sets
+// StreamReady. Waiting for the stream is not a failure: the EventStream
+// watch brings the consumer back when the stream becomes Ready.
+func (r *EventConsumerReconciler) reconcileStreamDependency(ctx context.Context, evc *eventsv1.EventConsumer) (*eventsv1.EventStream, error) {
+	conds := &evc.Status.Conditions
+	notReady := func(msg string) error {
+		setCondition(conds, eventsv1.ConditionStreamReady, metav1.ConditionFalse, evc.Generation, r.clock().Now(), eventsv1.ReasonStreamNotReady, msg)
+		return newStepError(waiting, eventsv1.ReasonStreamNotReady, msg)
 	}
-	// Waiting for the stream is not a failure: the EventStream watch brings
-	// the consumer back when the stream becomes Ready.
-	waitForStream := func(msg string) (ctrl.Result, error) {
-		setReady(&evc.Status.Conditions, gen, metav1.ConditionFalse, eventsv1.ReasonStreamNotReady, msg)
-		return ctrl.Result{RequeueAfter: r.resync()}, nil
-	}
-
 	evs := &eventsv1.EventStream{}
 	err := r.Get(ctx, types.NamespacedName{Namespace: evc.Namespace, Name: evc.Spec.StreamRef.Name}, evs)
 	switch {
 	case client.IgnoreNotFound(err) != nil:
-		return ctrl.Result{}, err
+		return nil, err // the cache failed: retried, status untouched
 	case err != nil:
-		return waitForStream(fmt.Sprintf("EventStream %q does not exist in namespace %s", evc.Spec.StreamRef.Name, evc.Namespace))
+		return nil, notReady(fmt.Sprintf("EventStream %q does not exist in namespace %s", evc.Spec.StreamRef.Name, evc.Namespace))
 	case !evs.DeletionTimestamp.IsZero():
-		return waitForStream(fmt.Sprintf("EventStream %q is being deleted", evs.Name))
+		return nil, notReady(fmt.Sprintf("EventStream %q is being deleted", evs.Name))
 	}
 	if c := meta.FindStatusCondition(evs.Status.Conditions, eventsv1.ConditionReady); c == nil || c.Status != metav1.ConditionTrue {
 		why := "not reconciled yet"
 		if c != nil {
 			why = c.Reason + ": " + c.Message
 		}
-		return waitForStream(fmt.Sprintf("EventStream %q is not Ready (%s)", evs.Name, why))
+		return nil, notReady(fmt.Sprintf("EventStream %q is not Ready (%s)", evs.Name, why))
 	}
-	stream := evs.JetStreamName()
-	evc.Status.StreamName = stream
-
-	desired, err := consumerConfig(evc)
-	if err != nil {
-		return fail(err)
-	}
-	js, err := r.jetStreamFor(ctx, evs.Namespace, evs.Spec.Connection, userKey("EventConsumer", evc))
-	if err != nil {
-		return fail(err)
-	}
-	create := func() (*jetstream.ConsumerInfo, error) {
-		r.expectOwnWrite(stream, name)
-		return call(ctx, "create_consumer", func(ctx context.Context) (*jetstream.ConsumerInfo, error) {
-			return admin.CreateConsumer(ctx, js, stream, desired)
-		})
-	}
-	var info *jetstream.ConsumerInfo
-	created := false
-	if evc.Status.ConsumerName == "" {
-		// Never seen: most likely new, so create it straight away (one
-		// request instead of two). One that exists with another
-		// configuration is refused (ErrExists) and read instead.
-		info, err = create()
-		created = err == nil
-		if errors.Is(err, events.ErrExists) {
-			info, err = r.getConsumer(ctx, js, stream, name)
-		}
-	} else {
-		info, err = r.getConsumer(ctx, js, stream, name)
-	}
-	var reason, action string
-	switch {
-	case created:
-		reason, action = eventsv1.ReasonCreated, "Create"
-		r.event(evc, corev1.EventTypeNormal, reason, action, fmt.Sprintf("consumer %s created on stream %s", name, stream))
-	case errors.Is(err, events.ErrNotFound):
-		info, err = create()
-		if errors.Is(err, events.ErrNotFound) {
-			// The stream itself is missing; the stream controller recreates
-			// it and its CREATED advisory brings this consumer back.
-			return waitForStream(fmt.Sprintf("stream %s does not exist in JetStream yet", stream))
-		}
-		if err != nil {
-			return fail(err)
-		}
-		reason, action = eventsv1.ReasonCreated, "Create"
-		r.event(evc, corev1.EventTypeNormal, reason, action, fmt.Sprintf("consumer %s created on stream %s", name, stream))
-	case err != nil:
-		return fail(err)
-	default:
-		adopting, err := r.Adopt.claim(newClaimant("EventConsumer", evc.Namespace, evc.Name, evc.Annotations),
-			"consumer "+name+" on stream "+stream, info.Config.Metadata)
-		if err != nil {
-			return fail(err)
-		}
-		diff := admin.DiffConsumer(desired, info.Config)
-		if len(diff) == 0 {
-			reason = eventsv1.ReasonInSync
-			break
-		}
-		if err := admin.CheckConsumerUpdate(desired, info.Config); err != nil {
-			return fail(err)
-		}
-		logf.FromContext(ctx).Info("updating consumer", "stream", stream, "consumer", name, "fields", diff, "adopt", adopting)
-		info, err = call(ctx, "update_consumer", func(ctx context.Context) (*jetstream.ConsumerInfo, error) {
-			return admin.UpdateConsumer(ctx, js, stream, desired)
-		})
-		if err != nil {
-			return fail(err)
-		}
-		reason, action = eventsv1.ReasonUpdated, "Update"
-		if adopting {
-			reason, action = eventsv1.ReasonAdopted, "Adopt"
-		}
-		r.event(evc, corev1.EventTypeNormal, reason, action, fmt.Sprintf("consumer %s on stream %s: %v", name, stream, diff))
-	}
-	// Set once the consumer is known to exist: finalize relies on it.
-	evc.Status.ConsumerName = name
-	evc.Status.State = consumerState(info, evc.Status.State)
-
-	if subject, stored, err := r.cachedDeadLetterStored(ctx, js, evc, evs); err != nil {
-		return fail(err)
-	} else if !stored {
-		setReady(&evc.Status.Conditions, gen, metav1.ConditionFalse, eventsv1.ReasonDeadLetterNotStored,
-			fmt.Sprintf("no stream captures the dead-letter subject %s: dead letters would be lost; create a stream for it (DLQ_EVENTS captures dlq.>) or change spec.deadLetter.subject", subject))
-		return ctrl.Result{RequeueAfter: r.resync()}, nil
-	}
-	setReadyTrue(&evc.Status.Conditions, gen, reason, consumerReadyMessage(reason, name, stream))
-	return ctrl.Result{RequeueAfter: r.resync()}, nil
+	setCondition(conds, eventsv1.ConditionStreamReady, metav1.ConditionTrue, evc.Generation, r.clock().Now(), eventsv1.ReasonStreamReady,
+		fmt.Sprintf("EventStream %q is Ready", evs.Name))
+	evc.Status.StreamName = evs.JetStreamName()
+	return evs, nil
 }
 
-func consumerReadyMessage(reason, name, stream string) string {
-	what := "consumer " + name + " on stream " + stream
-	switch reason {
-	case eventsv1.ReasonCreated:
-		return what + " created"
-	case eventsv1.ReasonUpdated:
-		return what + " updated to match the spec"
-	case eventsv1.ReasonAdopted:
-		return "existing " + what + " adopted"
+// reconcileConsumer translates the spec and makes the consumer match it
+// (ensure), recording its name and state. A stream missing from JetStream
+// is waited for: the stream controller recreates it and its CREATED
+// advisory brings this consumer back.
+func (r *EventConsumerReconciler) reconcileConsumer(ctx context.Context, js jetstream.JetStream, evc *eventsv1.EventConsumer, evs *eventsv1.EventStream) (stepResult, error) {
+	desired, err := consumerConfig(evc)
+	if err != nil {
+		return stepResult{}, classify(err)
 	}
-	return what + " matches the spec"
+	id := consumerID(evc, evs.JetStreamName())
+	got, err := ensure(ctx, &r.reconciler, consumerType{}, js, id, desired,
+		newClaimant("EventConsumer", evc.Namespace, evc.Name, evc.Annotations), evc.Status.ConsumerName != "", evc)
+	if got.reason == eventsv1.ReasonCreated && errors.Is(err, events.ErrNotFound) {
+		msg := fmt.Sprintf("stream %s does not exist in JetStream yet", id.stream)
+		setCondition(&evc.Status.Conditions, eventsv1.ConditionStreamReady, metav1.ConditionFalse, evc.Generation, r.clock().Now(),
+			eventsv1.ReasonStreamNotReady, msg)
+		return stepResult{}, newStepError(waiting, eventsv1.ReasonStreamNotReady, msg)
+	}
+	if err != nil {
+		return stepResult{}, classify(err)
+	}
+	// Set once the consumer is known to exist: the finalizer relies on it.
+	evc.Status.ConsumerName = id.consumer
+	evc.Status.State = consumerState(got.info, evc.Status.State)
+	return stepResult{reason: got.reason, message: readyMessage(got.reason, id)}, nil
 }
 
 func consumerState(info *jetstream.ConsumerInfo, prev *eventsv1.EventConsumerState) *eventsv1.EventConsumerState {
@@ -269,12 +199,40 @@ func consumerState(info *jetstream.ConsumerInfo, prev *eventsv1.EventConsumerSta
 	return st
 }
 
+// reconcileDeadLetterStorage checks that some stream captures the
+// consumer's dead-letter subjects and sets DeadLetterStored. A consumer
+// whose dead letters would be lost exists and matches its spec, but is not
+// Ready: it is Stalled (DeadLetterNotStored) until a stream captures the
+// subject — only a change elsewhere (a new stream, or spec.deadLetter) can
+// fix it, and any stream change brings the consumer back (requestsForTrigger).
+func (r *EventConsumerReconciler) reconcileDeadLetterStorage(ctx context.Context, js jetstream.JetStream, evc *eventsv1.EventConsumer, evs *eventsv1.EventStream) error {
+	set := func(status metav1.ConditionStatus, reason, msg string) {
+		setCondition(&evc.Status.Conditions, eventsv1.ConditionDeadLetterStored, status, evc.Generation, r.clock().Now(), reason, msg)
+	}
+	if evc.Spec.DeadLetter == nil {
+		set(metav1.ConditionTrue, eventsv1.ReasonNoDeadLetter, "the consumer has no spec.deadLetter")
+		return nil
+	}
+	subject, stored, err := r.cachedDeadLetterStored(ctx, js, evc, evs)
+	if err != nil {
+		return err
+	}
+	if !stored {
+		msg := fmt.Sprintf("no stream captures the dead-letter subject %s: dead letters would be lost; "+
+			"create a stream for it (DLQ_EVENTS captures dlq.>) or change spec.deadLetter.subject", subject)
+		set(metav1.ConditionFalse, eventsv1.ReasonDeadLetterNotStored, msg)
+		return newStepError(terminal, eventsv1.ReasonDeadLetterNotStored, msg)
+	}
+	set(metav1.ConditionTrue, eventsv1.ReasonDeadLetterStored, "a stream captures every dead-letter subject of the consumer")
+	return nil
+}
+
 // cachedDeadLetterStored answers deadLetterStored from the cache while
 // neither the consumer's spec nor the set of streams changed, so that a
 // resync costs no extra JetStream request.
 func (r *EventConsumerReconciler) cachedDeadLetterStored(ctx context.Context, js jetstream.JetStream, evc *eventsv1.EventConsumer, evs *eventsv1.EventStream) (string, bool, error) {
 	if r.StreamsEpoch == nil {
-		return r.deadLetterStored(ctx, js, evc, evs)
+		return deadLetterStored(ctx, js, evc, evs)
 	}
 	key := client.ObjectKeyFromObject(evc)
 	epoch := r.StreamsEpoch()
@@ -283,7 +241,7 @@ func (r *EventConsumerReconciler) cachedDeadLetterStored(ctx context.Context, js
 			return c.subject, c.stored, nil
 		}
 	}
-	subject, stored, err := r.deadLetterStored(ctx, js, evc, evs)
+	subject, stored, err := deadLetterStored(ctx, js, evc, evs)
 	if err == nil {
 		r.dlqChecks.Store(key, dlqCheck{generation: evc.Generation, epoch: epoch, subject: subject, stored: stored})
 	}
@@ -291,11 +249,9 @@ func (r *EventConsumerReconciler) cachedDeadLetterStored(ctx context.Context, js
 }
 
 // deadLetterStored checks that some stream captures the consumer's
-// dead-letter subject(s). It returns the first subject nothing captures.
-func (r *EventConsumerReconciler) deadLetterStored(ctx context.Context, js jetstream.JetStream, evc *eventsv1.EventConsumer, evs *eventsv1.EventStream) (string, bool, error) {
-	if evc.Spec.DeadLetter == nil {
-		return "", true, nil
-	}
+// dead-letter subject(s). It returns the first subject nothing captures. A
+// failed lookup is NatsUnavailable, retried with backoff.
+func deadLetterStored(ctx context.Context, js jetstream.JetStream, evc *eventsv1.EventConsumer, evs *eventsv1.EventStream) (string, bool, error) {
 	originals := evc.Spec.FilterSubjects
 	if len(originals) == 0 {
 		originals = evs.Spec.Subjects
@@ -314,40 +270,35 @@ func (r *EventConsumerReconciler) deadLetterStored(ctx context.Context, js jetst
 			return subject, false, nil
 		}
 		if err != nil {
-			return "", false, &events.OpError{Op: "find stream for subject", Name: subject, Kind: events.ErrConnection, Err: err}
+			return "", false, &stepError{reason: eventsv1.ReasonNatsUnavailable, kind: transient, err: err,
+				message: fmt.Sprintf("NATS JetStream is unreachable, retrying with backoff: finding the stream for dead-letter subject %s: %v", subject, err)}
 		}
 	}
 	return "", true, nil
 }
 
-func (r *EventConsumerReconciler) getConsumer(ctx context.Context, js jetstream.JetStream, stream, name string) (*jetstream.ConsumerInfo, error) {
-	return call(ctx, "consumer_info", func(ctx context.Context) (*jetstream.ConsumerInfo, error) {
-		return admin.GetConsumerInfo(ctx, js, stream, name)
-	})
+// release deletes or releases (by the deletion policy) the consumer of a
+// deleted EventConsumer. The consumer lives where its stream does; with the
+// EventStream gone, that is the default connection or nowhere.
+func (r *EventConsumerReconciler) release(ctx context.Context, evc *eventsv1.EventConsumer) error {
+	if evc.Status.StreamName == "" || evc.Status.ConsumerName == "" {
+		return nil // never created
+	}
+	var conn *eventsv1.ConnectionSpec
+	evs := &eventsv1.EventStream{}
+	if err := r.Get(ctx, types.NamespacedName{Namespace: evc.Namespace, Name: evc.Spec.StreamRef.Name}, evs); err == nil {
+		conn = evs.Spec.Connection
+	}
+	js, err := r.jetStreamFor(ctx, evc.Namespace, conn, userKey("EventConsumer", evc))
+	if err != nil {
+		return err
+	}
+	return release(ctx, &r.reconciler, consumerType{}, js, consumerID(evc, evc.Status.StreamName), evc.OwnerMarker(), evc.Spec.DeletionPolicy, evc)
 }
 
-// finalize handles a deleted EventConsumer according to its deletion policy.
-// A consumer whose stream is gone is gone too.
-func (r *EventConsumerReconciler) finalize(ctx context.Context, evc *eventsv1.EventConsumer) (ctrl.Result, error) {
-	if !controllerutil.ContainsFinalizer(evc, eventsv1.Finalizer) {
-		return ctrl.Result{}, nil
-	}
-	err := r.release(ctx, evc)
-	if connectionUnresolvable(err) {
-		// The server cannot be determined at all (per-resource connections
-		// disabled or refused, Secret gone): waiting would block the
-		// deletion forever.
-		r.event(evc, corev1.EventTypeWarning, "NotReleased", "Delete",
-			fmt.Sprintf("consumer %s left in place: %v", evc.JetStreamName(), err))
-		err = nil
-	}
-	if err != nil {
-		orig := evc.DeepCopy()
-		reason, _ := failureReason(err)
-		msg := fmt.Sprintf("deleting (policy %s): %s", evc.Spec.DeletionPolicy, failureMessage(reason, err))
-		setReady(&evc.Status.Conditions, evc.Generation, metav1.ConditionFalse, eventsv1.ReasonDeleting, msg)
-		return ctrl.Result{}, errors.Join(err, r.patchStatus(ctx, evc, orig, !equality.Semantic.DeepEqual(orig.Status, evc.Status)))
-	}
+// forget drops what the operator keeps about a deleted EventConsumer: its
+// connection, its cached dead-letter check and its dead-lettered count.
+func (r *EventConsumerReconciler) forget(ctx context.Context, evc *eventsv1.EventConsumer) {
 	r.releaseConnection(userKey("EventConsumer", evc))
 	r.dlqChecks.Delete(client.ObjectKeyFromObject(evc))
 	if r.DeadLetters != nil {
@@ -358,55 +309,6 @@ func (r *EventConsumerReconciler) finalize(ctx context.Context, evc *eventsv1.Ev
 			logf.FromContext(ctx).Info("cannot delete the dead-letter count; leaving it", "error", err.Error())
 		}
 	}
-	return ctrl.Result{}, r.removeFinalizer(ctx, evc)
-}
-
-func (r *EventConsumerReconciler) release(ctx context.Context, evc *eventsv1.EventConsumer) error {
-	stream, name := evc.Status.StreamName, evc.JetStreamName()
-	if stream == "" || evc.Status.ConsumerName == "" {
-		return nil // never created
-	}
-	// The consumer lives where its stream does; with the EventStream gone,
-	// that is the default connection or nowhere.
-	var conn *eventsv1.ConnectionSpec
-	evs := &eventsv1.EventStream{}
-	if err := r.Get(ctx, types.NamespacedName{Namespace: evc.Namespace, Name: evc.Spec.StreamRef.Name}, evs); err == nil {
-		conn = evs.Spec.Connection
-	}
-	js, err := r.jetStreamFor(ctx, evc.Namespace, conn, userKey("EventConsumer", evc))
-	if err != nil {
-		return err
-	}
-	info, err := r.getConsumer(ctx, js, stream, name)
-	if errors.Is(err, events.ErrNotFound) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if owner := info.Config.Metadata[eventsv1.OwnerMetadataKey]; owner != evc.OwnerMarker() {
-		if owner != "" {
-			r.event(evc, corev1.EventTypeNormal, "NotDeleted", "Delete",
-				fmt.Sprintf("consumer %s on stream %s is owned by %s and was left alone", name, stream, owner))
-		}
-		return nil
-	}
-	if evc.Spec.DeletionPolicy == eventsv1.DeletionPolicyRetain {
-		_, err = call(ctx, "update_consumer", func(ctx context.Context) (struct{}, error) {
-			return struct{}{}, admin.UpdateConsumerMetadata(ctx, js, stream, name, releaseMarker(evc.OwnerMarker()), eventsv1.OwnerMetadataKey, eventsv1.UIDMetadataKey)
-		})
-		if err == nil {
-			r.event(evc, corev1.EventTypeNormal, "Retained", "Delete", fmt.Sprintf("consumer %s retained (deletionPolicy Retain)", name))
-		}
-		return ignoreStreamNotFound(err)
-	}
-	_, err = call(ctx, "delete_consumer", func(ctx context.Context) (struct{}, error) {
-		return struct{}{}, admin.DeleteConsumer(ctx, js, stream, name)
-	})
-	if err == nil {
-		r.event(evc, corev1.EventTypeNormal, "Deleted", "Delete", fmt.Sprintf("consumer %s deleted from stream %s", name, stream))
-	}
-	return ignoreStreamNotFound(err)
 }
 
 // SetupWithManager registers the controller, its indexes, the EventStream
@@ -421,18 +323,10 @@ func (r *EventConsumerReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		func(o client.Object) []string { return []string{o.(*eventsv1.EventConsumer).JetStreamName()} }); err != nil {
 		return err
 	}
-	b := ctrl.NewControllerManagedBy(mgr).
-		For(&eventsv1.EventConsumer{}, builder.WithPredicates(predicate.Or(
-			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{},
-			predicate.LabelChangedPredicate{}, deletionPredicate{}))).
+	b := r.controllerFor(mgr, &eventsv1.EventConsumer{}, "eventconsumer").
 		Watches(&eventsv1.EventStream{}, handler.EnqueueRequestsFromMapFunc(r.consumersOfStream),
-			builder.WithPredicates(streamReadinessChanged{})).
-		Named("eventconsumer").
-		WithOptions(r.controllerOptions())
-	if r.Triggers != nil {
-		b = b.WatchesRawSource(source.Channel(r.Triggers, handler.EnqueueRequestsFromMapFunc(r.requestsForTrigger)))
-	}
-	return b.Complete(r)
+			builder.WithPredicates(streamReadinessChanged{}))
+	return watchTriggers(b, r.Triggers, r.requestsForTrigger).Complete(r)
 }
 
 // consumersOfStream maps an EventStream to the EventConsumers that use it.
@@ -453,28 +347,19 @@ func (r *EventConsumerReconciler) requestsForTrigger(ctx context.Context, obj cl
 	}
 	stream, consumer := obj.GetLabels()[triggerStreamLabel], obj.GetName()
 	list := &eventsv1.EventConsumerList{}
-	var opts []client.ListOption
-	if consumer != All {
-		opts = append(opts, client.MatchingFields{consumerNameIndex: consumer})
-	}
-	if err := r.List(ctx, list, opts...); err != nil {
-		logf.FromContext(ctx).Error(err, "listing EventConsumers for a JetStream advisory")
+	if !r.listByIndex(ctx, list, consumerNameIndex, consumer) {
 		return nil
 	}
-	return consumerRequests(list.Items, func(c *eventsv1.EventConsumer) bool {
-		// Status.StreamName is empty until the stream was first found; such
-		// consumers are included, and so are those waiting for a stream to
-		// store their dead letters, which any stream may be.
-		return stream == All || c.Status.StreamName == "" || c.Status.StreamName == stream ||
-			readyReasonOf(c.Status.Conditions) == eventsv1.ReasonDeadLetterNotStored
-	})
+	return consumerRequests(list.Items, func(c *eventsv1.EventConsumer) bool { return triggerConcerns(stream, c) })
 }
 
-func readyReasonOf(conds []metav1.Condition) string {
-	if c := meta.FindStatusCondition(conds, eventsv1.ConditionReady); c != nil {
-		return c.Reason
-	}
-	return ""
+// triggerConcerns says whether a trigger about stream (or All) concerns the
+// consumer c. Status.StreamName is empty until the stream was first found;
+// such consumers are included, and so are those waiting for a stream to
+// store their dead letters, which any stream may be.
+func triggerConcerns(stream string, c *eventsv1.EventConsumer) bool {
+	return stream == All || c.Status.StreamName == "" || c.Status.StreamName == stream ||
+		meta.IsStatusConditionFalse(c.Status.Conditions, eventsv1.ConditionDeadLetterStored)
 }
 
 func consumerRequests(items []eventsv1.EventConsumer, keep func(*eventsv1.EventConsumer) bool) []ctrl.Request {
