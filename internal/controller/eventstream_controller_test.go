@@ -532,10 +532,19 @@ var _ = Describe("EventStream controller when NATS goes away", Ordered, func() {
 		}).Should(Succeed())
 		Eventually(readyReason(evs)).Should(Equal("False/" + eventsv1.ReasonNatsUnavailable))
 		Expect(readyCondition(evs).Message).To(ContainSubstring("unreachable"))
+		// Transient: Reconciling (kstatus InProgress), not Stalled; the new
+		// generation's outcome is not known yet.
+		during := get(evs)
+		Expect(meta.IsStatusConditionTrue(during.Status.Conditions, eventsv1.ConditionReconciling)).To(BeTrue(), "Reconciling: %v", during.Status.Conditions)
+		Expect(meta.FindStatusCondition(during.Status.Conditions, eventsv1.ConditionStalled)).To(BeNil())
+		Expect(during.Status.ObservedGeneration).To(Equal(during.Generation - 1))
 
 		Expect(natsSrv.Start()).To(Succeed())
 		restarted = true
 		Eventually(readyReason(evs), 30*time.Second).Should(HavePrefix("True/"))
+		after := get(evs)
+		Expect(meta.FindStatusCondition(after.Status.Conditions, eventsv1.ConditionReconciling)).To(BeNil())
+		Expect(after.Status.ObservedGeneration).To(Equal(after.Generation))
 		Expect(mustStreamInfo(evs.JetStreamName()).Config.MaxAge).To(Equal(48 * time.Hour))
 		deleteAndWait(evs)
 	})

@@ -15,6 +15,7 @@ import (
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
@@ -156,6 +157,11 @@ accounts: {
 		Expect(k8s.Create(ctx, r3)).To(Succeed())
 		Eventually(readyReason(r3)).Should(Equal("False/" + eventsv1.ReasonInvalidSpec))
 		Expect(readyCondition(r3).Message).To(ContainSubstring("replicas > 1 not supported"))
+		// Terminal: Stalled (kstatus Failed), the generation's outcome known.
+		conds := get(r3).Status
+		Expect(meta.IsStatusConditionTrue(conds.Conditions, eventsv1.ConditionStalled)).To(BeTrue(), "Stalled: %v", conds.Conditions)
+		Expect(meta.FindStatusCondition(conds.Conditions, eventsv1.ConditionReconciling)).To(BeNil())
+		Expect(conds.ObservedGeneration).To(Equal(get(r3).Generation))
 		Eventually(eventReasons(r3)).Should(ContainElement(eventsv1.ReasonInvalidSpec))
 		expectNoRetry("$JS.API.STREAM.CREATE." + r3.JetStreamName())
 		deleteAndWait(r3)
