@@ -25,6 +25,7 @@ import (
 
 	eventsv1 "github.com/giia/eventstream-operator/api/v1alpha1"
 	"github.com/giia/eventstream-operator/internal/controller"
+	"github.com/giia/eventstream-operator/internal/health"
 	"github.com/giia/eventstream-operator/internal/natsconn"
 	"github.com/giia/eventstream-operator/pkg/events/admin"
 )
@@ -94,7 +95,7 @@ func bindFlags(fs *flag.FlagSet, o *options) {
 	fs.StringVar(&o.metricsCertName, "metrics-cert-name", "tls.crt", "Certificate file name in --metrics-cert-path.")
 	fs.StringVar(&o.metricsCertKey, "metrics-cert-key", "tls.key", "Key file name in --metrics-cert-path.")
 	fs.StringVar(&o.adoptNamespaces, "adopt-namespaces", ownNamespace(), "Comma-separated namespaces whose EventStreams and EventConsumers may adopt, with the annotation events.giia.io/adopt: \"true\", a JetStream stream or consumer that no resource manages (made by hand or by scripts); \"*\" allows every namespace, \"\" none. Default: the operator's own namespace (POD_NAMESPACE, or its service account's namespace in a pod).")
-	fs.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
+	fs.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints (/readyz: caches synced, controllers started or standing by for the leader election lease, NATS connected).")
 	fs.StringVar(&o.pprofAddr, "pprof-bind-address", "0", "Address of Go's /debug/pprof endpoints, for profiling (e.g. 127.0.0.1:6060); \"0\" disables them. Unauthenticated: bind it to loopback.")
 }
 
@@ -167,11 +168,10 @@ func run(o options) error {
 	}); err != nil {
 		return err
 	}
-	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
-		return err
-	}
-	if err := mgr.AddReadyzCheck("nats", nc.ReadyCheck); err != nil {
-		return err
+	// /healthz; /readyz: caches synced, controllers started (or a standby
+	// waiting for the lease), NATS connected (internal/health).
+	if _, err := health.Setup(mgr, o.leaderElect, map[string]healthz.Checker{"nats": nc.ReadyCheck}); err != nil {
+		return fmt.Errorf("adding the health checks: %w", err)
 	}
 	log.Info("starting manager", "nats", admin.RedactURL(o.nats.URL), "resync", o.resyncInterval,
 		"workers", o.maxConcurrentReconciles, "namespaces", o.watchNamespaces, "adoptNamespaces", o.adoptNamespaces,
