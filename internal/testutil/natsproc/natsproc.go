@@ -3,148 +3,33 @@
 // free loopback port with JetStream on file storage in a test directory, that
 // can be stopped with SIGSTOP (a stalled server: no crash, no disconnection,
 // no answers), resumed with SIGCONT, killed and started again on the same
-// port and store. It also reads back the event IDs a stream stored. The
-// stall test (test/stall, in `make test`) and the chaos tests (test/chaos)
+// port and store; standalone or a cluster. It also connects clients and reads
+// back the event IDs a stream stored. The stall test (test/stall, in `make
+// test`), the chaos tests, the end-to-end test and the operator benchmark
 // use it.
 package natsproc
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/giia/eventstream-operator/internal/testutil/freeport"
+	"github.com/giia/eventstream-operator/internal/testutil/proc"
+	"github.com/giia/eventstream-operator/internal/testutil/repo"
 )
 
-// Binary returns the nats-server binary to run: $NATS_SERVER (the Makefile
-// sets it to its pinned bin/nats-server), or bin/nats-server at the root of
-// the repository. A missing binary is an error saying how to build it.
-func Binary() (string, error) {
-	bin := os.Getenv("NATS_SERVER")
-	from := "NATS_SERVER"
-	if bin == "" {
-		root, err := RepoRoot()
-		if err != nil {
-			return "", err
-		}
-		bin, from = filepath.Join(root, "bin", "nats-server"), "the default, NATS_SERVER is not set"
-	}
-	fi, err := os.Stat(bin)
-	if err != nil || fi.IsDir() || fi.Mode()&0o111 == 0 {
-		return "", fmt.Errorf("the nats-server binary %s (%s) is missing or not executable: run `make nats-server` (`make test` builds it and sets NATS_SERVER)", bin, from)
-	}
-	return bin, nil
-}
-
-// RepoRoot is the directory of the go.mod of github.com/giia/eventstream-operator,
-// found from the working directory up.
-func RepoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		data, err := os.ReadFile(filepath.Join(dir, "go.mod"))
-		if err == nil && bytes.Contains(data, []byte("module github.com/giia/eventstream-operator\n")) {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("repository root (go.mod of github.com/giia/eventstream-operator) not found")
-		}
-		dir = parent
-	}
-}
-
-// Process is a subprocess a test started, its output in a log file.
-type Process struct {
-	Name string
-	Cmd  *exec.Cmd
-	Log  string
-	done chan struct{} // closed when it has exited
-}
-
-// StartProcess starts bin with args. The child is SIGKILLed if the test
-// binary dies (Pdeathsig), so a panic or a go test -timeout leaves nothing.
-func StartProcess(name, logPath string, env []string, bin string, args ...string) (*Process, error) {
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(bin, args...)
-	cmd.Env = env
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		return nil, fmt.Errorf("starting %s: %w", name, err)
-	}
-	p := &Process{Name: name, Cmd: cmd, Log: logPath, done: make(chan struct{})}
-	go func() {
-		_ = cmd.Wait()
-		logf.Close()
-		close(p.done)
-	}()
-	return p, nil
-}
-
-// Exited reports whether the process has exited.
-func (p *Process) Exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// Kill sends SIGKILL and waits for the process to be gone.
-func (p *Process) Kill() {
-	if p.Exited() {
-		return
-	}
-	_ = p.Cmd.Process.Signal(syscall.SIGKILL)
-	<-p.done
-}
-
-// Stop resumes the process if it was stopped, sends SIGTERM, and SIGKILL
-// after grace.
-func (p *Process) Stop(grace time.Duration) {
-	if p.Exited() {
-		return
-	}
-	_ = p.Cmd.Process.Signal(syscall.SIGCONT)
-	_ = p.Cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(grace):
-		p.Kill()
-	}
-}
-
-// Tail returns the last n lines of a file.
-func Tail(path string, n int) string {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Sprintf("(cannot read %s: %v)", path, err)
-	}
-	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
+// Binary is the nats-server binary: $NATS_SERVER (the Makefile sets it to
+// its pinned bin/nats-server), or bin/nats-server at the repository root.
+func Binary() (string, error) { return repo.NATSServer() }
 
 // Server is one nats-server with JetStream on file storage. It can be
 // frozen and thawed, killed and started again on the same port and store.
@@ -155,7 +40,7 @@ type Server struct {
 	ClusterPort int
 	Conf        string
 	Bin         string
-	Proc        *Process
+	Proc        *proc.Process
 	Starts      int
 }
 
@@ -193,7 +78,7 @@ func NewServer(bin, dir, name string, port, clusterPort int, routes []int) (*Ser
 func (s *Server) Start() error {
 	s.Starts++
 	logPath := filepath.Join(s.Dir, "nats-server.log")
-	p, err := StartProcess("nats-server "+s.Name, logPath, os.Environ(), s.Bin, "-c", s.Conf)
+	p, err := proc.Start("nats-server "+s.Name, logPath, nil, s.Bin, "-c", s.Conf)
 	if err != nil {
 		return err
 	}
@@ -206,7 +91,7 @@ func (s *Server) Start() error {
 			return nil
 		}
 		if s.Proc.Exited() || time.Now().After(deadline) {
-			return fmt.Errorf("nats-server %s did not start: %v\n%s", s.Name, err, Tail(logPath, 30))
+			return fmt.Errorf("nats-server %s did not start: %v\n%s", s.Name, err, proc.Tail(logPath, 30))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -214,16 +99,19 @@ func (s *Server) Start() error {
 
 // Freeze stops the server with SIGSTOP: its connections stay open, nothing
 // is answered, until Thaw.
-func (s *Server) Freeze() error { return s.signal(syscall.SIGSTOP) }
-
-// Thaw resumes a frozen server with SIGCONT.
-func (s *Server) Thaw() error { return s.signal(syscall.SIGCONT) }
-
-func (s *Server) signal(sig syscall.Signal) error {
-	if s.Proc == nil || s.Proc.Exited() {
+func (s *Server) Freeze() error {
+	if s.Proc == nil {
 		return fmt.Errorf("nats-server %s is not running", s.Name)
 	}
-	return s.Proc.Cmd.Process.Signal(sig)
+	return s.Proc.Freeze()
+}
+
+// Thaw resumes a frozen server with SIGCONT.
+func (s *Server) Thaw() error {
+	if s.Proc == nil {
+		return fmt.Errorf("nats-server %s is not running", s.Name)
+	}
+	return s.Proc.Thaw()
 }
 
 // Kill SIGKILLs the server, as a crash would.
@@ -237,31 +125,111 @@ func (s *Server) Kill() {
 // SIGKILL after 15 s.
 func (s *Server) Stop() {
 	if s.Proc != nil {
-		s.Proc.Stop(15 * time.Second)
+		_, _ = s.Proc.Stop(15 * time.Second)
 	}
 }
 
-// StartStandalone starts one JetStream server (the NATS_SERVER binary) on a
-// free port in dir and stops it at cleanup. A missing binary fails the test.
-func StartStandalone(t testing.TB, dir string) *Server {
-	t.Helper()
+// Standalone writes the configuration of one JetStream server (the
+// NATS_SERVER binary) on a free port in dir and starts it; the caller stops
+// it.
+func Standalone(dir string) (*Server, error) {
 	bin, err := Binary()
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	port, err := freeport.Port()
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	s, err := NewServer(bin, dir, "standalone", port, 0, nil)
 	if err != nil {
+		return nil, err
+	}
+	return s, s.Start()
+}
+
+// StartStandalone is Standalone for a test: a failure fails it, and the
+// server is stopped at cleanup.
+func StartStandalone(t testing.TB, dir string) *Server {
+	t.Helper()
+	s, err := Standalone(dir)
+	if s != nil {
+		t.Cleanup(s.Stop)
+	}
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Stop)
 	return s
+}
+
+// NewCluster writes the configurations of an n-node cluster (servers n1…nN
+// on free ports, each routing to all) in dir. It starts none of them.
+func NewCluster(dir string, n int) ([]*Server, error) {
+	bin, err := Binary()
+	if err != nil {
+		return nil, err
+	}
+	free, err := freeport.Ports(2 * n)
+	if err != nil {
+		return nil, err
+	}
+	ports, cports := free[:n], free[n:]
+	servers := make([]*Server, n)
+	for i := range n {
+		if servers[i], err = NewServer(bin, dir, fmt.Sprintf("n%d", i+1), ports[i], cports[i], cports); err != nil {
+			return nil, err
+		}
+	}
+	return servers, nil
+}
+
+// URLs joins the client URLs of servers with commas, for a client or the
+// manager's --nats-url.
+func URLs(servers []*Server) string {
+	urls := make([]string, len(servers))
+	for i, s := range servers {
+		urls[i] = s.URL()
+	}
+	return strings.Join(urls, ",")
+}
+
+// Connect connects to url (retrying for up to within), with a client that
+// reconnects forever, quickly, and returns its JetStream context.
+func Connect(url, name string, within time.Duration) (*nats.Conn, jetstream.JetStream, error) {
+	deadline := time.Now().Add(within)
+	for {
+		nc, err := nats.Connect(url, nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+		if err == nil {
+			js, err := jetstream.New(nc)
+			if err != nil {
+				nc.Close()
+				return nil, nil, err
+			}
+			return nc, js, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, nil, fmt.Errorf("connecting to %s: %w", url, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// WaitJetStream waits until JetStream answers (a cluster needs a meta
+// leader first).
+func WaitJetStream(js jetstream.JetStream, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_, err := js.AccountInfo(ctx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("JetStream not available after %s: %w", within, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // EventIDs reads every message of a stream with an ordered consumer and
