@@ -21,24 +21,25 @@ limitations under the License.
 //
 //	go run ./hack/localcluster -assets DIR -etcd-data-dir DIR -kubeconfig FILE
 //
-// The kubeconfig appears (atomically) once the API server serves the default
-// namespace, and is removed on exit.
+// The kubeconfig (of a system:masters user) appears atomically once the API
+// server serves the default namespace, and is removed on exit. The control
+// plane is the shared harness's (internal/testutil/controlplane).
 package main
 
 import (
-	"bytes"
 	"flag"
 	"fmt"
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strconv"
 	"syscall"
 	"time"
 
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/giia/eventstream-operator/internal/testutil/controlplane"
+	"github.com/giia/eventstream-operator/internal/testutil/proc"
 )
 
 func main() {
@@ -60,98 +61,42 @@ func main() {
 
 func run(assets, dataDir, kubeconfig string) error {
 	logf.SetLogger(zap.New(zap.WriteTo(os.Stderr)))
-	if err := os.MkdirAll(dataDir, 0o700); err != nil {
-		return err
-	}
 	// Catch signals before starting anything, so that a Ctrl-C during the
 	// start still stops what has started.
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 
-	env := &envtest.Environment{
-		BinaryAssetsDirectory:    assets,
-		AttachControlPlaneOutput: true, // into run-local's log file
-		ControlPlaneStartTimeout: time.Minute,
-		ControlPlaneStopTimeout:  30 * time.Second,
-	}
-	env.ControlPlane.Etcd = &envtest.Etcd{DataDir: dataDir}
-	// envtest turns fsync off for throw-away test data; this data is kept.
-	env.ControlPlane.Etcd.Configure().Set("unsafe-no-fsync", "false")
-
 	start := time.Now()
-	started := make(chan error, 1)
-	go func() { _, err := env.Start(); started <- err }()
+	type result struct {
+		plane *controlplane.Plane
+		err   error
+	}
+	started := make(chan result, 1)
+	go func() {
+		p, err := controlplane.Start(controlplane.Options{
+			Dir: filepath.Dir(kubeconfig), Kubeconfig: kubeconfig, Assets: assets,
+			EtcdDataDir:  dataDir,
+			AttachOutput: true, // into run-local's log file
+		})
+		started <- result{p, err}
+	}()
+	var plane *controlplane.Plane
 	select {
-	case err := <-started:
-		if err != nil {
-			_ = env.Stop()
-			return fmt.Errorf("starting the control plane: %w", err)
+	case r := <-started:
+		if r.err != nil {
+			return r.err
 		}
+		plane = r.plane
 	case s := <-sigs:
-		// env.Start cannot be interrupted, and it retries for minutes when
-		// something is wrong: stop the processes it has started (each in its
-		// own process group) and leave.
+		// Starting cannot be interrupted, and it retries for minutes when
+		// something is wrong: stop the processes it has started and leave.
 		fmt.Fprintf(os.Stderr, "localcluster: %s while starting, stopping\n", s)
-		terminateChildren()
+		proc.TerminateChildren(10 * time.Second)
 		return fmt.Errorf("interrupted by %s while starting", s)
 	}
-
-	tmp := filepath.Join(filepath.Dir(kubeconfig), "."+filepath.Base(kubeconfig)+".tmp")
-	if err := os.WriteFile(tmp, env.KubeConfig, 0o600); err != nil {
-		_ = env.Stop()
-		return err
-	}
-	if err := os.Rename(tmp, kubeconfig); err != nil {
-		_ = env.Stop()
-		return err
-	}
 	fmt.Fprintf(os.Stderr, "localcluster: API server %s ready in %s (etcd data %s)\n",
-		env.Config.Host, time.Since(start).Round(time.Millisecond), dataDir)
-	return stop(env, kubeconfig, <-sigs)
-}
-
-func stop(env *envtest.Environment, kubeconfig string, s os.Signal) error {
+		plane.Host(), time.Since(start).Round(time.Millisecond), dataDir)
+	s := <-sigs
 	fmt.Fprintf(os.Stderr, "localcluster: %s, stopping kube-apiserver and etcd\n", s)
-	_ = os.Remove(kubeconfig)
-	return env.Stop()
-}
-
-// terminateChildren sends SIGTERM to this process's children (etcd and
-// kube-apiserver), waits up to 10s for them to exit, then kills what is left.
-func terminateChildren() {
-	children := func() []int {
-		var pids []int
-		entries, _ := os.ReadDir("/proc")
-		for _, e := range entries {
-			pid, err := strconv.Atoi(e.Name())
-			if err != nil {
-				continue
-			}
-			stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-			if err != nil {
-				continue
-			}
-			// pid (comm) state ppid ...; comm may contain spaces and parentheses.
-			i := bytes.LastIndexByte(stat, ')')
-			if i < 0 {
-				continue
-			}
-			f := bytes.Fields(stat[i+1:])
-			if len(f) >= 2 && string(f[0]) != "Z" && string(f[1]) == strconv.Itoa(os.Getpid()) {
-				pids = append(pids, pid)
-			}
-		}
-		return pids
-	}
-	for _, pid := range children() {
-		_ = syscall.Kill(pid, syscall.SIGTERM)
-	}
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		if len(children()) == 0 {
-			return
-		}
-	}
-	for _, pid := range children() {
-		_ = syscall.Kill(pid, syscall.SIGKILL)
-	}
+	return plane.Stop() // removes the kubeconfig too
 }

@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/util/retry"
 
 	eventsv1 "github.com/giia/eventstream-operator/api/v1alpha1"
+	"github.com/giia/eventstream-operator/internal/testutil/natsproc"
 )
 
 // apiOutage is how long kube-apiserver and etcd stay down.
@@ -41,15 +42,15 @@ func TestAPIServerDown(t *testing.T) {
 	if err != nil {
 		t.Fatalf("envtest: %v", err)
 	}
-	t.Cleanup(kp.stop)
-	c := kp.c
-	srv := startStandalone(t, dir)
-	_, js := connect(t, srv.url(), "chaos-admin")
+	t.Cleanup(func() { _ = kp.Stop() })
+	c := kp.Client
+	srv := natsproc.StartStandalone(t, dir)
+	_, js := connect(t, srv.URL(), "chaos-admin")
 	const ns = "chaos-apiserver"
 	createNamespace(t, c, ns)
-	mgr := newManager(dir, kp.kubeconfig, srv.url(), ns)
-	mgr.start(t, true)
-	t.Cleanup(mgr.stop)
+	mgr := newManager(dir, kp.Kubeconfig, srv.URL(), ns)
+	startMgr(t, mgr)
+	stopAtCleanup(t, mgr)
 	ctx := context.Background()
 
 	// Before: streams that will drift, streams that will be changed and
@@ -70,7 +71,7 @@ func TestAPIServerDown(t *testing.T) {
 		}
 	}
 	if _, err := waitAllReady(c, ns, len(drifted)+len(changed)+len(deleted), 2*time.Minute); err != nil {
-		t.Fatalf("before the outage: %v\n%s", err, tail(mgr.logPath(), 30))
+		t.Fatalf("before the outage: %v\n%s", err, tail(mgr.LogPath(), 30))
 	}
 
 	// Just before the stop, with no pause: creates, changes and deletes, 16
@@ -107,7 +108,7 @@ func TestAPIServerDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	t0 := time.Now()
-	if err := kp.killServers(); err != nil {
+	if err := kp.KillServers(); err != nil {
 		t.Fatalf("stopping the API server: %v", err)
 	}
 	downAt := time.Now()
@@ -137,14 +138,14 @@ func TestAPIServerDown(t *testing.T) {
 	// The manager must stay up: sample it every second.
 	exitedDuring := false
 	for time.Since(downAt) < apiOutage {
-		if mgr.proc.Exited() {
+		if mgr.Proc.Exited() {
 			exitedDuring = true
 			break
 		}
 		time.Sleep(time.Second)
 	}
 	if exitedDuring {
-		t.Fatalf("bin/manager exited while the API server was down:\n%s", tail(mgr.logPath(), 40))
+		t.Fatalf("bin/manager exited while the API server was down:\n%s", tail(mgr.LogPath(), 40))
 	}
 	repairedDuring := 0
 	for _, n := range drifted {
@@ -153,7 +154,7 @@ func TestAPIServerDown(t *testing.T) {
 		}
 	}
 	restartAt := time.Now()
-	if err := kp.startServers(); err != nil {
+	if err := kp.StartServers(); err != nil {
 		t.Fatal(err)
 	}
 	upAt := time.Now()
@@ -194,19 +195,19 @@ func TestAPIServerDown(t *testing.T) {
 	})
 	converged := time.Since(upAt)
 	if err != nil {
-		t.Fatalf("%s after the API server returned: %v\n%s", converged.Round(time.Second), err, tail(mgr.logPath(), 30))
+		t.Fatalf("%s after the API server returned: %v\n%s", converged.Round(time.Second), err, tail(mgr.LogPath(), 30))
 	}
 	o := checkOwnership(t, js, ns, items)
-	alive := !mgr.proc.Exited()
+	alive := !mgr.Proc.Exited()
 	fmt.Printf("FIGURES apiserver-down: kube-apiserver and etcd SIGKILLed (gone in %.1fs) right after %d creates, %d changes and %d deletes, down %.0fs (then %.1fs to restart); "+
 		"at the stop JetStream held %d of the %d new streams and %d of the %d deleted ones; meanwhile %d streams deleted and %d changed out of band "+
 		"(%d of %d repaired before the API server returned); manager alive throughout (%d start): %v; "+
 		"after the API server returned: everything converged in %.1fs, %d EventStreams Ready, %d owned streams, %d duplicates, %d orphans, %d missing\n",
 		stopTook.Seconds(), len(created), len(changed), len(deleted), down.Seconds(), restart.Seconds(),
 		inFlight.created, len(created), inFlight.deleted, len(deleted), len(drifted)/2, len(drifted)-len(drifted)/2,
-		repairedDuring, len(drifted), mgr.starts, alive, converged.Seconds(), countReady(items), o.ours, o.dups, o.orphans, o.missing)
+		repairedDuring, len(drifted), mgr.Starts, alive, converged.Seconds(), countReady(items), o.ours, o.dups, o.orphans, o.missing)
 	if !alive {
-		t.Errorf("bin/manager exited after the API server returned:\n%s", tail(mgr.logPath(), 40))
+		t.Errorf("bin/manager exited after the API server returned:\n%s", tail(mgr.LogPath(), 40))
 	}
 }
 

@@ -5,7 +5,6 @@ package chaos
 import (
 	"context"
 	"fmt"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -13,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/client-go/util/retry"
 
+	"github.com/giia/eventstream-operator/internal/testutil/natsproc"
 	"github.com/giia/eventstream-operator/pkg/events"
 )
 
@@ -27,23 +27,22 @@ func TestClusterLeaderKilled(t *testing.T) {
 	c := controlPlane(t)
 	dir := t.TempDir()
 	const n = 3
-	free := freePorts(t, 2*n)
-	ports, cports := free[:n], free[n:]
-	servers := map[string]*natsServer{}
-	var urls []string
-	for i := range n {
-		s := newNATS(t, dir, fmt.Sprintf("n%d", i+1), ports[i], cports[i], cports)
+	members, err := natsproc.NewCluster(dir, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	servers := map[string]*natsproc.Server{}
+	for _, s := range members {
 		servers[s.Name] = s
-		urls = append(urls, s.url())
+		t.Cleanup(s.Stop)
+		startNATS(t, s)
 	}
-	for _, s := range servers {
-		s.start(t)
-		t.Cleanup(s.stop)
-	}
-	all := strings.Join(urls, ",")
+	all := natsproc.URLs(members)
 	_, js := connect(t, all, "chaos-admin")
 	t0 := time.Now()
-	waitJetStream(t, js, 2*time.Minute)
+	if err := natsproc.WaitJetStream(js, 2*time.Minute); err != nil {
+		t.Fatal(err)
+	}
 	clusterUp := time.Since(t0)
 
 	const ns = "chaos-cluster"
@@ -80,7 +79,7 @@ func TestClusterLeaderKilled(t *testing.T) {
 	rnd, seed := chaosRand(t)
 	killAt := int(float64(clusterEvents) * (0.25 + 0.35*rnd.Float64()))
 	t.Logf("seed %d: the stream leader is killed after %d of %d publishes", seed, killAt, clusterEvents)
-	var victim *natsServer
+	var victim *natsproc.Server
 	var oldLeader string
 	var killErr error
 	var done atomic.Int64
@@ -118,7 +117,7 @@ func TestClusterLeaderKilled(t *testing.T) {
 			} else {
 				oldLeader = info.Cluster.Leader
 				victim = servers[oldLeader]
-				victim.kill()
+				victim.Kill()
 				go watchReady()
 			}
 		}
@@ -171,7 +170,7 @@ func TestClusterLeaderKilled(t *testing.T) {
 	}
 
 	// The killed server comes back; an EventStream is scaled from 1 to 3.
-	if err := victim.tryStart(); err != nil {
+	if err := victim.Start(); err != nil {
 		t.Fatal(err)
 	}
 	scale := smallStream(ns, "scale", "scale.>")
@@ -233,6 +232,6 @@ func TestClusterLeaderKilled(t *testing.T) {
 		t.Errorf("%d publishes failed despite retries; first: %v", len(pubErrs), pubErrs[0])
 	}
 	if scaleErr != nil {
-		t.Errorf("scaling 1→3: %v\n%s", scaleErr, tail(mgr.logPath(), 20))
+		t.Errorf("scaling 1→3: %v\n%s", scaleErr, tail(mgr.LogPath(), 20))
 	}
 }

@@ -19,6 +19,8 @@ import (
 
 	eventsv1 "github.com/giia/eventstream-operator/api/v1alpha1"
 	"github.com/giia/eventstream-operator/internal/dlq"
+	"github.com/giia/eventstream-operator/internal/testutil/natsproc"
+	"github.com/giia/eventstream-operator/internal/testutil/proc"
 	"github.com/giia/eventstream-operator/pkg/events"
 )
 
@@ -65,11 +67,11 @@ func TestConsumerKilledWithFailingHandler(t *testing.T) {
 	c := controlPlane(t)
 	dir := t.TempDir()
 	consumerBin := buildConsumer(t, dir)
-	srv := startStandalone(t, dir)
-	nc, js := connect(t, srv.url(), "chaos-admin")
+	srv := natsproc.StartStandalone(t, dir)
+	nc, js := connect(t, srv.URL(), "chaos-admin")
 	const ns = "chaos-consumer"
 	createNamespace(t, c, ns)
-	mgr := startManager(t, dir, srv.url(), ns)
+	mgr := startManager(t, dir, srv.URL(), ns)
 	ctx := context.Background()
 
 	work := smallStream(ns, "work", "work.>")
@@ -119,9 +121,9 @@ func TestConsumerKilledWithFailingHandler(t *testing.T) {
 	killAt := consumerEvents/5 + rnd.IntN(consumerEvents/2+1)
 	t.Logf("the consumer is SIGKILLed once %d of %d events are handled", killAt, consumerEvents)
 	out := filepath.Join(dir, "handled.txt")
-	runConsumer := func(n int) *process {
-		p, err := startProcess("consumer", filepath.Join(dir, fmt.Sprintf("consumer-%d.log", n)), os.Environ(), consumerBin,
-			"-url", srv.url(), "-stream", "WORK", "-consumer", "worker", "-out", out, "-fail", "0.3")
+	runConsumer := func(n int) *proc.Process {
+		p, err := proc.Start("consumer", filepath.Join(dir, fmt.Sprintf("consumer-%d.log", n)), os.Environ(), consumerBin,
+			"-url", srv.URL(), "-stream", "WORK", "-consumer", "worker", "-out", out, "-fail", "0.3")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -162,9 +164,9 @@ func TestConsumerKilledWithFailingHandler(t *testing.T) {
 	}); err != nil {
 		t.Fatalf("no dead letters to count: %v", err)
 	}
-	mgr.kill()
+	mgr.Kill()
 	time.Sleep(2 * time.Second)
-	mgr.start(t, true)
+	startMgr(t, mgr)
 
 	// Wait until every event is handled or dead-lettered, and the consumer
 	// has nothing left in flight.
@@ -203,7 +205,7 @@ func TestConsumerKilledWithFailingHandler(t *testing.T) {
 	})
 	settled := time.Since(start)
 	if err != nil {
-		t.Errorf("not settled: %v\n%s", err, tail(mgr.logPath(), 20))
+		t.Errorf("not settled: %v\n%s", err, tail(mgr.LogPath(), 20))
 	}
 	p2.Stop(15 * time.Second)
 
@@ -263,7 +265,7 @@ func TestConsumerKilledWithFailingHandler(t *testing.T) {
 		t.Errorf("%d events dead-lettered more than once (a dead letter must be stored once)", dlqDupIDs)
 	}
 	if countErr != nil {
-		t.Logf("ledger: %s\n%s", ledgerValue(js, ns+"/worker"), tail(mgr.logPath(), 30))
+		t.Logf("ledger: %s\n%s", ledgerValue(js, ns+"/worker"), tail(mgr.LogPath(), 30))
 		// The count once lost increments when dead letters arrived faster
 		// than status patches reached the cache, and could lose those not
 		// yet written when the manager died (both fixed by the ledger; see

@@ -3,24 +3,18 @@
 // Package chaos holds fault-injection tests: real bin/nats-server and
 // bin/manager subprocesses (and envtest's kube-apiserver and etcd) that are
 // killed, stopped and restarted while work is in flight. Run with
-// `make test-chaos`. The helpers here are copied and adapted from
-// test/bench/operator/env.go.
+// `make test-chaos`. The processes come from the shared harness,
+// internal/testutil (proc, natsproc, controlplane, managerproc, fixtures).
 package chaos
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
-	"net/http"
 	"os"
-	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -28,30 +22,19 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	eventsv1 "github.com/giia/eventstream-operator/api/v1alpha1"
+	"github.com/giia/eventstream-operator/internal/testutil/controlplane"
+	"github.com/giia/eventstream-operator/internal/testutil/fixtures"
 	"github.com/giia/eventstream-operator/internal/testutil/freeport"
+	"github.com/giia/eventstream-operator/internal/testutil/managerproc"
 	"github.com/giia/eventstream-operator/internal/testutil/natsproc"
+	"github.com/giia/eventstream-operator/internal/testutil/proc"
+	"github.com/giia/eventstream-operator/internal/testutil/repo"
 )
-
-var scheme = runtime.NewScheme()
-
-func init() {
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		panic(err)
-	}
-	if err := eventsv1.AddToScheme(scheme); err != nil {
-		panic(err)
-	}
-}
 
 // root is the repository root (holding go.mod and bin/).
 var root string
@@ -63,16 +46,7 @@ var root string
 var kube struct {
 	once sync.Once
 	err  error
-	*kubePlane
-}
-
-// kubePlane is envtest's etcd and kube-apiserver with the CRDs installed, and
-// a kubeconfig (for bin/manager) and a client of a system:masters user.
-type kubePlane struct {
-	env        *envtest.Environment
-	kubeconfig string
-	c          client.Client
-	dir        string
+	*controlplane.Plane
 }
 
 func TestMain(m *testing.M) {
@@ -80,21 +54,19 @@ func TestMain(m *testing.M) {
 	// are in their own files.
 	ctrllog.SetLogger(logr.Discard())
 	var err error
-	if root, err = natsproc.RepoRoot(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
+	if root, err = repo.Root(); err == nil {
+		if _, err = repo.NATSServer(); err == nil {
+			_, err = repo.Manager()
+		}
 	}
-	if natsBin, err = natsproc.Binary(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	if _, err := os.Stat(filepath.Join(root, "bin", "manager")); err != nil {
-		fmt.Fprintln(os.Stderr, "bin/manager is missing: run `make test-chaos` (it builds it)")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err, "(`make test-chaos` builds what it needs)")
 		os.Exit(1)
 	}
 	code := m.Run()
-	if kube.kubePlane != nil {
-		kube.stop()
+	if kube.Plane != nil {
+		_ = kube.Stop()
+		_ = os.RemoveAll(kube.Dir)
 	}
 	os.Exit(code)
 }
@@ -108,7 +80,7 @@ func controlPlane(t *testing.T) client.Client {
 			kube.err = err
 			return
 		}
-		kube.kubePlane, kube.err = startKubePlane(dir, false)
+		kube.Plane, kube.err = startKubePlane(dir, false)
 		if kube.err != nil {
 			_ = os.RemoveAll(dir)
 		}
@@ -116,131 +88,19 @@ func controlPlane(t *testing.T) client.Client {
 	if kube.err != nil {
 		t.Fatalf("envtest: %v", kube.err)
 	}
-	return kube.c
+	return kube.Client
 }
 
 // startKubePlane starts envtest's etcd and kube-apiserver with the CRDs,
-// keeping its kubeconfig in dir. restartable: etcd's data and the API
-// server's certificates live in dir too, so that killServers and
-// startServers bring the same cluster back on the same ports (envtest would
-// otherwise delete its temporary directories on Stop).
-func startKubePlane(dir string, restartable bool) (*kubePlane, error) {
-	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
-		return nil, errors.New("KUBEBUILDER_ASSETS is not set: run `make test-chaos`")
-	}
+// keeping its kubeconfig in dir (restartable: etcd's data and the
+// certificates too, for KillServers and StartServers).
+func startKubePlane(dir string, restartable bool) (*controlplane.Plane, error) {
 	start := time.Now()
-	p := &kubePlane{dir: dir, env: &envtest.Environment{
-		CRDDirectoryPaths:        []string{filepath.Join(root, "config", "crd", "bases")},
-		ErrorIfCRDPathMissing:    true,
-		ControlPlaneStartTimeout: 2 * time.Minute,
-		ControlPlaneStopTimeout:  30 * time.Second,
-	}}
-	if restartable {
-		etcdDir, certDir := filepath.Join(dir, "etcd"), filepath.Join(dir, "apiserver")
-		for _, d := range []string{etcdDir, certDir} {
-			if err := os.MkdirAll(d, 0o700); err != nil {
-				return nil, err
-			}
-		}
-		p.env.ControlPlane.Etcd = &envtest.Etcd{DataDir: etcdDir}
-		p.env.ControlPlane.APIServer = &envtest.APIServer{CertDir: certDir}
+	p, err := controlplane.Start(controlplane.Options{Dir: dir, CRDs: true, Restartable: restartable, User: "chaos"})
+	if err == nil {
+		fmt.Printf("envtest control plane started in %.1fs\n", time.Since(start).Seconds())
 	}
-	if _, err := p.env.Start(); err != nil {
-		_ = p.env.Stop()
-		return nil, err
-	}
-	user, err := p.env.AddUser(envtest.User{Name: "chaos", Groups: []string{"system:masters"}}, nil)
-	if err != nil {
-		p.stop()
-		return nil, err
-	}
-	kc, err := user.KubeConfig()
-	if err != nil {
-		p.stop()
-		return nil, err
-	}
-	p.kubeconfig = filepath.Join(dir, "kubeconfig")
-	if err := os.WriteFile(p.kubeconfig, kc, 0o600); err != nil {
-		p.stop()
-		return nil, err
-	}
-	cfg := rest.CopyConfig(user.Config())
-	cfg.QPS, cfg.Burst = 500, 1000
-	if p.c, err = client.New(cfg, client.Options{Scheme: scheme}); err != nil {
-		p.stop()
-		return nil, err
-	}
-	fmt.Printf("envtest control plane started in %.1fs\n", time.Since(start).Seconds())
-	return p, nil
-}
-
-// stop stops the control plane for good and removes its directory.
-func (p *kubePlane) stop() {
-	_ = p.env.Stop()
-	_ = os.RemoveAll(p.dir)
-}
-
-// killServers SIGKILLs kube-apiserver and etcd, as a crash would, keeping
-// etcd's data and the API server's certificates (restartable planes only).
-// envtest's own Stop sends SIGTERM, which kube-apiserver took more than 30 s
-// to honour with a manager connected.
-func (p *kubePlane) killServers() error {
-	for _, d := range []string{filepath.Join(p.dir, "apiserver"), filepath.Join(p.dir, "etcd")} {
-		pids, err := childrenWithArg(d)
-		if err != nil {
-			return err
-		}
-		if len(pids) != 1 {
-			return fmt.Errorf("%d processes of this test name %s, want 1", len(pids), d)
-		}
-		if err := syscall.Kill(pids[0], syscall.SIGKILL); err != nil {
-			return err
-		}
-	}
-	// envtest reaps them and sees them gone.
-	return errors.Join(p.env.ControlPlane.APIServer.Stop(), p.env.ControlPlane.Etcd.Stop())
-}
-
-// childrenWithArg returns the pids of this process's children that have an
-// argument containing s.
-func childrenWithArg(s string) ([]int, error) {
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil, err
-	}
-	var pids []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid ...: comm may hold spaces, so split after ')'.
-		rest := string(stat[bytes.LastIndexByte(stat, ')')+1:])
-		if f := strings.Fields(rest); len(f) < 2 || f[1] != strconv.Itoa(os.Getpid()) {
-			continue
-		}
-		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err == nil && bytes.Contains(cmdline, []byte(s)) {
-			pids = append(pids, pid)
-		}
-	}
-	return pids, nil
-}
-
-// startServers starts etcd and kube-apiserver again, on the ports, data and
-// certificates of the first start: clients and kubeconfigs keep working.
-func (p *kubePlane) startServers() error {
-	if err := p.env.ControlPlane.Etcd.Start(); err != nil {
-		return fmt.Errorf("restarting etcd: %w", err)
-	}
-	if err := p.env.ControlPlane.APIServer.Start(); err != nil {
-		return fmt.Errorf("restarting kube-apiserver: %w", err)
-	}
-	return nil
+	return p, err
 }
 
 func createNamespace(t *testing.T, c client.Client, ns string) {
@@ -270,11 +130,6 @@ func chaosRand(t *testing.T) (*rand.Rand, uint64) {
 	return rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), seed
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	return freePorts(t, 1)[0]
-}
-
 func freePorts(t *testing.T, n int) []int {
 	t.Helper()
 	ports, err := freeport.Ports(n)
@@ -284,245 +139,75 @@ func freePorts(t *testing.T, n int) []int {
 	return ports
 }
 
-// ---- subprocesses ----
-
-// process is a subprocess a test started (the manager, a consumer, a
-// nats-server), its output in a log file.
-type process = natsproc.Process
-
 var (
-	startProcess = natsproc.StartProcess
-	tail         = natsproc.Tail
-	eventIDs     = natsproc.EventIDs
-	dupes        = natsproc.Dupes
+	tail     = proc.Tail
+	eventIDs = natsproc.EventIDs
+	dupes    = natsproc.Dupes
 )
 
-// ---- nats-server ----
-
-// natsBin is the nats-server binary (natsproc.Binary: $NATS_SERVER or
-// bin/nats-server).
-var natsBin string
-
-// natsServer is one nats-server with JetStream on file storage
-// (natsproc.Server). It can be killed and started again on the same port and
-// store.
-type natsServer struct{ *natsproc.Server }
-
-func (s *natsServer) url() string { return s.URL() }
-
-// newNATS writes the configuration of a server (routes: the cluster ports of
-// every member including this one; nil for a standalone server).
-func newNATS(t *testing.T, dir, name string, port, clusterPort int, routes []int) *natsServer {
-	t.Helper()
-	s, err := natsproc.NewServer(natsBin, dir, name, port, clusterPort, routes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &natsServer{s}
-}
-
-// start runs the server and waits until its client port accepts connections.
-func (s *natsServer) start(t *testing.T) {
+// startNATS starts a server and fails the test if it does not come up.
+func startNATS(t *testing.T, s *natsproc.Server) {
 	t.Helper()
 	if err := s.Start(); err != nil {
 		t.Fatal(err)
 	}
 }
 
-// tryStart is start for goroutines other than the test's.
-func (s *natsServer) tryStart() error { return s.Start() }
-
-func (s *natsServer) kill() { s.Kill() }
-
-func (s *natsServer) stop() { s.Stop() }
-
-// startStandalone starts one JetStream server in dir and registers its stop.
-func startStandalone(t *testing.T, dir string) *natsServer {
-	t.Helper()
-	s := newNATS(t, dir, "standalone", freePort(t), 0, nil)
-	s.start(t)
-	t.Cleanup(s.stop)
-	return s
-}
-
 // connect returns a connection that reconnects forever (quickly) and its
 // JetStream context; closed at cleanup.
 func connect(t *testing.T, url, name string) (*nats.Conn, jetstream.JetStream) {
 	t.Helper()
-	var nc *nats.Conn
-	var err error
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		nc, err = nats.Connect(url, nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("connecting to %s: %v", url, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
+	nc, js, err := natsproc.Connect(url, name, 30*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(nc.Close)
 	return nc, js
-}
-
-// waitJetStream waits until JetStream answers (a cluster needs a meta leader).
-func waitJetStream(t *testing.T, js jetstream.JetStream, within time.Duration) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_, err := js.AccountInfo(ctx)
-		cancel()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("JetStream not available after %s: %v", within, err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
 }
 
 // ---- the manager ----
 
-type manager struct {
-	dir, natsURL, ns string
-	name             string   // log file prefix
-	kubeconfig       string   // the control plane it talks to
-	args             []string // extra flags
-	probePort        int
-	starts           int
-	proc             *process
-}
-
 // newManager describes a manager of ns on the control plane of kubeconfig.
-func newManager(dir, kubeconfig, natsURL, ns string) *manager {
-	return &manager{dir: dir, natsURL: natsURL, ns: ns, name: "manager", kubeconfig: kubeconfig}
+func newManager(dir, kubeconfig, natsURL, ns string) *managerproc.Manager {
+	return &managerproc.Manager{Dir: dir, Kubeconfig: kubeconfig, NATSURL: natsURL, Args: []string{
+		"--watch-namespaces", ns,
+		"--resync-interval", "30s",
+		"--max-concurrent-reconciles", "4"}}
 }
 
-func (m *manager) logPath() string {
-	return filepath.Join(m.dir, fmt.Sprintf("%s-%d.log", m.name, m.starts))
-}
-
-// leaderElect reports whether the manager runs with --leader-elect.
-func (m *manager) leaderElect() bool {
-	for _, a := range m.args {
-		if a == "--leader-elect" {
-			return true
-		}
-	}
-	return false
-}
-
-// leading reports whether its controllers run: both controllers (EventStream
-// and EventConsumer) logged "Starting workers", which a leader-elected
-// manager does only once it holds the lease.
-func (m *manager) leading() bool {
-	b, _ := os.ReadFile(m.logPath())
-	return bytes.Count(b, []byte("Starting workers")) >= 2
-}
-
-// start runs bin/manager against its control plane, watching only m.ns, and
-// waits until it is up: its controllers have started (or, with
-// --leader-elect, where a follower starts none, /healthz answers) and
-// (waitReady) /readyz is OK, i.e. it is connected to NATS.
-func (m *manager) start(t *testing.T, waitReady bool) {
+// startMgr runs the manager and waits until it is ready (/readyz: caches
+// synced, controllers started or standing by for the lease, NATS
+// connected); it fails the test if it is not within 90 s.
+func startMgr(t *testing.T, m *managerproc.Manager) {
 	t.Helper()
-	m.starts++
-	m.probePort = freePort(t)
-	var err error
-	m.proc, err = startProcess(m.name, m.logPath(), append(os.Environ(), "KUBECONFIG="+m.kubeconfig),
-		filepath.Join(root, "bin", "manager"), append([]string{
-			"--nats-url", m.natsURL,
-			"--watch-namespaces", m.ns,
-			"--metrics-bind-address", "0",
-			"--health-probe-bind-address", fmt.Sprintf("127.0.0.1:%d", m.probePort),
-			"--resync-interval", "30s",
-			"--max-concurrent-reconciles", "4"}, m.args...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(90 * time.Second)
-	for {
-		if m.proc.Exited() {
-			t.Fatalf("bin/manager exited at start:\n%s", tail(m.logPath(), 40))
-		}
-		up := m.leading()
-		if m.leaderElect() {
-			up = m.probe("/healthz")
-		}
-		if up && (!waitReady || m.probe("/readyz")) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("bin/manager not started after 90s:\n%s", tail(m.logPath(), 40))
-		}
-		time.Sleep(100 * time.Millisecond)
+	if err := m.Start(context.Background(), managerproc.Ready, 90*time.Second); err != nil {
+		t.Fatalf("bin/manager: %v", err)
 	}
 }
 
-func (m *manager) probe(path string) bool {
-	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d%s", m.probePort, path))
-	if err != nil {
-		return false
-	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, resp.Body)
-	return resp.StatusCode == http.StatusOK
-}
-
-func (m *manager) kill() {
-	if m.proc != nil {
-		m.proc.Kill()
-	}
-}
-
-func (m *manager) stop() {
-	if m.proc != nil {
-		m.proc.Stop(15 * time.Second)
-	}
+// stopAtCleanup stops m when the test ends.
+func stopAtCleanup(t *testing.T, m *managerproc.Manager) {
+	t.Cleanup(func() { _, _ = m.Stop(15 * time.Second) })
 }
 
 // startManager starts a manager for ns on the shared control plane and stops
 // it at cleanup (before the nats-server, which was registered earlier).
-func startManager(t *testing.T, dir, natsURL, ns string) *manager {
+func startManager(t *testing.T, dir, natsURL, ns string) *managerproc.Manager {
 	t.Helper()
-	m := newManager(dir, kube.kubeconfig, natsURL, ns)
-	m.start(t, true)
-	t.Cleanup(m.stop)
+	m := newManager(dir, kube.Kubeconfig, natsURL, ns)
+	startMgr(t, m)
+	stopAtCleanup(t, m)
 	return m
 }
 
 // ---- Kubernetes helpers ----
 
-func readyCond(o client.Object) *metav1.Condition {
-	switch x := o.(type) {
-	case *eventsv1.EventStream:
-		return meta.FindStatusCondition(x.Status.Conditions, eventsv1.ConditionReady)
-	case *eventsv1.EventConsumer:
-		return meta.FindStatusCondition(x.Status.Conditions, eventsv1.ConditionReady)
-	}
-	return nil
-}
-
-// isReadyNow: Ready=True for the current generation.
-func isReadyNow(o client.Object) bool {
-	c := readyCond(o)
-	return c != nil && c.Status == metav1.ConditionTrue && c.ObservedGeneration == o.GetGeneration()
-}
-
-func condString(o client.Object) string {
-	c := readyCond(o)
-	if c == nil {
-		return "no Ready condition"
-	}
-	return fmt.Sprintf("Ready=%s reason=%s gen=%d/%d: %s", c.Status, c.Reason, c.ObservedGeneration, o.GetGeneration(), c.Message)
-}
+var (
+	readyCond   = fixtures.ReadyCondition
+	isReadyNow  = fixtures.IsReadyNow
+	condString  = fixtures.ReadyString
+	smallStream = fixtures.Stream
+)
 
 // eventually polls fn every interval until it returns nil or within ends;
 // it returns the last error.

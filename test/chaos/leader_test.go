@@ -14,6 +14,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	eventsv1 "github.com/giia/eventstream-operator/api/v1alpha1"
+	"github.com/giia/eventstream-operator/internal/testutil/managerproc"
+	"github.com/giia/eventstream-operator/internal/testutil/natsproc"
 	"github.com/giia/eventstream-operator/pkg/events"
 )
 
@@ -48,9 +50,9 @@ func leaseHolder(l *coordinationv1.Lease) string {
 
 // waitLeader waits until the Lease has a holder and exactly one of the
 // managers runs its controllers, and returns that one and the holder.
-func waitLeader(t *testing.T, c client.Client, ns string, mgrs []*manager, within time.Duration) (*manager, string) {
+func waitLeader(t *testing.T, c client.Client, ns string, mgrs []*managerproc.Manager, within time.Duration) (*managerproc.Manager, string) {
 	t.Helper()
-	var leader *manager
+	var leader *managerproc.Manager
 	var holder string
 	if err := eventually(within, 100*time.Millisecond, func() error {
 		l, err := getLease(c, ns)
@@ -62,12 +64,12 @@ func waitLeader(t *testing.T, c client.Client, ns string, mgrs []*manager, withi
 		}
 		leader = nil
 		for _, m := range mgrs {
-			if m.proc.Exited() {
-				return fmt.Errorf("%s exited:\n%s", m.name, tail(m.logPath(), 20))
+			if m.Proc.Exited() {
+				return fmt.Errorf("%s exited:\n%s", m.Name, tail(m.LogPath(), 20))
 			}
-			if m.leading() {
+			if m.Leading(context.Background()) {
 				if leader != nil {
-					return fmt.Errorf("both %s and %s run their controllers", leader.name, m.name)
+					return fmt.Errorf("both %s and %s run their controllers", leader.Name, m.Name)
 				}
 				leader = m
 			}
@@ -119,20 +121,20 @@ func terminate(cons jetstream.Consumer, n int) error {
 func TestLeaderKilledWhileConverging(t *testing.T) {
 	c := controlPlane(t)
 	dir := t.TempDir()
-	srv := startStandalone(t, dir)
-	nc, js := connect(t, srv.url(), "chaos-admin")
+	srv := natsproc.StartStandalone(t, dir)
+	nc, js := connect(t, srv.URL(), "chaos-admin")
 	const ns = "chaos-leader"
 	createNamespace(t, c, ns)
-	var mgrs []*manager
+	var mgrs []*managerproc.Manager
 	for _, name := range []string{"manager-a", "manager-b"} {
-		m := newManager(dir, kube.kubeconfig, srv.url(), ns)
-		m.name = name
-		m.args = []string{"--leader-elect", "--leader-election-namespace", ns,
+		m := newManager(dir, kube.Kubeconfig, srv.URL(), ns)
+		m.Name = name
+		m.Args = append(m.Args, "--leader-elect", "--leader-election-namespace", ns,
 			"--leader-election-lease-duration", leaseDuration.String(),
 			"--leader-election-renew-deadline", renewDeadline.String(),
-			"--leader-election-retry-period", retryPeriod.String()}
-		m.start(t, true)
-		t.Cleanup(m.stop)
+			"--leader-election-retry-period", retryPeriod.String())
+		startMgr(t, m)
+		stopAtCleanup(t, m)
 		mgrs = append(mgrs, m)
 	}
 	leader, oldHolder := waitLeader(t, c, ns, mgrs, time.Minute)
@@ -210,7 +212,7 @@ func TestLeaderKilledWhileConverging(t *testing.T) {
 	// 300 EventStreams; the leader dies midway.
 	rnd, seed := chaosRand(t)
 	killAt := leaderStreams/10 + rnd.IntN(leaderStreams*7/10+1)
-	t.Logf("the leader (%s) is SIGKILLed once %d of %d new EventStreams are Ready", leader.name, killAt, leaderStreams)
+	t.Logf("the leader (%s) is SIGKILLed once %d of %d new EventStreams are Ready", leader.Name, killAt, leaderStreams)
 	const others = 2 // work, work-dlq
 	start := time.Now()
 	bulk := createStreams(c, ns, "le", leaderStreams)
@@ -218,11 +220,11 @@ func TestLeaderKilledWhileConverging(t *testing.T) {
 	var termErr error
 	readyAtKill, err := killWhenReady(c, ns, others+killAt, 2*time.Minute, func() {
 		termErr = terminate(cons, deadAtKill)
-		leader.kill()
+		leader.Kill()
 		killedAt = time.Now()
 	})
 	if err != nil {
-		t.Fatalf("%d streams never became Ready: %v\n%s", killAt, err, tail(leader.logPath(), 30))
+		t.Fatalf("%d streams never became Ready: %v\n%s", killAt, err, tail(leader.LogPath(), 30))
 	}
 	readyAtKill -= others
 	killedAfter := killedAt.Sub(start)
@@ -238,8 +240,8 @@ func TestLeaderKilledWhileConverging(t *testing.T) {
 	var newHolder string
 	var acquired, workersAt, firstReadyAt time.Time
 	err = eventually(leaseDuration+time.Minute, 100*time.Millisecond, func() error {
-		if follower.proc.Exited() {
-			return fmt.Errorf("%s exited:\n%s", follower.name, tail(follower.logPath(), 20))
+		if follower.Proc.Exited() {
+			return fmt.Errorf("%s exited:\n%s", follower.Name, tail(follower.LogPath(), 20))
 		}
 		// A new Ready once the new leader's controllers run (a status
 		// patch the old leader sent just before dying does not count).
@@ -261,17 +263,17 @@ func TestLeaderKilledWhileConverging(t *testing.T) {
 				}
 			}
 		}
-		if workersAt.IsZero() && follower.leading() {
+		if workersAt.IsZero() && follower.Leading(context.Background()) {
 			workersAt = time.Now()
 		}
 		if newHolder == "" || workersAt.IsZero() || firstReadyAt.IsZero() {
 			return fmt.Errorf("lease holder %q (was %q), %s controllers started: %v, new Ready: %v",
-				newHolder, oldHolder, follower.name, !workersAt.IsZero(), !firstReadyAt.IsZero())
+				newHolder, oldHolder, follower.Name, !workersAt.IsZero(), !firstReadyAt.IsZero())
 		}
 		return nil
 	})
 	if err != nil {
-		t.Fatalf("no takeover: %v\n%s", err, tail(follower.logPath(), 30))
+		t.Fatalf("no takeover: %v\n%s", err, tail(follower.LogPath(), 30))
 	}
 	takeover := acquired.Sub(killedAt)
 	bulk.wait(t)
@@ -279,7 +281,7 @@ func TestLeaderKilledWhileConverging(t *testing.T) {
 	items, err := waitAllReady(c, ns, others+leaderStreams, 3*time.Minute)
 	converged := time.Since(killedAt)
 	if err != nil {
-		t.Fatalf("after the takeover: %v\n%s", err, tail(follower.logPath(), 30))
+		t.Fatalf("after the takeover: %v\n%s", err, tail(follower.LogPath(), 30))
 	}
 	o := checkOwnership(t, js, ns, items)
 	waitConsumerReady(t, c, ns, "worker", time.Minute)
@@ -305,15 +307,15 @@ func TestLeaderKilledWhileConverging(t *testing.T) {
 		"with %d Ready (kill point %d); %s took the lease %.1fs after the kill (limit %.1fs), its controllers started %.1fs and the first EventStream Ready %.1fs after the kill; "+
 		"all %d Ready %.1fs after the kill; JetStream: %d owned streams, %d duplicates, %d orphans, %d missing; "+
 		"dead letters: %d stored (%d events dead-lettered twice), status.state.deadLettered %d (%d counted before the kill, %d terminated right before it, %d right after)\n",
-		seed, leaseDuration, renewDeadline, retryPeriod, leaderStreams, leader.name, killedAfter.Seconds(), readyAtKill, killAt,
-		follower.name, takeover.Seconds(), (leaseDuration + margin).Seconds(), workersAt.Sub(killedAt).Seconds(), firstReadyAt.Sub(killedAt).Seconds(),
+		seed, leaseDuration, renewDeadline, retryPeriod, leaderStreams, leader.Name, killedAfter.Seconds(), readyAtKill, killAt,
+		follower.Name, takeover.Seconds(), (leaseDuration + margin).Seconds(), workersAt.Sub(killedAt).Seconds(), firstReadyAt.Sub(killedAt).Seconds(),
 		countReady(items)-others, converged.Seconds(), o.ours, o.dups, o.orphans, o.missing,
 		stored, dupIDs, counted, deadBefore, deadAtKill, deadAfter)
 	if takeover > leaseDuration+margin {
-		t.Errorf("%s took the lease %s after the kill, more than the lease duration %s + %s", follower.name, takeover, leaseDuration, margin)
+		t.Errorf("%s took the lease %s after the kill, more than the lease duration %s + %s", follower.Name, takeover, leaseDuration, margin)
 	}
 	if w := workersAt.Sub(killedAt); w > leaseDuration+margin {
-		t.Errorf("%s started its controllers %s after the kill, more than the lease duration %s + %s", follower.name, w, leaseDuration, margin)
+		t.Errorf("%s started its controllers %s after the kill, more than the lease duration %s + %s", follower.Name, w, leaseDuration, margin)
 	}
 	if readyAtKill >= leaderStreams {
 		t.Errorf("the leader was killed only after everything converged")
@@ -324,7 +326,7 @@ func TestLeaderKilledWhileConverging(t *testing.T) {
 	if countErr != nil {
 		t.Errorf("dead-letter count: %v", countErr)
 	}
-	if follower.proc.Exited() {
-		t.Errorf("%s, the new leader, exited:\n%s", follower.name, tail(follower.logPath(), 30))
+	if follower.Proc.Exited() {
+		t.Errorf("%s, the new leader, exited:\n%s", follower.Name, tail(follower.LogPath(), 30))
 	}
 }

@@ -12,22 +12,13 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"k8s.io/apimachinery/pkg/api/resource"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	eventsv1 "github.com/giia/eventstream-operator/api/v1alpha1"
+	"github.com/giia/eventstream-operator/internal/testutil/natsproc"
 )
 
 const managerKillStreams = 300
-
-func smallStream(ns, name string, subjects ...string) *eventsv1.EventStream {
-	mb := resource.MustParse("1Mi")
-	return &eventsv1.EventStream{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-		Spec:       eventsv1.EventStreamSpec{Subjects: subjects, MaxBytes: &mb},
-	}
-}
 
 func listStreams(c client.Client, ns string) ([]eventsv1.EventStream, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -210,11 +201,11 @@ func checkOwnership(t *testing.T, js jetstream.JetStream, ns string, items []eve
 func TestManagerKilledWhileConverging(t *testing.T) {
 	c := controlPlane(t)
 	dir := t.TempDir()
-	srv := startStandalone(t, dir)
-	_, js := connect(t, srv.url(), "chaos-admin")
+	srv := natsproc.StartStandalone(t, dir)
+	_, js := connect(t, srv.URL(), "chaos-admin")
 	const ns = "chaos-manager"
 	createNamespace(t, c, ns)
-	mgr := startManager(t, dir, srv.url(), ns)
+	mgr := startManager(t, dir, srv.URL(), ns)
 	rnd, seed := chaosRand(t)
 	killAt := managerKillStreams/10 + rnd.IntN(managerKillStreams*7/10+1)
 	t.Logf("the manager is SIGKILLed once %d of %d EventStreams are Ready", killAt, managerKillStreams)
@@ -223,22 +214,22 @@ func TestManagerKilledWhileConverging(t *testing.T) {
 	bulk := createStreams(c, ns, "mk", managerKillStreams)
 	createdAtKill := -1
 	readyAtKill, err := killWhenReady(c, ns, killAt, 2*time.Minute, func() {
-		mgr.kill()
+		mgr.Kill()
 		createdAtKill = int(bulk.created.Load())
 	})
 	killedAfter := time.Since(start)
 	if err != nil {
-		t.Fatalf("%d streams never became Ready: %v\n%s", killAt, err, tail(mgr.logPath(), 30))
+		t.Fatalf("%d streams never became Ready: %v\n%s", killAt, err, tail(mgr.LogPath(), 30))
 	}
 	bulk.wait(t)
 	_, jsAtKill := ownedStreams(t, js)
 
 	t0 := time.Now()
-	mgr.start(t, true)
+	startMgr(t, mgr)
 	items, err := waitAllReady(c, ns, managerKillStreams, 3*time.Minute)
 	converged := time.Since(t0)
 	if err != nil {
-		t.Fatalf("after the restart: %v\n%s", err, tail(mgr.logPath(), 30))
+		t.Fatalf("after the restart: %v\n%s", err, tail(mgr.LogPath(), 30))
 	}
 	o := checkOwnership(t, js, ns, items)
 	fmt.Printf("FIGURES manager-killed: seed %d; %d EventStreams, manager SIGKILLed %.1fs after the first create with %d Ready (kill point %d), %d created, %d JetStream streams; "+

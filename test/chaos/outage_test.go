@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/util/retry"
 
 	eventsv1 "github.com/giia/eventstream-operator/api/v1alpha1"
+	"github.com/giia/eventstream-operator/internal/testutil/natsproc"
 )
 
 // outage is how long NATS stays down: CHAOS_OUTAGE (a Go duration), 60s by
@@ -42,11 +43,11 @@ func TestNATSUnreachable(t *testing.T) {
 	down := outage(t)
 	c := controlPlane(t)
 	dir := t.TempDir()
-	srv := startStandalone(t, dir)
-	_, js := connect(t, srv.url(), "chaos-admin")
+	srv := natsproc.StartStandalone(t, dir)
+	_, js := connect(t, srv.URL(), "chaos-admin")
 	const ns = "chaos-outage"
 	createNamespace(t, c, ns)
-	mgr := startManager(t, dir, srv.url(), ns)
+	mgr := startManager(t, dir, srv.URL(), ns)
 	ctx := context.Background()
 
 	// Before: one stream to change, two to delete.
@@ -69,7 +70,7 @@ func TestNATSUnreachable(t *testing.T) {
 	}
 
 	// NATS goes away.
-	srv.stop()
+	srv.Stop()
 	downAt := time.Now()
 	created := []string{"new-1", "new-2", "new-3"}
 	for _, n := range created {
@@ -128,12 +129,12 @@ func TestNATSUnreachable(t *testing.T) {
 		}
 		deleting = append(deleting, n+": "+condString(s))
 	}
-	readyz := mgr.probe("/readyz")
+	readyz := mgr.Ready(context.Background())
 	if readyz {
 		t.Errorf("the manager's /readyz is OK while NATS is down")
 	}
 	time.Sleep(time.Until(downAt.Add(down)))
-	if err := srv.tryStart(); err != nil {
+	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
 	upAt := time.Now()
@@ -192,6 +193,6 @@ func TestNATSUnreachable(t *testing.T) {
 		"after NATS returned: everything converged (created Ready with their config, change applied, 2 CRs and streams gone) in %.1fs\n",
 		actualDown.Seconds(), condAfter.Seconds(), sample, deleting, readyz, converged.Seconds())
 	if err != nil {
-		t.Fatalf("after NATS came back: %v\n%s", err, tail(mgr.logPath(), 30))
+		t.Fatalf("after NATS came back: %v\n%s", err, tail(mgr.LogPath(), 30))
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/giia/eventstream-operator/internal/testutil/natsproc"
 	"github.com/giia/eventstream-operator/pkg/events"
 )
 
@@ -49,7 +50,7 @@ type killer struct {
 	err      error
 }
 
-func (k *killer) run(ctx context.Context, srv *natsServer, progress func() float64, rnd *rand.Rand) {
+func (k *killer) run(ctx context.Context, srv *natsproc.Server, progress func() float64, rnd *rand.Rand) {
 	for _, p := range k.points {
 		for progress() < p {
 			select {
@@ -59,12 +60,12 @@ func (k *killer) run(ctx context.Context, srv *natsServer, progress func() float
 			}
 		}
 		k.at = append(k.at, progress())
-		srv.kill()
+		srv.Kill()
 		down := time.Duration(500+rnd.IntN(1500)) * time.Millisecond
 		k.downs = append(k.downs, down)
 		time.Sleep(down)
 		t0 := time.Now()
-		if err := srv.tryStart(); err != nil {
+		if err := srv.Start(); err != nil {
 			k.err = err
 			return
 		}
@@ -78,8 +79,8 @@ func (k *killer) run(ctx context.Context, srv *natsServer, progress func() float
 // published is stored, and stored exactly once.
 func TestNATSKilledWhilePublishing(t *testing.T) {
 	dir := t.TempDir()
-	srv := startStandalone(t, dir)
-	_, js := connect(t, srv.url(), "chaos-admin")
+	srv := natsproc.StartStandalone(t, dir)
+	_, js := connect(t, srv.URL(), "chaos-admin")
 	ctx := context.Background()
 	cfg := events.NewStreamConfig("CHAOS_PUB", "chaos.>")
 	if cfg.DuplicateWindow < 2*time.Minute {
@@ -88,12 +89,12 @@ func TestNATSKilledWhilePublishing(t *testing.T) {
 	if _, err := events.CreateStream(ctx, js, cfg); err != nil {
 		t.Fatal(err)
 	}
-	syncNC, err := events.Connect(srv.url(), events.WithName("chaos-sync"), events.WithReconnectWait(100*time.Millisecond))
+	syncNC, err := events.Connect(srv.URL(), events.WithName("chaos-sync"), events.WithReconnectWait(100*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer syncNC.Close()
-	asyncNC, err := events.Connect(srv.url(), events.WithName("chaos-async"), events.WithReconnectWait(100*time.Millisecond))
+	asyncNC, err := events.Connect(srv.URL(), events.WithName("chaos-async"), events.WithReconnectWait(100*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -32,7 +32,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -44,9 +43,11 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/tools/clientcmd"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
-	"github.com/giia/eventstream-operator/internal/testutil/freeport"
+	"github.com/giia/eventstream-operator/internal/testutil/controlplane"
+	"github.com/giia/eventstream-operator/internal/testutil/managerproc"
+	"github.com/giia/eventstream-operator/internal/testutil/natsproc"
+	"github.com/giia/eventstream-operator/internal/testutil/repo"
 	"github.com/giia/eventstream-operator/pkg/events"
 )
 
@@ -80,19 +81,19 @@ type suite struct {
 	root, assets, work string
 	chart              string // charts/eventstream-operator, or $E2E_CHART
 
-	testEnv   *envtest.Environment
+	plane     *controlplane.Plane
 	adminKC   string // admin (system:masters) kubeconfig
 	saKC      string // the same, impersonating the chart's ServiceAccount
 	kubeCache string
 
-	nats    *process
+	nats    *natsproc.Server
 	natsURL string
 	nc      *nats.Conn
 	js      jetstream.JetStream
 
 	saName      string   // the chart's ServiceAccount
 	chartArgs   []string // the chart's manager args
-	mgr         *process
+	mgr         *managerproc.Manager
 	probePort   int
 	metricsPort int
 }
@@ -104,7 +105,7 @@ func TestE2E(t *testing.T) {
 	defer cancel()
 
 	var err error
-	if s.root, err = repoRoot(); err != nil {
+	if s.root, err = repo.Root(); err != nil {
 		t.Fatal(err)
 	}
 	s.chart = "charts/eventstream-operator"
@@ -132,7 +133,7 @@ func TestE2E(t *testing.T) {
 	// Registered first, so it runs last (cleanups run in reverse order).
 	t.Cleanup(func() {
 		if t.Failed() || os.Getenv("E2E_KEEP") != "" {
-			logf(t, s.start, "work directory kept: %s (manager.log, nats-server.log, kubeconfigs)", s.work)
+			logf(t, s.start, "work directory kept: %s (manager-1.log, standalone/nats-server.log, kubeconfigs)", s.work)
 			return
 		}
 		_ = os.RemoveAll(s.work)
@@ -171,7 +172,7 @@ func TestE2E(t *testing.T) {
 			}
 			if err != nil {
 				if s.mgr != nil {
-					t.Logf("manager log (last 40 lines of %s):\n%s", s.mgr.log, indent(tail(s.mgr.log, 40)))
+					t.Logf("manager log (last 40 lines of %s):\n%s", s.mgr.LogPath(), indent(tail(s.mgr.LogPath(), 40)))
 				}
 				t.Fatalf("%s failed after %s: %v", st.name, time.Since(begin).Round(time.Millisecond), err)
 			}
@@ -188,29 +189,15 @@ func TestE2E(t *testing.T) {
 // ---- 1: the world ----
 
 func (s *suite) startWorld() error {
-	s.testEnv = &envtest.Environment{
-		BinaryAssetsDirectory:    s.assets,
-		ControlPlaneStartTimeout: 2 * time.Minute,
-		ControlPlaneStopTimeout:  30 * time.Second,
-		// No CRDs: the chart installs them.
-	}
 	begin := time.Now()
-	if _, err := s.testEnv.Start(); err != nil {
-		return fmt.Errorf("starting envtest: %w", err)
-	}
-	user, err := s.testEnv.AddUser(envtest.User{Name: "e2e-admin", Groups: []string{"system:masters"}}, nil)
-	if err != nil {
-		return fmt.Errorf("adding the admin user: %w", err)
-	}
-	kc, err := user.KubeConfig()
+	var err error
+	// No CRDs: the chart installs them.
+	s.plane, err = controlplane.Start(controlplane.Options{Dir: s.work, Kubeconfig: filepath.Join(s.work, "admin.kubeconfig"), Assets: s.assets, User: "e2e-admin"})
 	if err != nil {
 		return err
 	}
-	s.adminKC = filepath.Join(s.work, "admin.kubeconfig")
-	if err := os.WriteFile(s.adminKC, kc, 0o600); err != nil {
-		return err
-	}
-	logf(s.t, s.start, "API server %s up in %s", s.testEnv.Config.Host, time.Since(begin).Round(time.Millisecond))
+	s.adminKC = s.plane.Kubeconfig
+	logf(s.t, s.start, "API server %s up in %s", s.plane.Host(), time.Since(begin).Round(time.Millisecond))
 	out, err := s.kubectl(30*time.Second, "get", "crd", "-o", "name")
 	if err != nil {
 		return err
@@ -222,28 +209,16 @@ func (s *suite) startWorld() error {
 }
 
 func (s *suite) startNATS() error {
-	port, err := freeport.Port()
-	if err != nil {
-		return err
-	}
-	conf := filepath.Join(s.work, "nats.conf")
-	// Each stream reserves its maxBytes against max_file_store up front; the
-	// seven default streams take 1 GiB each: 64 GiB.
-	cfg := "jetstream {\n  max_file_store: 68719476736\n  max_memory_store: 268435456\n}\n"
-	if err := os.WriteFile(conf, []byte(cfg), 0o600); err != nil {
-		return err
-	}
 	begin := time.Now()
-	s.nats, err = startProcess("nats-server", filepath.Join(s.work, "nats-server.log"), os.Environ(),
-		filepath.Join(s.root, "bin", "nats-server"),
-		"-c", conf, "-js", "-sd", filepath.Join(s.work, "jetstream"), "-a", "127.0.0.1", "-p", strconv.Itoa(port))
+	var err error
+	s.nats, err = natsproc.Standalone(s.work)
 	if err != nil {
 		return err
 	}
-	s.natsURL = fmt.Sprintf("nats://127.0.0.1:%d", port)
+	s.natsURL = s.nats.URL()
 	err = poll(s.ctx, 30*time.Second, 100*time.Millisecond, "connecting to nats-server", func() error {
-		if s.nats.exited() {
-			return fmt.Errorf("nats-server exited: %v\n%s", s.nats.exitErr(), tail(s.nats.log, 20))
+		if s.nats.Proc.Exited() {
+			return fmt.Errorf("nats-server exited: %v\n%s", s.nats.Proc.ExitErr(), tail(s.nats.Proc.Log, 20))
 		}
 		nc, err := events.Connect(s.natsURL, events.WithName("e2e"))
 		if err != nil {
@@ -444,12 +419,8 @@ func (s *suite) startManager() error {
 	}
 	logf(s.t, s.start, "as %s: can-i create pods: no (RBAC in effect)", sa)
 
-	ports, err := freeport.Ports(2)
-	if err != nil {
-		return err
-	}
-	s.probePort, s.metricsPort = ports[0], ports[1]
-	// The chart's args, with the listeners moved to free loopback ports.
+	// The chart's args, with the listeners moved to free loopback ports
+	// (managerproc picks them; the metrics stay HTTPS behind authn/authz).
 	var args []string
 	for _, a := range s.chartArgs {
 		switch {
@@ -458,39 +429,25 @@ func (s *suite) startManager() error {
 		}
 		args = append(args, a)
 	}
-	args = append(args,
-		fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", s.metricsPort),
-		fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", s.probePort))
 	if !slices.Contains(args, "--leader-elect") || !slices.Contains(args, "--leader-election-namespace="+releaseNS) {
 		return fmt.Errorf("the chart's args %q do not enable leader election in %s", args, releaseNS)
 	}
 	env := []string{"KUBECONFIG=" + s.saKC, "HOME=" + s.work, "PATH=" + os.Getenv("PATH")}
 	begin := time.Now()
-	s.mgr, err = startProcess("manager", filepath.Join(s.work, "manager.log"), env, filepath.Join(s.root, "bin", "manager"), args...)
-	if err != nil {
-		return err
-	}
-	logf(s.t, s.start, "bin/manager %s (pid %d, log %s)", strings.Join(args, " "), s.mgr.cmd.Process.Pid, s.mgr.log)
-	readyz := fmt.Sprintf("http://127.0.0.1:%d/readyz", s.probePort)
-	err = poll(s.ctx, 90*time.Second, 200*time.Millisecond, "the manager's /readyz", func() error {
-		if s.mgr.exited() {
-			return fmt.Errorf("bin/manager exited: %v", s.mgr.exitErr())
-		}
-		if code := httpStatus(s.ctx, readyz); code != 200 {
-			return fmt.Errorf("GET %s: status %d", readyz, code)
-		}
-		return nil
-	})
+	s.mgr = &managerproc.Manager{Dir: s.work, Env: env, Args: args, SecureMetrics: true}
+	err = s.mgr.Start(s.ctx, managerproc.Ready, 90*time.Second)
+	s.probePort, s.metricsPort = s.mgr.ProbePort, s.mgr.MetricsPort
+	logf(s.t, s.start, "bin/manager %s (log %s)", strings.Join(args, " "), s.mgr.LogPath())
 	if err != nil {
 		return err
 	}
 	logf(s.t, s.start, "/readyz 200 after %s", time.Since(begin).Round(time.Millisecond))
 	// Leader election works with the chart's Role: the manager holds the Lease.
 	err = poll(s.ctx, 60*time.Second, 200*time.Millisecond, "the leader election lease", func() error {
-		if s.mgr.exited() {
-			return fmt.Errorf("bin/manager exited: %v", s.mgr.exitErr())
+		if s.mgr.Proc.Exited() {
+			return fmt.Errorf("bin/manager exited: %v", s.mgr.Proc.ExitErr())
 		}
-		lines, err := grepLines(s.mgr.log, "successfully acquired lease")
+		lines, err := grepLines(s.mgr.LogPath(), "successfully acquired lease")
 		if err != nil {
 			return err
 		}
@@ -516,7 +473,7 @@ func (s *suite) startManager() error {
 // checkNoForbidden fails when the manager logged a "forbidden" error: the
 // chart's RBAC lacks something the manager does.
 func (s *suite) checkNoForbidden() error {
-	lines, err := grepLines(s.mgr.log, "forbidden")
+	lines, err := grepLines(s.mgr.LogPath(), "forbidden")
 	if err != nil {
 		return err
 	}
@@ -524,7 +481,7 @@ func (s *suite) checkNoForbidden() error {
 		if len(lines) > 10 {
 			lines = lines[:10]
 		}
-		return fmt.Errorf("the manager, with the chart's RBAC, was refused requests (%s):\n%s", s.mgr.log, indent(strings.Join(lines, "\n")))
+		return fmt.Errorf("the manager, with the chart's RBAC, was refused requests (%s):\n%s", s.mgr.LogPath(), indent(strings.Join(lines, "\n")))
 	}
 	return nil
 }
@@ -937,7 +894,7 @@ func (s *suite) dryRunInstaller() error {
 
 func (s *suite) stopManager() error {
 	begin := time.Now()
-	killed, err := s.mgr.stop(30 * time.Second)
+	killed, err := s.mgr.Stop(30 * time.Second)
 	if killed {
 		return fmt.Errorf("bin/manager did not exit within 30s of SIGTERM (killed)")
 	}
@@ -952,19 +909,19 @@ func (s *suite) stopManager() error {
 func (s *suite) teardown() {
 	t := s.t
 	begin := time.Now()
-	if s.mgr != nil && !s.mgr.exited() {
-		killed, err := s.mgr.stop(20 * time.Second)
+	if s.mgr != nil && !s.mgr.Proc.Exited() {
+		killed, err := s.mgr.Stop(20 * time.Second)
 		logf(t, s.start, "teardown: manager stopped (%v, killed=%t)", err, killed)
 	}
 	if s.nc != nil {
 		s.nc.Close()
 	}
-	if s.nats != nil {
-		killed, err := s.nats.stop(10 * time.Second)
+	if s.nats != nil && s.nats.Proc != nil {
+		killed, err := s.nats.Proc.Stop(10 * time.Second)
 		logf(t, s.start, "teardown: nats-server stopped (%v, killed=%t)", err, killed)
 	}
-	if s.testEnv != nil {
-		err := s.testEnv.Stop()
+	if s.plane != nil {
+		err := s.plane.Stop()
 		logf(t, s.start, "teardown: envtest stopped (%v)", err)
 	}
 	logf(t, s.start, "teardown took %s", time.Since(begin).Round(time.Millisecond))

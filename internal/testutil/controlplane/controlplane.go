@@ -87,6 +87,11 @@ func Start(o Options) (*Plane, error) {
 	if o.User == "" {
 		o.User = "admin"
 	}
+	for _, d := range []string{o.Dir, filepath.Dir(o.Kubeconfig)} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, err
+		}
+	}
 	p := &Plane{Dir: o.Dir, Kubeconfig: o.Kubeconfig, Env: &envtest.Environment{
 		BinaryAssetsDirectory:    o.Assets,
 		AttachControlPlaneOutput: o.AttachOutput,

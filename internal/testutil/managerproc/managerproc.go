@@ -6,15 +6,12 @@
 package managerproc
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -41,12 +38,16 @@ type Manager struct {
 	Name       string   // log file prefix; default "manager"
 	Dir        string   // where the logs go
 	Kubeconfig string   // the control plane it talks to (KUBECONFIG)
-	NATSURL    string   // --nats-url
+	NATSURL    string   // --nats-url (none when empty)
 	Args       []string // more flags, after the harness's (the last of a flag wins)
 	// Env is the environment; nil: this process's plus KUBECONFIG.
 	Env []string
 	// Pprof serves /debug/pprof on PprofPort.
 	Pprof bool
+	// SecureMetrics keeps the manager's default HTTPS metrics with
+	// authentication and authorization (then Metrics and Leading cannot
+	// read them); false: plain HTTP on loopback.
+	SecureMetrics bool
 	// Bin is the binary; default bin/manager.
 	Bin string
 
@@ -82,10 +83,15 @@ func (m *Manager) Start(ctx context.Context, w Wait, within time.Duration) error
 	m.MetricsPort, m.ProbePort, m.PprofPort = ports[0], ports[1], ports[2]
 	m.Starts++
 	args := []string{
-		"--nats-url", m.NATSURL,
-		// Plain HTTP on loopback: the harness reads it without a token.
-		"--metrics-bind-address", fmt.Sprintf("127.0.0.1:%d", m.MetricsPort), "--metrics-secure=false",
+		"--metrics-bind-address", fmt.Sprintf("127.0.0.1:%d", m.MetricsPort),
 		"--health-probe-bind-address", fmt.Sprintf("127.0.0.1:%d", m.ProbePort),
+	}
+	if !m.SecureMetrics {
+		// Plain HTTP on loopback: the harness reads it without a token.
+		args = append(args, "--metrics-secure=false")
+	}
+	if m.NATSURL != "" {
+		args = append(args, "--nats-url", m.NATSURL)
 	}
 	if m.Pprof {
 		args = append(args, "--pprof-bind-address", fmt.Sprintf("127.0.0.1:%d", m.PprofPort))
@@ -179,30 +185,4 @@ func (m *Manager) Stop(grace time.Duration) (killed bool, exit error) {
 		return false, errors.New("not started")
 	}
 	return m.Proc.Stop(grace)
-}
-
-// Metrics maps a series ("name{labels}" exactly as exposed) to its value.
-type Metrics map[string]float64
-
-// ParseMetrics reads the Prometheus text format.
-func ParseMetrics(r io.Reader) Metrics {
-	m := Metrics{}
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 1<<20), 1<<22)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		if i < 0 {
-			continue
-		}
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if err != nil {
-			continue
-		}
-		m[line[:i]] = v
-	}
-	return m
 }

@@ -49,7 +49,7 @@ func burstRun(ctx context.Context, root, assets, dir string, n int) (vals, error
 	}
 	settled := e.waitSettled(ctx, 5*time.Minute)
 	v["burst settled after setup"] = b2f(settled)
-	v["burst peak RSS before the burst MiB (VmHWM)"] = float64(procStatusKB(e.mgr.Process.Pid, "VmHWM")) / 1024
+	v["burst peak RSS before the burst MiB (VmHWM)"] = float64(procStatusKB(e.mgr.Proc.Pid(), "VmHWM")) / 1024
 	names := make([]string, n)
 	for i, o := range objs {
 		names[i] = o.(*eventsv1.EventStream).JetStreamName()
@@ -187,7 +187,7 @@ func burstRun(ctx context.Context, root, assets, dir string, n int) (vals, error
 	v["burst advisories dropped (client slow consumer)"] = d.sum("eventstream_operator_advisories_dropped_total", nil)
 	v["burst nats-server slow consumer reports"] = float64(countInFile(natsLog, "Slow Consumer") - slow0)
 	v["burst manager NATS disconnects"] = float64(countInFile(e.mgrLog, "disconnected from NATS") - disc0)
-	v["burst peak RSS MiB (VmHWM)"] = float64(procStatusKB(e.mgr.Process.Pid, "VmHWM")) / 1024
+	v["burst peak RSS MiB (VmHWM)"] = float64(procStatusKB(e.mgr.Proc.Pid(), "VmHWM")) / 1024
 	diag := vals{}
 	addJSPerObject(diag, "", js, n)
 	addManager(diag, "", d, n, n, n)

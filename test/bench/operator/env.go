@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -9,102 +8,56 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	eventsv1 "github.com/giia/eventstream-operator/api/v1alpha1"
-	"github.com/giia/eventstream-operator/internal/testutil/freeport"
+	"github.com/giia/eventstream-operator/internal/testutil/controlplane"
+	"github.com/giia/eventstream-operator/internal/testutil/managerproc"
+	"github.com/giia/eventstream-operator/internal/testutil/natsproc"
+	"github.com/giia/eventstream-operator/internal/testutil/proc"
 )
 
 // env is one run's world: envtest's etcd and kube-apiserver, a nats-server
-// subprocess with JetStream, and (when started) the bin/manager subprocess.
+// subprocess with JetStream, and (when started) the bin/manager subprocess,
+// all from the shared harness (internal/testutil).
 type env struct {
 	root, dir string // repository root; this run's temporary directory
 
-	testEnv    *envtest.Environment
-	cfg        *rest.Config // admin, QPS 500 / Burst 1000
-	kubeconfig string       // admin kubeconfig file for the manager
-	c          client.WithWatch
-	cs         *kubernetes.Clientset
+	plane *controlplane.Plane
+	c     client.WithWatch // admin, QPS 500 / Burst 1000
+	cs    *kubernetes.Clientset
 
-	natsCmd *exec.Cmd
-	natsURL string
-	nc      *nats.Conn
-	js      jetstream.JetStream
-	mon     *jsMonitor
+	nats *natsproc.Server
+	nc   *nats.Conn
+	js   jetstream.JetStream
+	mon  *jsMonitor
 
-	mgr         *exec.Cmd
-	mgrLog      string
-	metricsPort int
-	probePort   int
-	pprofPort   int
-	mgrStarts   int
-}
-
-var scheme = runtime.NewScheme()
-
-func init() {
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		panic(err)
-	}
-	if err := eventsv1.AddToScheme(scheme); err != nil {
-		panic(err)
-	}
+	mgr    *managerproc.Manager // nil when not running
+	mgrLog string
+	starts int
 }
 
 // startEnv starts envtest (CRDs from config/crd/bases) and nats-server.
 func startEnv(ctx context.Context, root, assets, dir string) (*env, error) {
 	e := &env{root: root, dir: dir}
-	e.testEnv = &envtest.Environment{
-		BinaryAssetsDirectory:    assets,
-		CRDDirectoryPaths:        []string{filepath.Join(root, "config", "crd", "bases")},
-		ErrorIfCRDPathMissing:    true,
-		ControlPlaneStartTimeout: 2 * time.Minute,
-		ControlPlaneStopTimeout:  30 * time.Second,
-	}
-	if _, err := e.testEnv.Start(); err != nil {
-		_ = e.testEnv.Stop()
-		return nil, fmt.Errorf("starting envtest: %w", err)
-	}
-	user, err := e.testEnv.AddUser(envtest.User{Name: "bench", Groups: []string{"system:masters"}}, nil)
-	if err != nil {
-		e.stop()
-		return nil, fmt.Errorf("adding the admin user: %w", err)
-	}
-	kc, err := user.KubeConfig()
-	if err != nil {
-		e.stop()
+	var err error
+	if e.plane, err = controlplane.Start(controlplane.Options{Dir: dir, Assets: assets, CRDs: true, User: "bench"}); err != nil {
 		return nil, err
 	}
-	e.kubeconfig = filepath.Join(dir, "kubeconfig")
-	if err := os.WriteFile(e.kubeconfig, kc, 0o600); err != nil {
-		e.stop()
-		return nil, err
-	}
-	e.cfg = rest.CopyConfig(user.Config())
-	e.cfg.QPS, e.cfg.Burst = 500, 1000
-	if e.c, err = client.NewWithWatch(e.cfg, client.Options{Scheme: scheme}); err != nil {
-		e.stop()
-		return nil, err
-	}
-	if e.cs, err = kubernetes.NewForConfig(e.cfg); err != nil {
+	e.c = e.plane.Client
+	if e.cs, err = kubernetes.NewForConfig(e.plane.Config); err != nil {
 		e.stop()
 		return nil, err
 	}
@@ -114,7 +67,7 @@ func startEnv(ctx context.Context, root, assets, dir string) (*env, error) {
 			return nil, err
 		}
 	}
-	if err := e.startNATS(ctx); err != nil {
+	if err := e.startNATS(); err != nil {
 		e.stop()
 		return nil, err
 	}
@@ -163,131 +116,44 @@ func (e *env) installAdmissionPolicy(ctx context.Context) error {
 	}
 }
 
-func (e *env) startNATS(ctx context.Context) error {
-	port, err := freeport.Port()
+func (e *env) startNATS() error {
+	var err error
+	e.nats, err = natsproc.Standalone(e.dir)
 	if err != nil {
 		return err
 	}
-	store := filepath.Join(e.dir, "jetstream")
-	conf := filepath.Join(e.dir, "nats.conf")
-	// Every stream reserves its max bytes against max_file_store: 8 TiB.
-	cfg := fmt.Sprintf("listen: \"127.0.0.1:%d\"\njetstream {\n  store_dir: %q\n  max_file_store: 8796093022208\n  max_memory_store: 1073741824\n}\n", port, store)
-	if err := os.WriteFile(conf, []byte(cfg), 0o600); err != nil {
+	if e.nc, e.js, err = natsproc.Connect(e.nats.URL(), "bench", 20*time.Second); err != nil {
 		return err
 	}
-	logf, err := os.Create(filepath.Join(e.dir, "nats-server.log"))
-	if err != nil {
+	if err := natsproc.WaitJetStream(e.js, 10*time.Second); err != nil {
 		return err
-	}
-	e.natsCmd = exec.Command(filepath.Join(e.root, "bin", "nats-server"), "-c", conf)
-	e.natsCmd.Stdout, e.natsCmd.Stderr = logf, logf
-	if err := e.natsCmd.Start(); err != nil {
-		return fmt.Errorf("starting nats-server: %w", err)
-	}
-	e.natsURL = fmt.Sprintf("nats://127.0.0.1:%d", port)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		e.nc, err = nats.Connect(e.natsURL, nats.Name("bench"), nats.MaxReconnects(-1))
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			return fmt.Errorf("connecting to nats-server: %w", err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if e.js, err = jetstream.New(e.nc); err != nil {
-		return err
-	}
-	actx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if _, err := e.js.AccountInfo(actx); err != nil {
-		return fmt.Errorf("JetStream not enabled: %w", err)
 	}
 	e.mon, err = newJSMonitor(e.nc)
 	return err
 }
 
-// startManager runs bin/manager against this env and waits until both
-// controllers have started their workers.
+// startManager runs bin/manager against this env and waits until it is
+// ready (/readyz: caches synced, controllers started, NATS connected).
 func (e *env) startManager(ctx context.Context, resync time.Duration, workers int) error {
-	ports, err := freeport.Ports(3)
-	if err != nil {
-		return err
+	e.starts++
+	m := &managerproc.Manager{
+		Name: fmt.Sprintf("manager-%d", e.starts), Dir: e.dir, Kubeconfig: e.plane.Kubeconfig, NATSURL: e.nats.URL(), Pprof: true,
+		Args: []string{"--resync-interval", resync.String(), "--max-concurrent-reconciles", strconv.Itoa(workers)},
 	}
-	e.metricsPort, e.probePort, e.pprofPort = ports[0], ports[1], ports[2]
-	e.mgrStarts++
-	e.mgrLog = filepath.Join(e.dir, fmt.Sprintf("manager-%d.log", e.mgrStarts))
-	logf, err := os.Create(e.mgrLog)
-	if err != nil {
-		return err
+	e.mgr = m
+	e.mgrLog = m.LogPath()
+	if err := m.Start(ctx, managerproc.Ready, 90*time.Second); err != nil {
+		return fmt.Errorf("bin/manager: %w; see %s", err, e.mgrLog)
 	}
-	e.mgr = exec.Command(filepath.Join(e.root, "bin", "manager"),
-		"--nats-url", e.natsURL,
-		// Plain HTTP on loopback: the benchmark scrapes without a token.
-		"--metrics-bind-address", fmt.Sprintf("127.0.0.1:%d", e.metricsPort), "--metrics-secure=false",
-		"--health-probe-bind-address", fmt.Sprintf("127.0.0.1:%d", e.probePort),
-		"--pprof-bind-address", fmt.Sprintf("127.0.0.1:%d", e.pprofPort),
-		"--resync-interval", resync.String(),
-		"--max-concurrent-reconciles", strconv.Itoa(workers))
-	e.mgr.Env = append(os.Environ(), "KUBECONFIG="+e.kubeconfig)
-	e.mgr.Stdout, e.mgr.Stderr = logf, logf
-	if err := e.mgr.Start(); err != nil {
-		return fmt.Errorf("starting bin/manager: %w", err)
-	}
-	exited := make(chan struct{})
-	go func(cmd *exec.Cmd) { _ = cmd.Wait(); close(exited) }(e.mgr)
-	deadline := time.Now().Add(90 * time.Second)
-	for {
-		select {
-		case <-exited:
-			return fmt.Errorf("bin/manager exited at start; see %s", e.mgrLog)
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
-		b, _ := os.ReadFile(e.mgrLog)
-		if bytes.Count(b, []byte("Starting workers")) >= 2 && e.probe("/readyz") {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("bin/manager not started after 90s; see %s", e.mgrLog)
-		}
-	}
-}
-
-func (e *env) probe(path string) bool {
-	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d%s", e.probePort, path))
-	if err != nil {
-		return false
-	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, resp.Body)
-	return resp.StatusCode == http.StatusOK
+	return nil
 }
 
 func (e *env) stopManager() {
-	if e.mgr == nil || e.mgr.Process == nil {
+	if e.mgr == nil {
 		return
 	}
-	stopProcess(e.mgr)
+	_, _ = e.mgr.Stop(15 * time.Second)
 	e.mgr = nil
-}
-
-// stopProcess sends SIGTERM to the process we started, then SIGKILL after 15s.
-func stopProcess(cmd *exec.Cmd) {
-	_ = cmd.Process.Signal(syscall.SIGTERM)
-	deadline := time.Now().Add(15 * time.Second)
-	for time.Now().Before(deadline) {
-		if err := cmd.Process.Signal(syscall.Signal(0)); err != nil {
-			return
-		}
-		if st, _ := procState(cmd.Process.Pid); st == "Z" {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	_ = cmd.Process.Kill()
 }
 
 func (e *env) stop() {
@@ -298,52 +164,28 @@ func (e *env) stop() {
 	if e.nc != nil {
 		e.nc.Close()
 	}
-	if e.natsCmd != nil && e.natsCmd.Process != nil {
-		stopProcess(e.natsCmd)
-		_ = e.natsCmd.Wait()
+	if e.nats != nil {
+		e.nats.Stop()
 	}
-	if e.testEnv != nil {
-		_ = e.testEnv.Stop()
+	if e.plane != nil {
+		_ = e.plane.Stop()
 	}
 }
 
 // ---- metrics (Prometheus text format) ----
 
 // metrics maps a series ("name{labels}" exactly as exposed) to its value.
-type metrics map[string]float64
-
-func parseMetrics(r io.Reader) metrics {
-	m := metrics{}
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 1<<20), 1<<22)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		if i < 0 {
-			continue
-		}
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if err != nil {
-			continue
-		}
-		m[line[:i]] = v
-	}
-	return m
-}
+type metrics managerproc.Metrics
 
 func (e *env) managerMetrics() metrics {
 	if e.mgr == nil {
 		return metrics{}
 	}
-	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", e.metricsPort))
+	m, err := e.mgr.Metrics(context.Background())
 	if err != nil {
 		return metrics{}
 	}
-	defer resp.Body.Close()
-	return parseMetrics(resp.Body)
+	return metrics(m)
 }
 
 func (e *env) apiserverMetrics(ctx context.Context) metrics {
@@ -351,7 +193,7 @@ func (e *env) apiserverMetrics(ctx context.Context) metrics {
 	if err != nil {
 		return metrics{}
 	}
-	return parseMetrics(bytes.NewReader(b))
+	return metrics(managerproc.ParseMetrics(bytes.NewReader(b)))
 }
 
 // label returns the value of label l in series s ("" if absent).
@@ -426,19 +268,6 @@ func procCPU(pid int) float64 {
 	return (u + st) / clkTck
 }
 
-func procState(pid int) (string, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return "", err
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 || len(s) < i+3 {
-		return "", errors.New("bad stat")
-	}
-	return s[i+2 : i+3], nil
-}
-
 // procStatusKB returns a "Vm..." field of /proc/<pid>/status in KiB.
 func procStatusKB(pid int, field string) int64 {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
@@ -461,34 +290,10 @@ func procStatusKB(pid int, field string) int64 {
 // names (envtest's etcd and kube-apiserver).
 func children(names ...string) map[string]int {
 	out := map[string]int{}
-	self := os.Getpid()
-	ents, _ := os.ReadDir("/proc")
-	for _, d := range ents {
-		pid, err := strconv.Atoi(d.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil {
-			continue
-		}
-		s := string(b)
-		i, j := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
-		if i < 0 || j < i {
-			continue
-		}
-		comm := s[i+1 : j]
-		f := strings.Fields(s[j+1:])
-		if len(f) < 2 {
-			continue
-		}
-		ppid, _ := strconv.Atoi(f[1])
-		if ppid != self {
-			continue
-		}
+	for _, c := range proc.Children() {
 		for _, n := range names {
-			if strings.HasPrefix(n, comm) { // comm is truncated to 15 bytes
-				out[n] = pid
+			if strings.HasPrefix(n, c.Comm) { // comm is truncated to 15 bytes
+				out[n] = c.Pid
 			}
 		}
 	}
@@ -503,11 +308,11 @@ func (e *env) cpu() cpuSnapshot {
 	for n, pid := range children("kube-apiserver", "etcd") {
 		s[n] = procCPU(pid)
 	}
-	if e.natsCmd != nil && e.natsCmd.Process != nil {
-		s["nats-server"] = procCPU(e.natsCmd.Process.Pid)
+	if e.nats != nil && e.nats.Proc != nil {
+		s["nats-server"] = procCPU(e.nats.Proc.Pid())
 	}
-	if e.mgr != nil && e.mgr.Process != nil {
-		s["manager"] = procCPU(e.mgr.Process.Pid)
+	if e.mgr != nil && e.mgr.Proc != nil {
+		s["manager"] = procCPU(e.mgr.Proc.Pid())
 	}
 	return s
 }
@@ -544,7 +349,7 @@ func (e *env) profile(ctx context.Context, dir, name string, d time.Duration) (w
 		return done
 	}
 	mgr := fetch("manager", func() ([]byte, error) {
-		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=%s", e.pprofPort, secs))
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=%s", e.mgr.PprofPort, secs))
 		if err != nil {
 			return nil, err
 		}

@@ -34,6 +34,8 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	eventsv1 "github.com/giia/eventstream-operator/api/v1alpha1"
+	"github.com/giia/eventstream-operator/internal/testutil/fixtures"
+	"github.com/giia/eventstream-operator/internal/testutil/repo"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -91,7 +93,7 @@ func main() {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	root, err := repoRoot()
+	root, err := repo.Root()
 	if err != nil {
 		fatalf("%v", err)
 	}
@@ -103,7 +105,7 @@ func main() {
 				fatalf("%s missing: run `make build nats-server` (make bench does)", b)
 			}
 		}
-		if assets, err = envtestAssets(root); err != nil {
+		if assets, err = repo.EnvtestAssets(); err != nil {
 			fatalf("%v", err)
 		}
 	}
@@ -248,7 +250,7 @@ func oneRun(ctx context.Context, r int, root, assets, dir string, sizes []int) (
 		// The consumers' streams: created and Ready first, untimed.
 		objs := make([]client.Object, len(streams))
 		for i, s := range streams {
-			objs[i] = streamCR(ns, s, "cons")
+			objs[i] = fixtures.Stream(ns, s, "cons."+s+".>")
 		}
 		if p := e.converge(ctx, ns, objs, *parallel, *timeout); p.timedOut {
 			return v, fmt.Errorf("the consumers' streams did not become Ready: %v", p.firstErr)
@@ -269,7 +271,7 @@ func oneRun(ctx context.Context, r int, root, assets, dir string, sizes []int) (
 
 	// 5. Memory: the manager that converged everything.
 	if e.mgr != nil {
-		pid := e.mgr.Process.Pid
+		pid := e.mgr.Proc.Pid()
 		v["memory peak RSS MiB (VmHWM)"] = float64(procStatusKB(pid, "VmHWM")) / 1024
 		v["memory RSS now MiB (VmRSS)"] = float64(procStatusKB(pid, "VmRSS")) / 1024
 		m := e.managerMetrics()
@@ -289,7 +291,7 @@ func oneRun(ctx context.Context, r int, root, assets, dir string, sizes []int) (
 		if !settled {
 			v["drift restart: settle s"] = -1
 		}
-		v["memory peak RSS after restart MiB (VmHWM)"] = float64(procStatusKB(e.mgr.Process.Pid, "VmHWM")) / 1024
+		v["memory peak RSS after restart MiB (VmHWM)"] = float64(procStatusKB(e.mgr.Proc.Pid(), "VmHWM")) / 1024
 		loadAt("drift")
 		var names []string
 		step := max(largest / *nDrift, 1)
@@ -687,38 +689,6 @@ func library(ctx context.Context, root string) {
 }
 
 // ---- setup helpers ----
-
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil && strings.Contains(string(b), "module github.com/giia/eventstream-operator\n") {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", fmt.Errorf("run from inside the eventstream-operator repository")
-		}
-		dir = parent
-	}
-}
-
-// envtestAssets is $KUBEBUILDER_ASSETS, or what hack/envtest/build.sh prints.
-func envtestAssets(root string) (string, error) {
-	if a := os.Getenv("KUBEBUILDER_ASSETS"); a != "" {
-		return a, nil
-	}
-	cmd := exec.Command(filepath.Join(root, "hack", "envtest", "build.sh"))
-	cmd.Dir, cmd.Stderr = root, os.Stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return "", fmt.Errorf("hack/envtest/build.sh: %w", err)
-	}
-	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	return strings.TrimSpace(lines[len(lines)-1]), nil
-}
 
 func memTotal() string {
 	b, err := os.ReadFile("/proc/meminfo")

@@ -13,7 +13,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -21,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	eventsv1 "github.com/giia/eventstream-operator/api/v1alpha1"
+	"github.com/giia/eventstream-operator/internal/testutil/fixtures"
 	"github.com/giia/eventstream-operator/pkg/events"
 	"github.com/giia/eventstream-operator/pkg/events/admin"
 )
@@ -59,50 +59,14 @@ func parallelDo(n, p int, fn func(i int) error) (time.Duration, int, error) {
 	return time.Since(start), errs, first
 }
 
-var maxBytes = resource.MustParse("1Mi")
-
-func streamCR(ns, name, subjectPrefix string) *eventsv1.EventStream {
-	mb := maxBytes.DeepCopy()
-	return &eventsv1.EventStream{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-		Spec: eventsv1.EventStreamSpec{
-			Subjects: []string{subjectPrefix + "." + name + ".>"},
-			MaxBytes: &mb,
-		},
-	}
-}
-
-func consumerCR(ns, name, stream string) *eventsv1.EventConsumer {
-	return &eventsv1.EventConsumer{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-		Spec:       eventsv1.EventConsumerSpec{StreamRef: eventsv1.LocalObjectReference{Name: stream}},
-	}
-}
-
-func streamCRs(ns, prefix, subjectPrefix string, n int) []client.Object {
-	out := make([]client.Object, n)
-	for i := range n {
-		out[i] = streamCR(ns, fmt.Sprintf("%s-%04d", prefix, i), subjectPrefix)
-	}
-	return out
-}
-
-func consumerCRs(ns, prefix string, n int, streams []string) []client.Object {
-	out := make([]client.Object, n)
-	for i := range n {
-		out[i] = consumerCR(ns, fmt.Sprintf("%s-%04d", prefix, i), streams[i%len(streams)])
-	}
-	return out
-}
+var (
+	streamCRs   = fixtures.Streams
+	consumerCRs = fixtures.Consumers
+)
 
 func isReady(o runtime.Object) bool {
-	switch x := o.(type) {
-	case *eventsv1.EventStream:
-		return meta.IsStatusConditionTrue(x.Status.Conditions, eventsv1.ConditionReady)
-	case *eventsv1.EventConsumer:
-		return meta.IsStatusConditionTrue(x.Status.Conditions, eventsv1.ConditionReady)
-	}
-	return false
+	co, ok := o.(client.Object)
+	return ok && fixtures.IsReady(co)
 }
 
 func listFor(o client.Object) func() client.ObjectList {
@@ -314,7 +278,7 @@ func (e *env) floorStreams(ctx context.Context, n, parallel int) floorResult {
 	}, func(ctx context.Context, i int) error {
 		s := objs[i].(*eventsv1.EventStream)
 		cfg := events.NewStreamConfig(names[i], s.Spec.Subjects...)
-		cfg.MaxBytes = maxBytes.Value()
+		cfg.MaxBytes = fixtures.SmallMaxBytes.Value()
 		cfg.Metadata = map[string]string{eventsv1.OwnerMetadataKey: s.OwnerMarker(), eventsv1.UIDMetadataKey: string(s.UID)}
 		_, err := events.CreateStream(ctx, e.js, cfg)
 		return err
@@ -330,7 +294,7 @@ func (e *env) floorConsumers(ctx context.Context, n, nStreams, parallel int) flo
 		streams[i] = fmt.Sprintf("fcs-%02d", i)
 		jsNames[i] = strings.ToUpper(strings.ReplaceAll(streams[i], "-", "_"))
 		cfg := events.NewStreamConfig(jsNames[i], "floorc."+streams[i]+".>")
-		cfg.MaxBytes = maxBytes.Value()
+		cfg.MaxBytes = fixtures.SmallMaxBytes.Value()
 		if _, err := events.CreateStream(ctx, e.js, cfg); err != nil {
 			return floorResult{firstErr: err}
 		}
