@@ -39,6 +39,7 @@ func startAPIServer(t *testing.T) *rest.Config {
 }
 
 type replica struct {
+	t      *testing.T
 	signal *Signal
 	probe  string // http://127.0.0.1:port
 	stop   context.CancelFunc
@@ -73,7 +74,7 @@ func newReplica(t *testing.T, cfg *rest.Config, leaderElect bool, nats healthz.C
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &replica{signal: s, probe: fmt.Sprintf("http://127.0.0.1:%d", port)}, mgr
+	return &replica{t: t, signal: s, probe: fmt.Sprintf("http://127.0.0.1:%d", port)}, mgr
 }
 
 func (r *replica) start(t *testing.T, mgr manager.Manager) {
@@ -87,7 +88,9 @@ func (r *replica) start(t *testing.T, mgr manager.Manager) {
 func (r *replica) shutdown() {
 	if r.stop != nil {
 		r.stop()
-		<-r.done
+		if err := <-r.done; err != nil {
+			r.t.Errorf("the manager stopped with %v", err)
+		}
 		r.stop = nil
 	}
 }

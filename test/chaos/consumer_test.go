@@ -147,7 +147,7 @@ func TestConsumerKilledWithFailingHandler(t *testing.T) {
 	killedAfter := time.Since(start)
 	time.Sleep(500 * time.Millisecond)
 	p2 := runConsumer(2)
-	defer p2.Stop(15 * time.Second)
+	defer func() { _, _ = p2.Stop(15 * time.Second) }()
 
 	// The manager is SIGKILLed while dead letters are being counted, and
 	// comes back 2 s later.
@@ -207,7 +207,7 @@ func TestConsumerKilledWithFailingHandler(t *testing.T) {
 	if err != nil {
 		t.Errorf("not settled: %v\n%s", err, tail(mgr.LogPath(), 20))
 	}
-	p2.Stop(15 * time.Second)
+	_, _ = p2.Stop(15 * time.Second)
 
 	lost, handledTwice, extraHandles, both, unknown := 0, 0, 0, 0, 0
 	for id := range published {

@@ -29,7 +29,6 @@ import (
 	eventsv1 "github.com/giia/eventstream-operator/api/v1alpha1"
 	"github.com/giia/eventstream-operator/internal/testutil/controlplane"
 	"github.com/giia/eventstream-operator/internal/testutil/fixtures"
-	"github.com/giia/eventstream-operator/internal/testutil/freeport"
 	"github.com/giia/eventstream-operator/internal/testutil/managerproc"
 	"github.com/giia/eventstream-operator/internal/testutil/natsproc"
 	"github.com/giia/eventstream-operator/internal/testutil/proc"
@@ -128,15 +127,6 @@ func chaosRand(t *testing.T) (*rand.Rand, uint64) {
 	}
 	t.Logf("%s: CHAOS_SEED=%d (set it to replay these kill points)", t.Name(), seed)
 	return rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), seed
-}
-
-func freePorts(t *testing.T, n int) []int {
-	t.Helper()
-	ports, err := freeport.Ports(n)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ports
 }
 
 var (
