@@ -13,29 +13,38 @@ import (
 	promtestutil "github.com/prometheus/client_golang/prometheus/testutil"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/giia/eventstream-operator/internal/testutil/controlplane"
 	"github.com/giia/eventstream-operator/internal/testutil/freeport"
 )
 
-// startAPIServer starts envtest's etcd and kube-apiserver for the test.
-func startAPIServer(t *testing.T) *rest.Config {
-	t.Helper()
-	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
-		t.Fatal("KUBEBUILDER_ASSETS is not set: run `make test` (it builds envtest's binaries)")
-	}
-	env := &envtest.Environment{}
-	cfg, err := env.Start()
+// cfg is the admin config of the control plane the tests share (envtest's
+// etcd and kube-apiserver, through the harness: a 2-minute start timeout,
+// for loaded machines).
+var cfg *rest.Config
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "health-test-")
 	if err != nil {
-		t.Fatalf("starting envtest: %v", err)
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
 	}
-	t.Cleanup(func() { _ = env.Stop() })
-	return cfg
+	plane, err := controlplane.Start(controlplane.Options{Dir: dir})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		_ = os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	cfg = plane.Config
+	code := m.Run()
+	_ = plane.Stop()
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
 }
 
 type replica struct {
@@ -48,7 +57,7 @@ type replica struct {
 
 // newReplica builds a manager with the health checks (and one informer, on
 // ConfigMaps, as a controller would have) serving probes on a free port.
-func newReplica(t *testing.T, cfg *rest.Config, leaderElect bool, nats healthz.Checker) (*replica, manager.Manager) {
+func newReplica(t *testing.T, leaderElect bool, nats healthz.Checker) (*replica, manager.Manager) {
 	t.Helper()
 	port, err := freeport.Port()
 	if err != nil {
@@ -122,9 +131,8 @@ func eventually(t *testing.T, within time.Duration, what string, cond func() (bo
 }
 
 func TestReadinessWithoutLeaderElection(t *testing.T) {
-	cfg := startAPIServer(t)
 	natsOK := func(*http.Request) error { return nil }
-	r, mgr := newReplica(t, cfg, false, natsOK)
+	r, mgr := newReplica(t, false, natsOK)
 
 	if err := r.signal.ControllersStarted(nil); err == nil {
 		t.Error("controllers check passes before the manager started")
@@ -159,9 +167,8 @@ func TestReadinessWithoutLeaderElection(t *testing.T) {
 }
 
 func TestReadinessFailsWithItsChecks(t *testing.T) {
-	cfg := startAPIServer(t)
 	natsDown := func(*http.Request) error { return fmt.Errorf("not connected to NATS") }
-	r, mgr := newReplica(t, cfg, false, natsDown)
+	r, mgr := newReplica(t, false, natsDown)
 	r.start(t, mgr)
 	eventually(t, time.Minute, "controllers started", func() (bool, string) { return r.signal.Running(), "not running" })
 	code, body := r.readyz()
@@ -173,13 +180,12 @@ func TestReadinessFailsWithItsChecks(t *testing.T) {
 // A standby is ready (it must not hold a rollout back) but does not run the
 // controllers; when the leader goes, it takes over and runs them.
 func TestReadinessOfAStandby(t *testing.T) {
-	cfg := startAPIServer(t)
 	natsOK := func(*http.Request) error { return nil }
-	leader, lmgr := newReplica(t, cfg, true, natsOK)
+	leader, lmgr := newReplica(t, true, natsOK)
 	leader.start(t, lmgr)
 	eventually(t, time.Minute, "the first replica leads", func() (bool, string) { return leader.signal.Running(), "not running" })
 
-	standby, smgr := newReplica(t, cfg, true, natsOK)
+	standby, smgr := newReplica(t, true, natsOK)
 	standby.start(t, smgr)
 	eventually(t, time.Minute, "the standby's /readyz 200", func() (bool, string) {
 		code, body := standby.readyz()
