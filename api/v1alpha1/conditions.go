@@ -25,8 +25,8 @@ const AdoptAnnotation = "events.giia.io/adopt"
 // Condition types. Every kind has Ready, and Reconciling or Stalled while
 // either is True (they are removed when False), as kstatus
 // (sigs.k8s.io/cli-utils/pkg/kstatus), Flux and kpt read them: Ready=True is
-// Current, Reconciling=True is InProgress, Stalled=True is Failed. README
-// "Conditions and reasons" has the table.
+// Current, Reconciling=True is InProgress, Stalled=True is Failed.
+// docs/design.md "Conditions and reasons" has the table.
 const (
 	// ConditionReady is the summary condition of every kind in this group.
 	ConditionReady = "Ready"
@@ -45,7 +45,7 @@ const (
 )
 
 // Reasons of the Ready condition. Each says why the object is or is not ready;
-// README "Troubleshooting" explains them.
+// the table in docs/design.md "Conditions and reasons" explains them.
 const (
 	// ReasonCreated: the JetStream object was created by this reconcile.
 	ReasonCreated = "Created"

@@ -1,5 +1,5 @@
-// Package dlq is the operator's dead-letter forwarder (DESIGN.md §4,
-// "Operator-side dead-letter forwarding").
+// Package dlq is the operator's dead-letter forwarder (docs/design.md,
+// "Dead letters (operator side)").
 //
 // JetStream has no native dead-letter queue. It announces that a consumer gave
 // up on a message with two advisories that point at the message's stream
@@ -12,7 +12,7 @@
 // lost while the operator is down or not the leader), consumes that stream
 // with a durable pull consumer, and for every advisory of a consumer the
 // Resolver knows fetches the original message by sequence and publishes it,
-// with the headers of DESIGN.md §3 (events.NewDeadLetterMsg), to the
+// with the library's dead-letter headers (events.NewDeadLetterMsg), to the
 // consumer's dead-letter subject. The advisory is acknowledged only once the
 // dead letter is stored. The dead letter's Nats-Msg-Id is
 // events.DeadLetterMsgID(stream, seq), the one pkg/events uses too, so a

@@ -7,8 +7,9 @@ import (
 )
 
 // The library's packages must stay free of Kubernetes imports: a service
-// importing them pulls in nats.go and little else (DESIGN.md §2). The module
-// graph a service gets is checked by TestServiceModuleGraph.
+// importing them pulls in nats.go and little else (docs/design.md, "The
+// library"). The module graph a service gets is checked by
+// TestServiceModuleGraph.
 func TestNoKubernetesDependencies(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs go list")
