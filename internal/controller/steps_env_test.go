@@ -9,6 +9,7 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/onsi/ginkgo/v2"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -18,6 +19,8 @@ import (
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	eventsv1 "github.com/giia/eventstream-operator/api/v1alpha1"
 	"github.com/giia/eventstream-operator/internal/natsconn"
@@ -38,6 +41,12 @@ var stepAPI struct {
 }
 
 func TestMain(m *testing.M) {
+	// controller-runtime takes its logger once: set before any test runs.
+	// Set later (in BeforeSuite), it was ignored whenever the step tests,
+	// which run first, took over 30 s — controller-runtime then settles
+	// for a logger that discards — and the specs that check the manager's
+	// logs (secrets_leak_test.go) read nothing.
+	logf.SetLogger(zap.New(zap.WriteTo(ginkgo.GinkgoWriter), zap.UseDevMode(true)))
 	code := m.Run()
 	if stepAPI.env != nil {
 		_ = stepAPI.env.Stop()
