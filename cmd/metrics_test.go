@@ -132,7 +132,7 @@ func TestFlagDefaults(t *testing.T) {
 	if o.adoptNamespaces != "eventstream-system" {
 		t.Errorf("--adopt-namespaces defaults to %q, want the operator's namespace", o.adoptNamespaces)
 	}
-	if o.maxConcurrentReconciles != 4 || o.resyncInterval != time.Minute {
+	if o.maxConcurrentReconciles != 8 || o.resyncInterval != time.Minute {
 		t.Errorf("workers %d, resync %s", o.maxConcurrentReconciles, o.resyncInterval)
 	}
 }

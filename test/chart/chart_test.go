@@ -388,7 +388,7 @@ func TestDefaultDeployment(t *testing.T) {
 		t.Errorf("image %q, want ghcr.io/giia/eventstream-operator:<appVersion 0.1.0>", c.Image)
 	}
 	for _, want := range []string{"--leader-elect", "--leader-election-namespace=" + relNS, "--adopt-namespaces=" + relNS,
-		"--nats-url=nats://nats.nats.svc:4222", "--resync-interval=1m", "--max-concurrent-reconciles=4",
+		"--nats-url=nats://nats.nats.svc:4222", "--resync-interval=1m", "--max-concurrent-reconciles=8",
 		"--allow-resource-connections=false",
 		"--metrics-bind-address=:8443", "--metrics-secure=true", "--health-probe-bind-address=:8081"} {
 		if !slices.Contains(c.Args, want) {

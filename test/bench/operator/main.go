@@ -49,7 +49,7 @@ var (
 	nConsStreams    = flag.Int("consumer-streams", 10, "EventStreams the consumers are spread over")
 	nDrift          = flag.Int("drift", 50, "streams deleted out of band in the drift scenario")
 	parallel        = flag.Int("parallel", 16, "client goroutines creating objects (convergence and floor)")
-	workers         = flag.Int("max-concurrent-reconciles", 4, "the manager's --max-concurrent-reconciles")
+	workers         = flag.Int("max-concurrent-reconciles", 8, "the manager's --max-concurrent-reconciles (8, the manager's default)")
 	steadyResync    = flag.Duration("steady-resync", 10*time.Second, "the manager's --resync-interval for convergence, steady state and memory")
 	steadyIntervals = flag.Int("steady-intervals", 3, "resync intervals counted in the steady state")
 	driftResync     = flag.Duration("drift-resync", time.Minute, "the manager's --resync-interval for the drift scenario")
