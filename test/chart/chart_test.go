@@ -6,7 +6,6 @@ package chart_test
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -34,6 +33,8 @@ import (
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 
 	"golang.org/x/mod/modfile"
+
+	"github.com/giia/eventstream-operator/internal/testutil/repo"
 )
 
 const (
@@ -48,24 +49,14 @@ const (
 	fullname = "t-eventstream-operator"
 )
 
-// root is the repository root (the directory of the main module's go.mod).
+// root is the repository root (internal/testutil/repo finds it).
 func root(t *testing.T) string {
 	t.Helper()
-	dir, err := os.Getwd()
+	dir, err := repo.Root()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for {
-		data, err := os.ReadFile(filepath.Join(dir, "go.mod"))
-		if err == nil && bytes.Contains(data, []byte("module github.com/giia/eventstream-operator\n")) {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("repository root (go.mod of github.com/giia/eventstream-operator) not found")
-		}
-		dir = parent
-	}
+	return dir
 }
 
 func helmBin(t *testing.T) string {
