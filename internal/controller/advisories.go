@@ -60,9 +60,10 @@ type Triggers struct {
 
 	// The deletion audit (see StreamAudit).
 	audit      StreamAudit
+	auditEvery time.Duration
 	auditMu    sync.Mutex
-	auditTimer *time.Timer
-	auditFirst time.Time
+	deleted    map[string]time.Time // streams named by a DELETED advisory, when
+	missing    map[string]bool      // what the previous audit found missing
 
 	mu      sync.Mutex
 	ctx     context.Context // set by Start
@@ -237,6 +238,10 @@ func (t *Triggers) Start(ctx context.Context) error {
 	}
 	t.log.Info("watching JetStream advisories", "subjects", advisorySubjects)
 	var wg sync.WaitGroup
+	if t.audit != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); t.auditLoop(ctx) }()
+	}
 	for kind := range t.out {
 		wg.Add(1)
 		go func() { defer wg.Done(); t.dispatch(ctx, kind) }()
@@ -337,7 +342,7 @@ func (t *Triggers) handle(subject string) {
 		}
 		t.enqueue(func(s *triggerSet) { s.addConsumer(stream, All); s.addStream(stream) })
 		if action == "DELETED" {
-			t.armAudit()
+			t.noteDeleted(stream)
 		}
 	case kind == "CONSUMER" && len(tokens) == 7:
 		consumer := tokens[6]
@@ -355,63 +360,90 @@ type StreamAudit func(ctx context.Context) ([]string, error)
 // Lost deletion advisories: nats-server (2.15) queues a stream's DELETED
 // advisory on the stream's own send loop just before it closes that loop
 // (stream.stop), and under load the loop can quit first, so the advisory is
-// never sent. In a burst of out-of-band deletions this was seen: one stream
-// of 300 was never repaired before the resync. A DELETED advisory therefore
-// also arms an audit that runs when the burst is quiet, auditQuiet after the
-// last DELETED advisory (at most auditMaxDelay after the first): it lists the
-// streams JetStream has (one STREAM.NAMES request per 1024 streams) and
-// triggers every EventStream whose stream is gone. A deletion whose advisory
-// is lost and that no other deletion follows waits for the resync.
+// never sent. In a burst of out-of-band deletions one stream of 300 was seen
+// never repaired before the resync, and a lone deletion on a loaded CI
+// machine went unrepaired for longer than five seconds. So the leader also
+// audits, every auditEvery: it lists the streams JetStream has (one
+// STREAM.NAMES request per 1024 streams, per connection that has
+// EventStreams) and triggers every EventStream whose stream is gone and that
+// no DELETED advisory named in the last deletedGrace. A stream is triggered
+// by the audit once while it stays missing: a reconcile that cannot recreate
+// it retries on its own backoff, not on the audit's clock.
 const (
-	auditQuiet    = 2 * time.Second
-	auditMaxDelay = 10 * time.Second
+	defaultAuditEvery = 3 * time.Second
+	deletedGrace      = 30 * time.Second
 )
 
-// SetDeletionAudit sets the function the deletion audit calls; without one
-// there is no audit. Call it before Start.
-func (t *Triggers) SetDeletionAudit(fn StreamAudit) { t.audit = fn }
-
-// armAudit schedules the deletion audit; it never blocks.
-func (t *Triggers) armAudit() {
-	if t.audit == nil {
-		return
+// SetDeletionAudit sets the function the deletion audit calls and how often
+// it runs (0: every 3 s); without one there is no audit. Call it before
+// Start.
+func (t *Triggers) SetDeletionAudit(fn StreamAudit, every time.Duration) {
+	if every <= 0 {
+		every = defaultAuditEvery
 	}
+	t.audit, t.auditEvery = fn, every
+}
+
+// noteDeleted records a DELETED advisory, so that the audit does not count
+// that deletion as one whose advisory was lost; it never blocks for long.
+func (t *Triggers) noteDeleted(stream string) {
 	t.auditMu.Lock()
 	defer t.auditMu.Unlock()
-	now := time.Now()
-	switch {
-	case t.auditTimer == nil:
-		t.auditFirst = now
-		t.auditTimer = time.AfterFunc(auditQuiet, t.runAudit)
-	case now.Sub(t.auditFirst) < auditMaxDelay-auditQuiet:
-		t.auditTimer.Reset(auditQuiet)
+	if t.deleted == nil {
+		t.deleted = map[string]time.Time{}
+	}
+	t.deleted[stream] = t.clock.Now()
+}
+
+// auditLoop runs the deletion audit every auditEvery until ctx ends.
+func (t *Triggers) auditLoop(ctx context.Context) {
+	tick := time.NewTicker(t.auditEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			t.runAudit(ctx)
+		}
 	}
 }
 
-func (t *Triggers) runAudit() {
-	t.auditMu.Lock()
-	t.auditTimer = nil
-	t.auditMu.Unlock()
-	t.mu.Lock()
-	ctx := t.ctx
-	t.mu.Unlock()
-	if ctx == nil || ctx.Err() != nil {
-		return
-	}
+func (t *Triggers) runAudit(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	missing, err := t.audit(ctx)
 	if err != nil {
-		t.log.Info("deletion audit failed; the resync will repair what it would have found", "error", err.Error())
+		if ctx.Err() == nil {
+			t.log.Info("deletion audit failed; the resync will repair what it would have found", "error", err.Error())
+		}
 		return
 	}
-	if len(missing) == 0 {
+	now := t.clock.Now()
+	t.auditMu.Lock()
+	var lost []string
+	seen := make(map[string]bool, len(missing))
+	for _, name := range missing {
+		seen[name] = true
+		if at, ok := t.deleted[name]; t.missing[name] || ok && now.Sub(at) < deletedGrace {
+			continue // already triggered, by its advisory or an earlier audit
+		}
+		lost = append(lost, name)
+	}
+	t.missing = seen
+	for name, at := range t.deleted {
+		if now.Sub(at) >= deletedGrace {
+			delete(t.deleted, name)
+		}
+	}
+	t.auditMu.Unlock()
+	if len(lost) == 0 {
 		return
 	}
-	t.log.Info("streams deleted without an advisory, reconciling them", "streams", len(missing))
-	lostDeletions.Add(float64(len(missing)))
+	t.log.Info("streams deleted without an advisory, reconciling them", "streams", len(lost))
+	lostDeletions.Add(float64(len(lost)))
 	t.enqueue(func(s *triggerSet) {
-		for _, name := range missing {
+		for _, name := range lost {
 			s.addStream(name)
 			s.addConsumer(name, All)
 		}

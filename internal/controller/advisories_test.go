@@ -3,12 +3,14 @@ package controller
 import (
 	"context"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 
@@ -357,44 +359,68 @@ func TestDroppedAdvisoriesTriggerAFullResync(t *testing.T) {
 	})
 }
 
-// A burst of DELETED advisories runs the deletion audit once, when the burst
-// is quiet, and what it finds missing is triggered like an advisory would:
-// nats-server can lose a DELETED advisory under load.
+// The deletion audit runs on its own clock, advisory or not: nats-server can
+// lose a DELETED advisory under load, and a lone deletion whose advisory is
+// lost must not wait for the resync. It triggers a missing stream once while
+// it stays missing (a reconcile that cannot recreate it retries on its own
+// backoff), and never a stream whose DELETED advisory arrived: that one is
+// already triggered, and it is not counted as lost.
 func TestDeletionAuditFindsStreamsWhoseAdvisoryWasLost(t *testing.T) {
 	srv := eventstest.RunJetStream(t)
-	var audits atomic.Int32
+	const every = 200 * time.Millisecond
+	var (
+		mu      sync.Mutex
+		missing = []string{"LOST"}
+		audits  atomic.Int32
+	)
+	setMissing := func(names ...string) { mu.Lock(); missing = names; mu.Unlock() }
 	tr, _ := startTriggers(t, srv, func(tr *Triggers) {
 		tr.SetDeletionAudit(func(context.Context) ([]string, error) {
 			audits.Add(1)
-			return []string{"LOST"}, nil
-		})
+			mu.Lock()
+			defer mu.Unlock()
+			return append([]string(nil), missing...), nil
+		}, every)
 	})
 	pub := srv.Conn(t)
+	lostBefore := testutil.ToFloat64(lostDeletions)
 
-	// No deletion, no audit.
-	publish(t, pub, "$JS.EVENT.ADVISORY.STREAM.UPDATED.A")
-	if got := drain(tr.Streams(), auditQuiet+time.Second); got["A"] != 1 || audits.Load() != 0 {
-		t.Fatalf("an update: triggers %v, %d audits; want A once and no audit", got, audits.Load())
+	// A lone deletion, no advisory at all: found by the audit, once.
+	got := drain(tr.Streams(), 10*every)
+	if got["LOST"] != 1 || audits.Load() < 5 {
+		t.Fatalf("a lone deletion without an advisory: triggers %v after %d audits; want LOST once", got, audits.Load())
+	}
+	if n := testutil.ToFloat64(lostDeletions) - lostBefore; n != 1 {
+		t.Errorf("lost deletions counted %v, want 1", n)
 	}
 
-	start := time.Now()
+	// Deletions whose advisories arrived: triggered by them, not again by
+	// the audit, and not counted as lost.
+	var deleted []string
 	for i := range 20 {
-		publish(t, pub, fmt.Sprintf("$JS.EVENT.ADVISORY.STREAM.DELETED.S%d", i))
-		time.Sleep(50 * time.Millisecond) // a burst spread over a second
+		name := fmt.Sprintf("S%d", i)
+		deleted = append(deleted, name)
+		publish(t, pub, "$JS.EVENT.ADVISORY.STREAM.DELETED."+name)
 	}
-	got := drain(tr.Streams(), auditQuiet+2*time.Second)
-	for i := range 20 {
-		if got[fmt.Sprintf("S%d", i)] == 0 {
-			t.Errorf("S%d was not triggered by its advisory: %v", i, got)
+	setMissing(append([]string{"LOST"}, deleted...)...)
+	got = drain(tr.Streams(), 10*every)
+	for _, name := range deleted {
+		if got[name] != 1 {
+			t.Errorf("%s, deleted with an advisory, was triggered %d times, want 1 (%v)", name, got[name], got)
 		}
 	}
-	if got["LOST"] != 1 {
-		t.Errorf("the stream the audit found missing was triggered %d times, want 1 (%v)", got["LOST"], got)
+	if got["LOST"] != 0 {
+		t.Errorf("LOST, still missing, was triggered again by the audit: %v", got)
 	}
-	if n := audits.Load(); n != 1 {
-		t.Errorf("%d audits for one burst, want 1 (debounced until the burst is quiet)", n)
+	if n := testutil.ToFloat64(lostDeletions) - lostBefore; n != 1 {
+		t.Errorf("lost deletions counted %v, want still 1", n)
 	}
-	if took := time.Since(start); took > auditMaxDelay+5*time.Second {
-		t.Errorf("the audit came %s after the burst started", took)
+
+	// LOST is recreated, then deleted again without an advisory: found again.
+	setMissing()
+	drain(tr.Streams(), 3*every)
+	setMissing("LOST")
+	if got := drain(tr.Streams(), 10*every); got["LOST"] != 1 {
+		t.Errorf("LOST deleted a second time: triggers %v, want LOST once", got)
 	}
 }

@@ -23,6 +23,7 @@ import (
 // client presented.
 type recordingAuth struct {
 	user, password string
+	denySubscribe  []string // subjects the user may not subscribe to
 	mu             sync.Mutex
 	seen           []string
 }
@@ -32,7 +33,13 @@ func (a *recordingAuth) Check(c server.ClientAuthentication) bool {
 	a.mu.Lock()
 	a.seen = append(a.seen, fmt.Sprintf("user=%q password=%q token=%q nkey=%q jwt=%q", o.Username, o.Password, o.Token, o.Nkey, o.JWT))
 	a.mu.Unlock()
-	return o.Username == a.user && o.Password == a.password
+	ok := o.Username == a.user && o.Password == a.password
+	if ok && len(a.denySubscribe) > 0 {
+		c.RegisterUser(&server.User{Username: o.Username, Permissions: &server.Permissions{
+			Subscribe: &server.SubjectPermission{Deny: a.denySubscribe},
+		}})
+	}
+	return ok
 }
 
 func (a *recordingAuth) attempts() []string {
@@ -118,6 +125,29 @@ var _ = Describe("Per-resource connections", Ordered, func() {
 		deleteConsumerAndWait(evc)
 		deleteAndWait(evs)
 		Eventually(func() error { _, err := tenantJS.Stream(ctx, evs.JetStreamName()); return err }).Should(MatchError(jetstream.ErrStreamNotFound))
+	})
+
+	It("repairs a deletion on a tenant's server whose advisory never arrives, within seconds", func() {
+		// nats-server can lose a stream's DELETED advisory under load; here
+		// the tenant's user may not receive advisories at all, so only the
+		// deletion audit, which runs every few seconds on every connection,
+		// can notice (the resync is a minute away).
+		blindAuth := &recordingAuth{user: "blind", password: "blind-pw", denySubscribe: []string{"$JS.EVENT.ADVISORY.>"}}
+		blindSrv := authServer(blindAuth)
+		connectionSecret("blind-nats", map[string]string{"url": blindSrv.URL(), "user": "blind", "password": "blind-pw"})
+		evs := newStream(uniqueName("blind"), withConnection("blind-nats"))
+		Expect(k8s.Create(ctx, evs)).To(Succeed())
+		expectReady(evs)
+		nc, err := nats.Connect(blindSrv.URL(), nats.UserInfo("blind", "blind-pw"))
+		Expect(err).NotTo(HaveOccurred())
+		defer nc.Close()
+		js, err := jetstream.New(nc)
+		Expect(err).NotTo(HaveOccurred())
+
+		Expect(js.DeleteStream(ctx, evs.JetStreamName())).To(Succeed())
+		Eventually(func() error { _, err := js.Stream(ctx, evs.JetStreamName()); return err }, 8*time.Second).Should(Succeed(),
+			"recreated by the deletion audit, without an advisory, long before the resync")
+		deleteAndWait(evs)
 	})
 
 	It("never sends the operator's credentials to a server a tenant names without credentials", func() {

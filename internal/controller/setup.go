@@ -38,7 +38,6 @@ func Setup(mgr ctrl.Manager, nc *natsconn.Conn, o Options) error {
 		return fmt.Errorf("--resource-connection-urls: %w", err)
 	}
 	triggers := NewTriggers(nc.NATS(), mgr.GetLogger().WithName("advisories"))
-	triggers.SetDeletionAudit(missingStreams(mgr.GetClient(), nc))
 	nc.OnReconnect(triggers.ResyncAll)
 	if err := mgr.Add(triggers); err != nil {
 		return err
@@ -60,6 +59,7 @@ func Setup(mgr ctrl.Manager, nc *natsconn.Conn, o Options) error {
 			return err
 		}
 	}
+	triggers.SetDeletionAudit(missingStreams(mgr.GetClient(), nc, base.Connections), 0)
 	if err := (&EventStreamReconciler{reconciler: base, Triggers: triggers.Streams()}).SetupWithManager(mgr); err != nil {
 		return err
 	}
@@ -89,35 +89,62 @@ func (c closeOnStop) Start(ctx context.Context) error {
 	return nil
 }
 
-// missingStreams is the deletion audit of the default connection: the
-// streams of EventStreams on it that were created (status.streamName) and
-// are no longer in JetStream. Resources on their own connections wait for
-// their resync.
-func missingStreams(c client.Reader, nc *natsconn.Conn) StreamAudit {
+// missingStreams is the deletion audit: the streams of EventStreams that
+// were created (status.streamName) and are no longer in JetStream, on the
+// default connection and on every per-resource connection the pool holds
+// (a resource whose connection is not open yet has nothing to audit).
+func missingStreams(c client.Reader, nc *natsconn.Conn, pool *natsconn.Pool) StreamAudit {
 	return func(ctx context.Context) ([]string, error) {
-		js, err := nc.JetStream()
-		if err != nil {
-			return nil, err
-		}
-		have := map[string]bool{}
-		names := js.StreamNames(ctx)
-		for n := range names.Name() {
-			have[n] = true
-		}
-		if err := names.Err(); err != nil {
-			return nil, err
-		}
 		list := &eventsv1.EventStreamList{}
-		if err := c.List(ctx, list); err != nil {
+		if err := c.List(ctx, list, client.UnsafeDisableDeepCopy); err != nil {
 			return nil, err
 		}
-		var missing []string
+		want := map[string][]string{} // by connection: "" or the Secret's "namespace/name"
 		for i := range list.Items {
 			evs := &list.Items[i]
-			if evs.Spec.Connection == nil && evs.DeletionTimestamp.IsZero() && evs.Status.StreamName != "" && !have[evs.Status.StreamName] {
-				missing = append(missing, evs.Status.StreamName)
+			if !evs.DeletionTimestamp.IsZero() || evs.Status.StreamName == "" {
+				continue
+			}
+			key := ""
+			if evs.Spec.Connection != nil {
+				key = evs.Namespace + "/" + evs.Spec.Connection.SecretRef.Name
+			}
+			want[key] = append(want[key], evs.Status.StreamName)
+		}
+		var missing []string
+		for key, names := range want {
+			conn := nc
+			if key != "" {
+				if pool == nil {
+					continue
+				}
+				if conn = pool.Lookup(key); conn == nil {
+					continue
+				}
+			}
+			have, err := streamNames(ctx, conn)
+			if err != nil {
+				return nil, err
+			}
+			for _, n := range names {
+				if !have[n] {
+					missing = append(missing, n)
+				}
 			}
 		}
 		return missing, nil
 	}
+}
+
+func streamNames(ctx context.Context, conn *natsconn.Conn) (map[string]bool, error) {
+	js, err := conn.JetStream()
+	if err != nil {
+		return nil, err
+	}
+	have := map[string]bool{}
+	names := js.StreamNames(ctx)
+	for n := range names.Name() {
+		have[n] = true
+	}
+	return have, names.Err()
 }

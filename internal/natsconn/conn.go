@@ -60,7 +60,7 @@ func Connect(o Options, log logr.Logger) (*Conn, error) {
 		// reconnection.
 		// IgnoreAuthErrorAbort: a refused login (credentials not set up yet)
 		// is retried like any other failure instead of closing for good.
-		events.WithNATSOptions(nats.RetryOnFailedConnect(true), nats.IgnoreAuthErrorAbort(), nats.ConnectHandler(connected)),
+		events.WithNATSOptions(nats.RetryOnFailedConnect(true), nats.IgnoreAuthErrorAbort(), nats.ConnectHandler(connected), asyncErrors(log)),
 		events.WithReconnectHandler(connected),
 		events.WithDisconnectHandler(func(_ *nats.Conn, err error) {
 			if err != nil {
@@ -85,6 +85,19 @@ func Connect(o Options, log logr.Logger) (*Conn, error) {
 	}
 	c.nc, c.js = nc, js
 	return c, nil
+}
+
+// asyncErrors logs what the server reports asynchronously (a permissions
+// violation, a slow consumer) instead of nats.go's default print to stderr.
+// The server's messages name subjects, never credentials.
+func asyncErrors(log logr.Logger) nats.Option {
+	return nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+		subject := ""
+		if sub != nil {
+			subject = sub.Subject
+		}
+		log.Info("NATS reported an error", "error", err.Error(), "subscription", subject)
+	})
 }
 
 // NATS returns the underlying connection.

@@ -96,6 +96,17 @@ func (p *Pool) Release(user string) {
 	}
 }
 
+// Lookup returns the open connection for the Secret key ("namespace/name"),
+// or nil; unlike Get it neither connects nor records a user.
+func (p *Pool) Lookup(key string) *Conn {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if pc, ok := p.conns[key]; ok {
+		return pc.conn
+	}
+	return nil
+}
+
 // Len is the number of open pooled connections.
 func (p *Pool) Len() int {
 	p.mu.Lock()
@@ -131,7 +142,7 @@ func (p *Pool) connectFromSecret(data map[string][]byte, log logr.Logger) (*Conn
 	if err := p.allowed.Check(url); err != nil {
 		return nil, err
 	}
-	natsOpts := []nats.Option{nats.RetryOnFailedConnect(true), nats.IgnoreAuthErrorAbort()}
+	natsOpts := []nats.Option{nats.RetryOnFailedConnect(true), nats.IgnoreAuthErrorAbort(), asyncErrors(log)}
 	if p.allowed.Restricted() {
 		// A server announces the other servers of its cluster, and nats.go
 		// would reconnect to them: only the checked URLs may be dialled.
