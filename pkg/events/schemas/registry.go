@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -393,34 +394,58 @@ func isJSON(ct string) bool {
 	return mt == "application/json" || mt == "text/json" || strings.HasSuffix(mt, "+json")
 }
 
-// validationError turns the validator's error tree into the first failing
-// leaf: its instance location as a JSON pointer, its message as the reason,
-// and how many other leaves failed.
+// validationError turns the validator's error tree into its failing
+// leaves: the first one's instance location as the JSON pointer and its
+// message as the reason, followed by up to maxLeaves-1 others ("; at
+// /email: got number, want string") and how many more failed.
 func validationError(err error) error {
 	var ve *jsonschema.ValidationError
 	if !errors.As(err, &ve) {
 		return &events.ValidationError{Field: "data", Reason: err.Error()}
 	}
-	leaf, n := ve, countLeaves(ve)
-	for len(leaf.Causes) > 0 {
-		leaf = leaf.Causes[0]
+	var tree []*jsonschema.ValidationError
+	collectLeaves(ve, &tree)
+	// The validator walks objects in map order: sort, so that the same
+	// data always gets the same message.
+	leaves := make([]leaf, len(tree))
+	for i, l := range tree {
+		leaves[i] = leaf{pointer(l.InstanceLocation), l.ErrorKind.LocalizedString(printer)}
 	}
-	reason := leaf.ErrorKind.LocalizedString(printer)
-	if n > 1 {
-		reason += fmt.Sprintf(" (and %d more)", n-1)
+	slices.SortFunc(leaves, func(a, b leaf) int {
+		if c := strings.Compare(a.pointer, b.pointer); c != 0 {
+			return c
+		}
+		return strings.Compare(a.reason, b.reason)
+	})
+	var b strings.Builder
+	b.WriteString(leaves[0].reason)
+	for i, l := range leaves[1:] {
+		if i+1 >= maxLeaves {
+			fmt.Fprintf(&b, " (and %d more)", len(leaves)-maxLeaves)
+			break
+		}
+		b.WriteString("; ")
+		if l.pointer != "" {
+			b.WriteString("at " + l.pointer + ": ")
+		}
+		b.WriteString(l.reason)
 	}
-	return &events.ValidationError{Field: "data", Pointer: pointer(leaf.InstanceLocation), Reason: reason}
+	return &events.ValidationError{Field: "data", Pointer: leaves[0].pointer, Reason: b.String()}
 }
 
-func countLeaves(ve *jsonschema.ValidationError) int {
+type leaf struct{ pointer, reason string }
+
+// maxLeaves bounds how many failures a reason lists.
+const maxLeaves = 3
+
+func collectLeaves(ve *jsonschema.ValidationError, out *[]*jsonschema.ValidationError) {
 	if len(ve.Causes) == 0 {
-		return 1
+		*out = append(*out, ve)
+		return
 	}
-	n := 0
 	for _, c := range ve.Causes {
-		n += countLeaves(c)
+		collectLeaves(c, out)
 	}
-	return n
 }
 
 // pointer is the RFC 6901 JSON pointer of a token path.

@@ -465,3 +465,15 @@ func TestRegisterChecksTheRecord(t *testing.T) {
 		t.Errorf("escaped key: %v", err)
 	}
 }
+
+func TestSeveralFailuresAreListed(t *testing.T) {
+	env := setup(t)
+	register(t, env.js, "user.created", "1.0", userCreatedV1)
+	reg := open(t, env.js)
+	_, err := reg.ValidateData(userCreated(t, "1.0", map[string]any{"email": 1, "first_name": 2, "last_name": 3, "status": 4}))
+	var verr *events.ValidationError
+	want := "missing property 'user_id'; at /email: got number, want string; at /first_name: got number, want string (and 2 more)"
+	if !errors.As(err, &verr) || verr.Pointer != "" || verr.Reason != want {
+		t.Errorf("%v\nwant reason %s", err, want)
+	}
+}
