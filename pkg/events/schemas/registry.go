@@ -127,8 +127,11 @@ type entry struct {
 // Close. When the bucket does not exist, Open fails under RejectUnknown
 // (every event would be refused: an error matching events.ErrNotFound);
 // under AllowUnknown it returns an empty registry that looks for the bucket
-// every poll interval and loads it when it appears. ctx bounds the initial
-// read only.
+// every poll interval and loads it when it appears. A bucket deleted while
+// the registry watches it leaves the last schemas seen in force until it
+// exists again; its contents then replace them (the registry checks that
+// its bucket is still the same one every CheckIntervalFactor poll
+// intervals). ctx bounds the initial read only.
 func Open(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Registry, error) {
 	if js == nil {
 		return nil, &events.ValidationError{Field: "jetstream", Reason: "is nil"}
@@ -142,7 +145,7 @@ func Open(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Registr
 	if err != nil && (!errors.Is(err, jetstream.ErrBucketNotFound) || o.unknown == RejectUnknown) {
 		return nil, opError("open schema registry", o.bucket, err)
 	}
-	var w jetstream.KeyWatcher
+	var w *watch
 	if kv != nil {
 		if w, err = r.load(ctx, kv); err != nil {
 			return nil, opError("watch schema registry", o.bucket, err)
@@ -154,9 +157,25 @@ func Open(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Registr
 	return r, nil
 }
 
-// load starts a watch of kv and applies its initial values, returning once
-// they are all in the cache.
-func (r *Registry) load(ctx context.Context, kv jetstream.KeyValue) (jetstream.KeyWatcher, error) {
+// CheckIntervalFactor: an open Registry checks, every this many poll
+// intervals, that its bucket still exists and is the one it watches.
+const CheckIntervalFactor = 5
+
+// watch is a running watch of one incarnation of the bucket.
+type watch struct {
+	kv      jetstream.KeyValue
+	w       jetstream.KeyWatcher
+	created time.Time // the bucket stream's creation time
+}
+
+// load starts a watch of kv and applies its initial values, replacing the
+// cache once they are all in.
+func (r *Registry) load(ctx context.Context, kv jetstream.KeyValue) (*watch, error) {
+	st, err := kv.Status(ctx)
+	if err != nil {
+		return nil, err
+	}
+	created := bucketCreated(st)
 	w, err := kv.WatchAll(context.Background())
 	if err != nil {
 		return nil, err
@@ -173,7 +192,7 @@ func (r *Registry) load(ctx context.Context, kv jetstream.KeyValue) (jetstream.K
 				r.mu.Lock()
 				r.entries = fresh
 				r.mu.Unlock()
-				return w, nil
+				return &watch{kv: kv, w: w, created: created}, nil
 			}
 			if tv, e, ok := decodeEntry(u); ok && e != nil {
 				fresh[tv] = e
@@ -185,9 +204,16 @@ func (r *Registry) load(ctx context.Context, kv jetstream.KeyValue) (jetstream.K
 	}
 }
 
+func bucketCreated(st jetstream.KeyValueStatus) time.Time {
+	if bs, ok := st.(*jetstream.KeyValueBucketStatus); ok && bs.StreamInfo() != nil {
+		return bs.StreamInfo().Created
+	}
+	return time.Time{}
+}
+
 // run applies the watch's updates, and looks for the bucket while it has
 // none.
-func (r *Registry) run(ctx context.Context, w jetstream.KeyWatcher) {
+func (r *Registry) run(ctx context.Context, w *watch) {
 	defer close(r.done)
 	for {
 		if w == nil {
@@ -199,13 +225,13 @@ func (r *Registry) run(ctx context.Context, w jetstream.KeyWatcher) {
 		if !r.follow(ctx, w) {
 			return
 		}
-		w = nil // the watch ended: open the bucket again
+		w = nil // the watch ended or the bucket changed: open it again
 	}
 }
 
 // waitForBucket polls for the bucket until it exists (returning a loaded
 // watch) or ctx ends (nil).
-func (r *Registry) waitForBucket(ctx context.Context) jetstream.KeyWatcher {
+func (r *Registry) waitForBucket(ctx context.Context) *watch {
 	t := time.NewTicker(r.opts.poll)
 	defer t.Stop()
 	for {
@@ -216,7 +242,7 @@ func (r *Registry) waitForBucket(ctx context.Context) jetstream.KeyWatcher {
 		}
 		lctx, cancel := context.WithTimeout(ctx, 10*r.opts.poll+5*time.Second)
 		kv, err := r.js.KeyValue(lctx, r.opts.bucket)
-		var w jetstream.KeyWatcher
+		var w *watch
 		if err == nil {
 			w, err = r.load(lctx, kv)
 		}
@@ -227,14 +253,21 @@ func (r *Registry) waitForBucket(ctx context.Context) jetstream.KeyWatcher {
 	}
 }
 
-// follow applies w's updates until ctx ends (false) or w ends (true).
-func (r *Registry) follow(ctx context.Context, w jetstream.KeyWatcher) bool {
-	defer func() { _ = w.Stop() }()
+// follow applies w's updates until ctx ends (false), or w ends or its
+// bucket is gone or replaced (true).
+func (r *Registry) follow(ctx context.Context, w *watch) bool {
+	defer func() { _ = w.w.Stop() }()
+	check := time.NewTicker(CheckIntervalFactor * r.opts.poll)
+	defer check.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return false
-		case u, ok := <-w.Updates():
+		case <-check.C:
+			if !r.sameBucket(ctx, w) {
+				return true
+			}
+		case u, ok := <-w.w.Updates():
 			if !ok {
 				return true
 			}
@@ -254,6 +287,21 @@ func (r *Registry) follow(ctx context.Context, w jetstream.KeyWatcher) bool {
 			r.mu.Unlock()
 		}
 	}
+}
+
+// sameBucket reports whether w's bucket still exists and was not created
+// again since w started; a failure to ask (a disconnection) counts as yes.
+func (r *Registry) sameBucket(ctx context.Context, w *watch) bool {
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	st, err := w.kv.Status(cctx)
+	switch {
+	case errors.Is(err, jetstream.ErrBucketNotFound), errors.Is(err, jetstream.ErrStreamNotFound):
+		return false
+	case err != nil:
+		return true
+	}
+	return bucketCreated(st).Equal(w.created)
 }
 
 // decodeEntry turns a watch update into a cache entry: nil for a deleted
