@@ -3,14 +3,18 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 
+	"github.com/giia/eventstream-operator/examples/authservice/auth"
+	"github.com/giia/eventstream-operator/internal/testutil/repo"
 	"github.com/giia/eventstream-operator/pkg/events"
 	"github.com/giia/eventstream-operator/pkg/events/eventstest"
+	"github.com/giia/eventstream-operator/pkg/events/schemas"
 )
 
 // The command runs against an embedded JetStream server: it creates the
@@ -76,5 +80,70 @@ func TestRunRefusesBadFlags(t *testing.T) {
 	var log bytes.Buffer
 	if err := run(context.Background(), []string{"-no-such-flag"}, &log); err == nil || !strings.Contains(err.Error(), "no-such-flag") {
 		t.Fatalf("err %v", err)
+	}
+}
+
+// With the seed's four EventSchemas registered from config/samples (as the
+// operator would from the resources), the command publishes the whole
+// catalog validated, each event naming its schema in dataschema; an event
+// that breaks its schema is refused before sending; and the raw invalid
+// event it can send on request bypasses the library.
+func TestRunValidatesAgainstTheSampleSchemas(t *testing.T) {
+	srv := eventstest.RunJetStream(t)
+	js := srv.JetStream(t)
+	eventstest.CreateStream(t, js, events.StreamAuth, []string{"auth.>"})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	samples, err := repo.Path("config", "samples")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	var log bytes.Buffer
+	args := []string{"-nats-url", srv.URL(), "-create-streams=false", "-register-schemas", samples, "-reject-unknown", "-publish-invalid-raw"}
+	if err := run(ctx, args, &log); err != nil {
+		t.Fatalf("run: %v\n%s", err, log.String())
+	}
+	if !strings.Contains(log.String(), `msg="registered schemas" count=4 bucket=EVENT_SCHEMAS`) {
+		t.Errorf("log:\n%s", log.String())
+	}
+	const catalog = 6
+	if n := eventstest.StreamMsgs(t, js, events.StreamAuth); n != catalog+1 {
+		t.Fatalf("AUTH_EVENTS holds %d events, want %d and the raw one\n%s", n, catalog, log.String())
+	}
+	for seq := uint64(1); seq <= catalog; seq++ {
+		m := eventstest.GetMsg(t, js, events.StreamAuth, seq)
+		e, err := events.DecodeParts(m.Header, m.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := schemas.URI(e.Type, "1.0"); e.DataSchema != want {
+			t.Errorf("event %d (%s): dataschema %q, want %q", seq, e.Type, e.DataSchema, want)
+		}
+	}
+	raw := eventstest.GetMsg(t, js, events.StreamAuth, catalog+1)
+	if raw.Subject != "auth.user.created" || raw.Header.Get(events.HeaderDataSchema) != "" || strings.Contains(string(raw.Data), "user_id") {
+		t.Errorf("raw event: %s %v %s", raw.Subject, raw.Header, raw.Data)
+	}
+
+	// The same validation in a service: an empty user_id breaks the
+	// schema (minLength 1), and nothing is sent.
+	registry, err := schemas.Open(ctx, js, schemas.WithUnknownTypes(schemas.RejectUnknown))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer registry.Close()
+	pub, err := events.NewPublisher(srv.Conn(t), events.WithDataValidator(registry))
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := auth.NewPublisher(pub, events.SystemClock{}, "org-7")
+	_, err = svc.UserCreated(ctx, auth.UserCreated{Email: "ada@example.com", FirstName: "Ada", LastName: "Lovelace", Status: "active"})
+	var verr *events.ValidationError
+	if !errors.As(err, &verr) || verr.Field != "data" || verr.Pointer != "/user_id" || !strings.Contains(verr.Reason, "minLength") && !strings.Contains(verr.Reason, "length must be >= 1") {
+		t.Errorf("empty user_id: %v", err)
+	}
+	if n := eventstest.StreamMsgs(t, js, events.StreamAuth); n != catalog+1 {
+		t.Errorf("the refused event was stored: %d events", n)
 	}
 }

@@ -87,7 +87,7 @@ func Encode(e *Event, mode Mode) (*nats.Msg, error) {
 func encodeEvent(e *Event, mode Mode) (*nats.Msg, error) {
 	msg := &nats.Msg{}
 	var enc encoder
-	if err := enc.encode(msg, e, mode, ""); err != nil {
+	if err := enc.encode(msg, e, mode, "", e.DataSchema); err != nil {
 		return nil, err
 	}
 	// The encoder's buffers are not reused here: hand the message its own.
@@ -115,19 +115,21 @@ type encoder struct {
 // encode fills msg.Header and msg.Data, reusing msg.Header when it is not
 // nil (as this encoder left it: every header is overwritten or removed). A non-empty msgID is set as Nats-Msg-Id.
 // It does not validate e. msg.Data is e.Data (binary mode) or points into
-// the encoder's buffer until the next encode (structured mode).
-func (c *encoder) encode(msg *nats.Msg, e *Event, mode Mode, msgID string) error {
+// the encoder's buffer until the next encode (structured mode). dataSchema
+// is sent as the dataschema attribute: e.DataSchema, or the URI of the
+// schema the publisher validated the data against when e names none.
+func (c *encoder) encode(msg *nats.Msg, e *Event, mode Mode, msgID, dataSchema string) error {
 	switch mode {
 	case ModeBinary:
-		c.encodeBinary(msg, e, msgID)
+		c.encodeBinary(msg, e, msgID, dataSchema)
 		return nil
 	case ModeStructured:
-		return c.encodeStructured(msg, e, msgID)
+		return c.encodeStructured(msg, e, msgID, dataSchema)
 	}
 	return &ValidationError{Field: "mode", Reason: "unknown content mode " + mode.String()}
 }
 
-func (c *encoder) encodeBinary(msg *nats.Msg, e *Event, msgID string) {
+func (c *encoder) encodeBinary(msg *nats.Msg, e *Event, msgID, dataSchema string) {
 	n := 9 + len(e.Extensions)
 	h := msg.Header
 	if h == nil {
@@ -169,7 +171,7 @@ func (c *encoder) encodeBinary(msg *nats.Msg, e *Event, msgID string) {
 	setIf(HeaderOrganizationID, e.OrganizationID)
 	setIf(HeaderSchemaVersion, e.SchemaVersion)
 	setIf(HeaderSubject, e.Subject)
-	setIf(HeaderDataSchema, e.DataSchema)
+	setIf(HeaderDataSchema, dataSchema)
 	for k, v := range e.Extensions {
 		setOpt(HeaderPrefix+k, percentEncode(v))
 	}
@@ -187,7 +189,7 @@ func formatTime(t time.Time) string {
 
 // encodeStructured writes the event as CloudEvents JSON with encoding/json:
 // JSON data embedded as it is, other data as data_base64.
-func (c *encoder) encodeStructured(msg *nats.Msg, e *Event, msgID string) error {
+func (c *encoder) encodeStructured(msg *nats.Msg, e *Event, msgID, dataSchema string) error {
 	doc := make(map[string]any, 11+len(e.Extensions))
 	for k, v := range e.Extensions {
 		doc[k] = v
@@ -202,7 +204,7 @@ func (c *encoder) encodeStructured(msg *nats.Msg, e *Event, msgID string) error 
 	}
 	for k, v := range map[string]string{
 		"organizationid": e.OrganizationID, "schemaversion": e.SchemaVersion,
-		"subject": e.Subject, "dataschema": e.DataSchema,
+		"subject": e.Subject, "dataschema": dataSchema,
 	} {
 		if v != "" {
 			doc[k] = v

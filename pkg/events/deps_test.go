@@ -15,7 +15,7 @@ func TestNoKubernetesDependencies(t *testing.T) {
 		t.Skip("runs go list")
 	}
 	out, err := exec.Command("go", "list", "-deps", operatorModule+"/pkg/events",
-		operatorModule+"/pkg/events/eventstest", operatorModule+"/pkg/events/admin").CombinedOutput()
+		operatorModule+"/pkg/events/eventstest", operatorModule+"/pkg/events/admin", operatorModule+"/pkg/events/schemas").CombinedOutput()
 	if err != nil {
 		t.Fatalf("go list -deps: %v\n%s", err, out)
 	}

@@ -7,6 +7,14 @@
 // GetStreamInfo, DefaultStreams, CreateDefaultStreams). Services depend on
 // the EventPublisher interface, so that tests can use eventstest.Recorder.
 //
+// Event data can be checked against JSON Schemas on both ends: a
+// DataValidator (the registry client of package events/schemas, which
+// watches the schema bucket the operator fills from EventSchema
+// resources) is given to the publisher with WithDataValidator and to a
+// subscription in SubscriberConfig, which also declares the schema major
+// versions it accepts (AcceptMajors); Versioned reads several majors into
+// one struct. The strategy is docs/versioning.md.
+//
 // The package is its own Go module and imports no Kubernetes package: a
 // service that requires it gets nats.go and little else in its build list.
 // The house stream defaults and the translation to JetStream's configuration

@@ -69,9 +69,18 @@ func (e *impliedError) Is(target error) bool { return target == e.implies }
 type ValidationError struct {
 	Field  string
 	Reason string
+	// Pointer is, for data that fails its schema (Field "data"), the JSON
+	// pointer (RFC 6901) of the offending value inside the data, as the
+	// schema validator reports it: "/user_id", or "" for the data as a
+	// whole (a missing required property is reported at the object that
+	// lacks it).
+	Pointer string
 }
 
 func (e *ValidationError) Error() string {
+	if e.Pointer != "" {
+		return fmt.Sprintf("events: invalid %s: at %s: %s", e.Field, e.Pointer, e.Reason)
+	}
 	return fmt.Sprintf("events: invalid %s: %s", e.Field, e.Reason)
 }
 

@@ -17,6 +17,9 @@ const operatorModule = "github.com/giia/eventstream-operator"
 // TestServiceModuleGraph builds the module graph a service gets: a throwaway
 // module that requires the library (replaced with this directory, as a
 // published version would be fetched) and imports events and eventstest.
+// It imports the schema registry (events/schemas) too, whose JSON Schema
+// validator (github.com/santhosh-tekuri/jsonschema/v6, with golang.org/x/text
+// for its messages) is the one dependency it adds.
 // After go mod tidy, go list -m all must show no Kubernetes module and not
 // the operator's module — the library's go.mod, not only its imports, keeps
 // them out of a service's build list.
@@ -53,11 +56,12 @@ import (
 
 	"`+operatorModule+`/pkg/events"
 	"`+operatorModule+`/pkg/events/eventstest"
+	"`+operatorModule+`/pkg/events/schemas"
 )
 
 func main() {
 	e, err := events.NewEvent("user.created", "auth-service", "org-1", time.Now(), map[string]interface{}{"user_id": "u-1"})
-	fmt.Println(e, err, eventstest.NewRecorder())
+	fmt.Println(e, err, eventstest.NewRecorder(), schemas.DefaultBucket)
 }
 `)
 
@@ -94,9 +98,9 @@ func main() {
 		t.Fatal(err)
 	}
 	mods := strings.Split(strings.TrimSpace(string(out)), "\n")
-	t.Logf("GOPROXY=%s; go list -m all of a service importing events and eventstest (%d modules):\n%s",
+	t.Logf("GOPROXY=%s; go list -m all of a service importing events, eventstest and schemas (%d modules):\n%s",
 		proxy, len(mods), strings.Join(mods, "\n"))
-	var sawNATS bool
+	var sawNATS, sawJSONSchema bool
 	for _, line := range mods[1:] { // mods[0] is the service's own module
 		path := strings.Fields(line)[0]
 		switch {
@@ -106,10 +110,12 @@ func main() {
 			t.Errorf("a service importing the library gets the operator's module %s", line)
 		case path == "github.com/nats-io/nats.go":
 			sawNATS = true
+		case path == "github.com/santhosh-tekuri/jsonschema/v6":
+			sawJSONSchema = true
 		}
 	}
-	if mods[0] != "example.com/authservice" || !sawNATS {
-		t.Fatalf("go list -m all does not look like the service's graph (no nats.go?):\n%s", out)
+	if mods[0] != "example.com/authservice" || !sawNATS || !sawJSONSchema {
+		t.Fatalf("go list -m all does not look like the service's graph (no nats.go or jsonschema?):\n%s", out)
 	}
 }
 

@@ -55,6 +55,7 @@ type publisherOptions struct {
 	onError        ErrorHandler
 	publishTimeout time.Duration
 	jitter         float64
+	validator      DataValidator
 }
 
 // WithRetry sets how many times a transient failure is retried (0: never)
@@ -139,6 +140,26 @@ func WithPublishTimeout(d time.Duration) PublisherOption {
 			return &ValidationError{Field: "publishTimeout", Reason: "must be positive"}
 		}
 		o.publishTimeout = d
+		return nil
+	}
+}
+
+// WithDataValidator validates every event's data before it is sent, against
+// the schema v holds for its type and schema version (a *schemas.Registry,
+// which watches the registry bucket the operator fills from EventSchema
+// resources). Data that does not match is a *ValidationError for field
+// "data" with the validator's Pointer and Reason, and nothing is sent — for
+// PublishAsync too, which refuses it before queueing. When the event names
+// no dataschema, the message carries the URI of the schema it was checked
+// against (schemas.URI: "urn:events:schema:<type>:<version>"); the caller's
+// Event is not modified. v decides what happens to types it has no schema
+// for (the registry's default: allowed, sent without a dataschema).
+func WithDataValidator(v DataValidator) PublisherOption {
+	return func(o *publisherOptions) error {
+		if v == nil {
+			return &ValidationError{Field: "dataValidator", Reason: "is nil"}
+		}
+		o.validator = v
 		return nil
 	}
 }
@@ -287,8 +308,8 @@ func isPublishSubject(s string) bool {
 	return true
 }
 
-// encode validates e (Validate: the platform's rules, JSON data included)
-// and fills m for subject, checking the size against the server's max
+// encode validates e (Validate: the platform's rules, JSON data included;
+// then the data's schema when a DataValidator is set) and fills m for subject, checking the size against the server's max
 // payload. The body is e.Data as it is: nothing is marshalled here.
 func (p *Publisher) encode(m *outMsg, subject string, e *Event) error {
 	msg := &m.msg
@@ -298,8 +319,18 @@ func (p *Publisher) encode(m *outMsg, subject string, e *Event) error {
 	if err := e.Validate(); err != nil {
 		return err
 	}
+	dataSchema := e.DataSchema
+	if p.opts.validator != nil {
+		uri, err := p.opts.validator.ValidateData(e)
+		if err != nil {
+			return err
+		}
+		if dataSchema == "" {
+			dataSchema = uri
+		}
+	}
 	msg.Subject = subject
-	if err := m.enc.encode(msg, e, p.opts.mode, e.ID); err != nil {
+	if err := m.enc.encode(msg, e, p.opts.mode, e.ID, dataSchema); err != nil {
 		return err
 	}
 	if limit := p.nc.MaxPayload(); limit > 0 {

@@ -94,6 +94,20 @@ type SubscriberConfig struct {
 	// that fails them is dead-lettered as permanent. By default any valid
 	// CloudEvent reaches the handler (see Decode).
 	StrictValidation bool
+	// DataValidator, when set, checks every received event's data against
+	// the schema for its type and schema version (a *schemas.Registry):
+	// data it refuses is a permanent failure, dead-lettered on its first
+	// delivery with the validator's message (JSON pointer and reason) as
+	// the Dlq-Reason, without calling the handler.
+	DataValidator DataValidator
+	// AcceptMajors, when set, lists the schema major versions this consumer
+	// handles: an event of another major (or without a "major.minor"
+	// schemaversion) is dead-lettered, or acknowledged and counted as
+	// Skipped, as OtherMajors says. Checked before DataValidator.
+	AcceptMajors []int
+	// OtherMajors is what happens to events of majors not in AcceptMajors
+	// (default DeadLetterOtherMajors).
+	OtherMajors MajorPolicy
 }
 
 // Subscription is a running durable subscription. Stop it to drain.
@@ -119,7 +133,7 @@ type Subscription struct {
 	handlerCtx    context.Context
 	cancelHandler context.CancelFunc
 
-	acked, retried, deadLettered, terminated atomic.Uint64
+	acked, retried, deadLettered, terminated, skipped atomic.Uint64
 }
 
 // worker tracks the message a handler is working on, so that the
@@ -149,6 +163,7 @@ type SubscriptionStats struct {
 	Retried      uint64 // failed and redelivered later (NakWithDelay)
 	DeadLettered uint64 // published to the dead-letter subject and terminated
 	Terminated   uint64 // terminated without a dead letter (disabled)
+	Skipped      uint64 // acknowledged unhandled: a major not accepted (SkipOtherMajors)
 }
 
 // SubscribeDurable consumes stream through the durable pull consumer named
@@ -298,6 +313,14 @@ func (c *SubscriberConfig) defaults() error {
 			return &ValidationError{Field: fmt.Sprintf("filterSubjects[%d]", i), Reason: err.Error()}
 		}
 	}
+	for i, m := range c.AcceptMajors {
+		if m < 0 {
+			return &ValidationError{Field: fmt.Sprintf("acceptMajors[%d]", i), Reason: "must not be negative"}
+		}
+	}
+	if c.OtherMajors != DeadLetterOtherMajors && c.OtherMajors != SkipOtherMajors {
+		return &ValidationError{Field: "otherMajors", Reason: fmt.Sprintf("unknown policy %d", c.OtherMajors)}
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -368,6 +391,28 @@ func (s *Subscription) process(w *worker, m jetstream.Msg) {
 	if s.cfg.StrictValidation {
 		if err := e.Validate(); err != nil {
 			s.fail(m, Permanent(fmt.Errorf("event fails strict validation: %w", err)))
+			return
+		}
+	}
+	if len(s.cfg.AcceptMajors) > 0 {
+		if err := acceptsMajor(e, s.cfg.AcceptMajors); err != nil {
+			if s.cfg.OtherMajors == SkipOtherMajors {
+				if aerr := m.Ack(); aerr != nil {
+					s.log.Warn("events: ack failed", "subject", m.Subject(), "error", aerr)
+				}
+				s.skipped.Add(1)
+				return
+			}
+			s.fail(m, Permanent(err))
+			return
+		}
+	}
+	if s.cfg.DataValidator != nil {
+		if uri, err := s.cfg.DataValidator.ValidateData(e); err != nil {
+			if uri != "" {
+				err = fmt.Errorf("%w (schema %s)", err, uri)
+			}
+			s.fail(m, Permanent(err))
 			return
 		}
 	}
@@ -506,6 +551,7 @@ func (s *Subscription) Stats() SubscriptionStats {
 	return SubscriptionStats{
 		Acked: s.acked.Load(), Retried: s.retried.Load(),
 		DeadLettered: s.deadLettered.Load(), Terminated: s.terminated.Load(),
+		Skipped: s.skipped.Load(),
 	}
 }
 

@@ -10,6 +10,11 @@
 // several runs) and the ratios library/raw and library/sdk-go next to their
 // targets; the targets are reported, never asserted.
 //
+// A second table measures schema validation: the library's sync and async
+// publish with a schema registry (events.WithDataValidator, the seed's
+// user.created schema) against the same publish without, same events built
+// the same way inside the timer, and their ratio.
+//
 //	go run ./test/bench/library -n 20000 -runs 3
 //	go run ./test/bench/library -only async -sides library -cpuprofile lib.prof
 package main
@@ -40,6 +45,7 @@ import (
 
 	"github.com/giia/eventstream-operator/pkg/events"
 	"github.com/giia/eventstream-operator/pkg/events/eventstest"
+	"github.com/giia/eventstream-operator/pkg/events/schemas"
 )
 
 const (
@@ -89,6 +95,7 @@ type bench struct {
 	sdkConn *nats.Conn
 	js      jetstream.JetStream // raw side, and stream management
 	pub     *events.Publisher
+	pubVal  *events.Publisher  // validating against the schema registry, on its own connection
 	sdk     cloudevents.Client // sdk-go sender on its own connection
 	cfg     events.StreamConfig
 }
@@ -132,10 +139,11 @@ func main() {
 	}
 	// One connection per side, so that no side's traffic queues behind
 	// another's.
-	nc, pubConn, sdkConn := conn("bench-raw"), conn("bench-library"), conn("bench-sdk-go")
+	nc, pubConn, sdkConn, valConn := conn("bench-raw"), conn("bench-library"), conn("bench-sdk-go"), conn("bench-library-schema")
 	defer nc.Close()
 	defer pubConn.Close()
 	defer sdkConn.Close()
+	defer valConn.Close()
 	js, err := jetstream.New(nc)
 	if err != nil {
 		log.Fatal(err)
@@ -150,7 +158,13 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	b := &bench{nc: nc, sdkConn: sdkConn, js: js, pub: pub, cfg: cfg}
+	registry := openRegistry(js)
+	defer registry.Close()
+	pubVal, err := events.NewPublisher(valConn, events.WithDataValidator(registry))
+	if err != nil {
+		log.Fatal(err)
+	}
+	b := &bench{nc: nc, sdkConn: sdkConn, js: js, pub: pub, pubVal: pubVal, cfg: cfg}
 	b.purge()
 	sender, err := cejs.NewSenderFromConn(sdkConn, stream, subject, nil)
 	if err != nil {
@@ -243,6 +257,80 @@ func main() {
 		}
 		_, _ = fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s / %s / %s\t\n", sc.name, cell(lib), cell(raw), sdkCell,
 			ratio(lib, raw, 0.9), sdkRatio, cpu("library"), cpu("raw"), cpu("sdk-go"))
+	}
+	_ = tw.Flush()
+	b.validationTable()
+}
+
+// userCreatedSchema is config/samples' user.created 1.0 schema.
+const userCreatedSchema = `{
+  "$schema": "https://json-schema.org/draft/2020-12/schema",
+  "type": "object",
+  "required": ["user_id", "email", "first_name", "last_name", "status"],
+  "properties": {
+    "user_id": {"type": "string", "minLength": 1},
+    "email": {"type": "string", "minLength": 1},
+    "first_name": {"type": "string"},
+    "last_name": {"type": "string"},
+    "status": {"type": "string", "minLength": 1}
+  }
+}`
+
+// openRegistry registers the benchmark event's schema in a registry bucket
+// of its own and opens it.
+func openRegistry(js jetstream.JetStream) *schemas.Registry {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	opt := schemas.WithBucket("BENCH_SCHEMAS")
+	rec := schemas.Record{Type: eventType, Version: events.SchemaVersionDefault, Schema: json.RawMessage(userCreatedSchema), Owner: "bench"}
+	if err := schemas.Register(ctx, js, rec, opt); err != nil {
+		log.Fatal(err)
+	}
+	r, err := schemas.Open(ctx, js, opt, schemas.WithUnknownTypes(schemas.RejectUnknown))
+	if err != nil {
+		log.Fatal(err)
+	}
+	return r
+}
+
+// validationTable prints publish with schema validation against publish
+// without: the same library calls and events, medians of -runs runs in
+// rotating order.
+func (b *bench) validationTable() {
+	type row struct {
+		name       string
+		plain, val func() float64
+	}
+	rows := []row{
+		{"sync publish", func() float64 { return b.libSyncWith(b.pub) }, func() float64 { return b.libSyncWith(b.pubVal) }},
+		{"async publish", func() float64 { return b.libAsyncWith(b.pub) }, func() float64 { return b.libAsyncWith(b.pubVal) }},
+	}
+	wanted := strings.Split(*sidesFlag, ",")
+	if !slices.Contains(wanted, "library") {
+		return
+	}
+	fmt.Println()
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+	_, _ = fmt.Fprintln(tw, "schema validation\twithout msgs/s\twith msgs/s\twith/without\tCPU µs/msg without / with\t")
+	for _, r := range rows {
+		if *only != "" && !strings.Contains(r.name, *only) && !strings.Contains("schema validation", *only) {
+			continue
+		}
+		var plain, val, plainCPU, valCPU []float64
+		for i := 0; i < *runs; i++ {
+			if i%2 == 0 {
+				plain, plainCPU = append(plain, r.plain()), append(plainCPU, float64(lastCPU)/1e3)
+				val, valCPU = append(val, r.val()), append(valCPU, float64(lastCPU)/1e3)
+			} else {
+				val, valCPU = append(val, r.val()), append(valCPU, float64(lastCPU)/1e3)
+				plain, plainCPU = append(plain, r.plain()), append(plainCPU, float64(lastCPU)/1e3)
+			}
+		}
+		if *verbose {
+			fmt.Printf("%s: without %.0f, with %.0f msgs/s per run\n", r.name, plain, val)
+		}
+		p, v := median(plain), median(val)
+		_, _ = fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%.2f\t%.1f / %.1f\t\n", r.name, p, v, v/p, median(plainCPU), median(valCPU))
 	}
 	_ = tw.Flush()
 }
@@ -376,30 +464,34 @@ func libEvent() *events.Event {
 	return e
 }
 
-func (b *bench) libSync() float64 {
+func (b *bench) libSync() float64 { return b.libSyncWith(b.pub) }
+
+func (b *bench) libSyncWith(pub *events.Publisher) float64 {
 	b.purge()
 	ctx := context.Background()
 	settle()
 	start := startClock()
 	for i := 0; i < *n; i++ {
-		if err := b.pub.Publish(ctx, subject, libEvent()); err != nil {
+		if err := pub.Publish(ctx, subject, libEvent()); err != nil {
 			log.Fatal(err)
 		}
 	}
 	return rate(start)
 }
 
-func (b *bench) libAsync() float64 {
+func (b *bench) libAsync() float64 { return b.libAsyncWith(b.pub) }
+
+func (b *bench) libAsyncWith(pub *events.Publisher) float64 {
 	b.purge()
 	ctx := context.Background()
 	settle()
 	start := startClock()
 	for i := 0; i < *n; i++ {
-		if err := b.pub.PublishAsync(ctx, subject, libEvent()); err != nil {
+		if err := pub.PublishAsync(ctx, subject, libEvent()); err != nil {
 			log.Fatal(err)
 		}
 	}
-	if err := b.pub.Flush(ctx); err != nil {
+	if err := pub.Flush(ctx); err != nil {
 		log.Fatal(err)
 	}
 	return rate(start)
