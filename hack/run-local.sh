@@ -5,7 +5,8 @@
 #                           run by hack/localcluster; data in .local/run/etcd
 #   nats-server -js         bin/nats-server (make nats-server); data in .local/run/nats
 #   bin/manager             the operator (make build), against both
-#   config/samples          the seven default EventStreams, waited for until Ready
+#   config/samples          the seven default EventStreams, three EventConsumers and
+#                           the seed's four EventSchemas, waited for until Ready
 #
 # Then it prints the streams, the kubeconfig and commands to try, and runs until
 # Ctrl-C (SIGINT) or SIGTERM, which stop everything. The data directories are
@@ -262,10 +263,13 @@ for attempt in $(seq 1 30); do
   [ "$attempt" = 30 ] && { printf '%s\n' "$out" >&2; die "applying config/samples failed"; }
   sleep 2
 done
-# EventConsumers too, when the CRD is there and there are some.
+# EventConsumers and EventSchemas too, when their CRDs are there and there are some.
 kinds=evs
 if kubectl get crd eventconsumers.events.giia.io >/dev/null 2>&1 && [ -n "$(kubectl get evc -A -o name)" ]; then
-  kinds=evs,evc
+  kinds=$kinds,evc
+fi
+if kubectl get crd eventschemas.events.giia.io >/dev/null 2>&1 && [ -n "$(kubectl get evsc -A -o name)" ]; then
+  kinds=$kinds,evsc
 fi
 ready=1
 for kind in ${kinds//,/ }; do
@@ -296,12 +300,14 @@ Try, in another terminal:
 EOF
 if [ -f examples/authservice/main.go ]; then
   cat <<EOF
-    go run ./examples/authservice -nats-url $nats_url -create-streams=false   # publish auth events
+    go run ./examples/authservice -nats-url $nats_url -create-streams=false   # publish auth events, validated against the EventSchemas
+    go run ./examples/authservice -nats-url $nats_url -create-streams=false -publish-invalid-raw   # and one invalid event, bypassing the library
 EOF
 fi
 if [ -f examples/subscriber/main.go ]; then
   cat <<EOF
-    go run ./examples/subscriber -nats-url $nats_url                          # consume them
+    go run ./examples/subscriber -nats-url $nats_url                          # consume them; invalid data goes to DLQ_EVENTS
+    kubectl get evsc                                                          # the seed's event schemas
 EOF
 fi
 cat <<EOF

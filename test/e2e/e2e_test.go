@@ -152,6 +152,7 @@ func TestE2E(t *testing.T) {
 		{"06_jetstream_matches_samples", s.checkJetStream},
 		{"07_event_reaches_consumer", s.publishAndConsume},
 		{"07b_metrics_https_authn_authz", s.checkSecureMetrics},
+		{"07c_schemas_validated_end_to_end", s.schemasEndToEnd},
 		{"08a_delete_retain", s.deleteRetain},
 		{"08b_delete_delete", s.deleteDelete},
 		{"09_install_yaml_server_dry_run", s.dryRunInstaller},
@@ -499,16 +500,22 @@ func (s *suite) applySamples() error {
 	if n := len(strings.Fields(out)); n != len(sampleStreams) {
 		return fmt.Errorf("config/samples created %d EventStreams, want %d", n, len(sampleStreams))
 	}
-	for _, kind := range []string{"evs", "evc"} {
+	if out, err = s.kubectl(30*time.Second, "get", "evsc", "-n", samplesNS, "-o", "name"); err != nil {
+		return err
+	}
+	if n := len(strings.Fields(out)); n != len(sampleSchemas) {
+		return fmt.Errorf("config/samples created %d EventSchemas, want %d", n, len(sampleSchemas))
+	}
+	for _, kind := range []string{"evs", "evc", "evsc"} {
 		begin := time.Now()
 		if _, err := s.kubectl(150*time.Second, "wait", "--for=condition=Ready", kind, "--all", "-n", samplesNS, "--timeout=2m"); err != nil {
-			_, _ = s.kubectl(30*time.Second, "get", "evs,evc", "-n", samplesNS, "-o",
+			_, _ = s.kubectl(30*time.Second, "get", "evs,evc,evsc", "-n", samplesNS, "-o",
 				`jsonpath={range .items[*]}{.kind}/{.metadata.name}: {range .status.conditions[?(@.type=="Ready")]}{.status} {.reason}: {.message}{end}{"\n"}{end}`)
 			return err
 		}
 		logf(s.t, s.start, "all %s Ready after %s", kind, time.Since(begin).Round(time.Millisecond))
 	}
-	_, _ = s.kubectl(30*time.Second, "get", "evs,evc", "-n", samplesNS, "-o", "wide")
+	_, _ = s.kubectl(30*time.Second, "get", "evs,evc,evsc", "-n", samplesNS, "-o", "wide")
 	return s.checkOperatorWroteNoMetadata()
 }
 
