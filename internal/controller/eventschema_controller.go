@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	corev1 "k8s.io/api/core/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -22,6 +23,7 @@ import (
 
 	eventsv1 "github.com/giia/eventstream-operator/api/v1alpha1"
 	"github.com/giia/eventstream-operator/internal/dlq"
+	"github.com/giia/eventstream-operator/pkg/events"
 	"github.com/giia/eventstream-operator/pkg/events/schemas"
 )
 
@@ -207,7 +209,7 @@ func (r *EventSchemaReconciler) reconcileRecord(ctx context.Context, js jetstrea
 	}
 	key := schemas.Key(es.Spec.Type, es.Spec.Version)
 	what := fmt.Sprintf("key %s of bucket %s", key, r.bucket())
-	entry, err := call(ctx, "kv_get", func(ctx context.Context) (jetstream.KeyValueEntry, error) { return kv.Get(ctx, key) })
+	entry, err := kvCall(ctx, "kv_get", func(ctx context.Context) (jetstream.KeyValueEntry, error) { return kv.Get(ctx, key) })
 	if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 		return stepResult{}, classify(err)
 	}
@@ -237,13 +239,17 @@ func (r *EventSchemaReconciler) reconcileRecord(ctx context.Context, js jetstrea
 	}
 	var rev uint64
 	if exists {
-		rev, err = call(ctx, "kv_update", func(ctx context.Context) (uint64, error) { return kv.Update(ctx, key, value, entry.Revision()) })
+		rev, err = kvCall(ctx, "kv_update", func(ctx context.Context) (uint64, error) { return kv.Update(ctx, key, value, entry.Revision()) })
 	} else {
-		rev, err = call(ctx, "kv_create", func(ctx context.Context) (uint64, error) { return kv.Create(ctx, key, value) })
+		rev, err = kvCall(ctx, "kv_create", func(ctx context.Context) (uint64, error) { return kv.Create(ctx, key, value) })
+	}
+	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		// Someone wrote the key since it was read: read it again.
+		return stepResult{}, newStepError(transient, eventsv1.ReasonJetStreamError,
+			fmt.Sprintf("%s was written by someone else meanwhile; reading it again: %v", what, err))
 	}
 	if err != nil {
-		// Someone wrote the key meanwhile: read it again.
-		return stepResult{}, newStepError(transient, eventsv1.ReasonJetStreamError, fmt.Sprintf("writing %s: %v", what, err))
+		return stepResult{}, classify(fmt.Errorf("writing %s: %w", what, err))
 	}
 	r.recordStatus(es, key, rev)
 	reason, action := eventsv1.ReasonCreated, "Create"
@@ -300,7 +306,7 @@ func (r *EventSchemaReconciler) checkCompatibility(ctx context.Context, kv jetst
 // recordsOfType reads the registry's records of eventType.
 func (r *EventSchemaReconciler) recordsOfType(ctx context.Context, kv jetstream.KeyValue, eventType string) ([]schemas.Record, error) {
 	prefix := strings.TrimSuffix(schemas.Key(eventType, "0.0"), ".0.0")
-	return call(ctx, "kv_list", func(ctx context.Context) ([]schemas.Record, error) {
+	return kvCall(ctx, "kv_list", func(ctx context.Context) ([]schemas.Record, error) {
 		lister, err := kv.ListKeysFiltered(ctx, prefix+".*.*")
 		if err != nil {
 			return nil, err
@@ -335,15 +341,15 @@ func (r *EventSchemaReconciler) recordsOfType(ctx context.Context, kv jetstream.
 // ensureBucket opens the registry's bucket, creating it (with the
 // operator's owner marker) when it does not exist.
 func (r *EventSchemaReconciler) ensureBucket(ctx context.Context, js jetstream.JetStream, es *eventsv1.EventSchema) (jetstream.KeyValue, error) {
-	kv, err := call(ctx, "kv_bucket_info", func(ctx context.Context) (jetstream.KeyValue, error) { return js.KeyValue(ctx, r.bucket()) })
+	kv, err := kvCall(ctx, "kv_bucket_info", func(ctx context.Context) (jetstream.KeyValue, error) { return js.KeyValue(ctx, r.bucket()) })
 	if !errors.Is(err, jetstream.ErrBucketNotFound) {
 		return kv, err
 	}
-	kv, err = call(ctx, "create_kv_bucket", func(ctx context.Context) (jetstream.KeyValue, error) {
+	kv, err = kvCall(ctx, "create_kv_bucket", func(ctx context.Context) (jetstream.KeyValue, error) {
 		return js.CreateKeyValue(ctx, r.schemaBucketConfig())
 	})
 	if errors.Is(err, jetstream.ErrBucketExists) {
-		return call(ctx, "kv_bucket_info", func(ctx context.Context) (jetstream.KeyValue, error) { return js.KeyValue(ctx, r.bucket()) })
+		return kvCall(ctx, "kv_bucket_info", func(ctx context.Context) (jetstream.KeyValue, error) { return js.KeyValue(ctx, r.bucket()) })
 	}
 	if err == nil {
 		r.event(es, corev1.EventTypeNormal, eventsv1.ReasonCreated, "Create", "schema registry bucket "+r.bucket()+" created")
@@ -374,7 +380,7 @@ func (r *EventSchemaReconciler) releaseRecord(ctx context.Context, es *eventsv1.
 	if err != nil {
 		return err
 	}
-	kv, err := call(ctx, "kv_bucket_info", func(ctx context.Context) (jetstream.KeyValue, error) { return js.KeyValue(ctx, r.bucket()) })
+	kv, err := kvCall(ctx, "kv_bucket_info", func(ctx context.Context) (jetstream.KeyValue, error) { return js.KeyValue(ctx, r.bucket()) })
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
 		return nil
 	}
@@ -382,7 +388,7 @@ func (r *EventSchemaReconciler) releaseRecord(ctx context.Context, es *eventsv1.
 		return err
 	}
 	key := es.Status.Key
-	entry, err := call(ctx, "kv_get", func(ctx context.Context) (jetstream.KeyValueEntry, error) { return kv.Get(ctx, key) })
+	entry, err := kvCall(ctx, "kv_get", func(ctx context.Context) (jetstream.KeyValueEntry, error) { return kv.Get(ctx, key) })
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil
 	}
@@ -394,7 +400,7 @@ func (r *EventSchemaReconciler) releaseRecord(ctx context.Context, es *eventsv1.
 			fmt.Sprintf("key %s of bucket %s is not this EventSchema's (owner %q) and was left alone", key, r.bucket(), owner))
 		return nil
 	}
-	_, err = call(ctx, "kv_delete", func(ctx context.Context) (struct{}, error) {
+	_, err = kvCall(ctx, "kv_delete", func(ctx context.Context) (struct{}, error) {
 		return struct{}{}, kv.Delete(ctx, key, jetstream.LastRevision(entry.Revision()))
 	})
 	if err != nil {
@@ -402,6 +408,36 @@ func (r *EventSchemaReconciler) releaseRecord(ctx context.Context, es *eventsv1.
 	}
 	r.event(es, corev1.EventTypeNormal, "Deleted", "Delete", fmt.Sprintf("key %s of bucket %s deleted", key, r.bucket()))
 	return nil
+}
+
+// kvCall is call for the registry's KeyValue requests, their failures
+// typed as the library types JetStream's: a missing key or bucket is also
+// events.ErrNotFound, an unreachable server events.ErrConnection or
+// events.ErrTimeout (so Ready says NatsUnavailable, and the metrics count it
+// as unavailable).
+func kvCall[T any](ctx context.Context, op string, fn func(context.Context) (T, error)) (T, error) {
+	return call(ctx, op, func(ctx context.Context) (T, error) {
+		v, err := fn(ctx)
+		return v, typeKVError(err)
+	})
+}
+
+func typeKVError(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, jetstream.ErrKeyNotFound), errors.Is(err, jetstream.ErrBucketNotFound):
+		return fmt.Errorf("%w: %w", events.ErrNotFound, err)
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
+		return fmt.Errorf("%w: %w", events.ErrTimeout, err)
+	case errors.Is(err, nats.ErrNoResponders), errors.Is(err, jetstream.ErrNoStreamResponse),
+		errors.Is(err, nats.ErrConnectionClosed), errors.Is(err, nats.ErrDisconnected),
+		errors.Is(err, nats.ErrConnectionReconnecting), errors.Is(err, nats.ErrNoServers),
+		errors.Is(err, jetstream.ErrJetStreamNotEnabled), errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount),
+		errors.Is(err, jetstream.ErrConnectionClosed), errors.Is(err, jetstream.ErrServerShutdown):
+		return fmt.Errorf("%w: %w", events.ErrConnection, err)
+	}
+	return err
 }
 
 // recordOwner is the Owner of a stored record ("" when the value is not a
