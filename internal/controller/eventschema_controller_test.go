@@ -336,6 +336,19 @@ var _ = Describe("EventSchema controller", Ordered, func() {
 		Eventually(func() uint64 { return getSchema(es).Status.Revision }).Should(Equal(mustRevision(key)))
 	})
 
+	It("uses spec.connection like an EventStream: a missing Secret is InvalidSpec naming the field", func() {
+		typ := uniqueName("conn") + ".created"
+		es := newSchema(uniqueName("conn"), typ, "1.0", userV10, func(es *eventsv1.EventSchema) {
+			es.Spec.Connection = &eventsv1.ConnectionSpec{SecretRef: eventsv1.LocalObjectReference{Name: "no-such-secret"}}
+		})
+		Expect(k8s.Create(ctx, es)).To(Succeed())
+		DeferCleanup(deleteSchemaAndWait, es)
+		Eventually(schemaReady(es)).Should(Equal("False/" + eventsv1.ReasonInvalidSpec))
+		Expect(meta.FindStatusCondition(getSchema(es).Status.Conditions, eventsv1.ConditionReady).Message).
+			To(ContainSubstring("spec.connection.secretRef"))
+		Expect(storedRecord(typ, "1.0")).To(BeNil())
+	})
+
 	It("applies the config/samples schemas (the seed's catalog) and makes them Ready", func() {
 		ns := "schemas-samples"
 		err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})
