@@ -83,6 +83,16 @@ func (r *EventSchemaReconciler) kind() kind[*eventsv1.EventSchema] {
 				return stepResult{}, err
 			}
 			if err := r.reconcileResourceConflicts(ctx, es); err != nil {
+				// A resource that lost its claim but still holds the key
+				// (two created in the same second, the later-named one
+				// reconciled first) lets go of it, so the winner can
+				// write it.
+				var se *stepError
+				if errors.As(err, &se) && se.reason == eventsv1.ReasonConflict {
+					if yerr := r.deleteOwnRecord(ctx, js, es, false); yerr != nil {
+						return stepResult{}, classify(yerr)
+					}
+				}
 				return stepResult{}, err
 			}
 			return r.reconcileRecord(ctx, js, es)
@@ -380,6 +390,13 @@ func (r *EventSchemaReconciler) releaseRecord(ctx context.Context, es *eventsv1.
 	if err != nil {
 		return err
 	}
+	return r.deleteOwnRecord(ctx, js, es, true)
+}
+
+// deleteOwnRecord deletes es's key of the registry if it holds es's record
+// (compare-and-delete on the revision read), and leaves anyone else's.
+// deleting: es is being deleted (an Event says what became of the key).
+func (r *EventSchemaReconciler) deleteOwnRecord(ctx context.Context, js jetstream.JetStream, es *eventsv1.EventSchema, deleting bool) error {
 	kv, err := kvCall(ctx, "kv_bucket_info", func(ctx context.Context) (jetstream.KeyValue, error) { return js.KeyValue(ctx, r.bucket()) })
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
 		return nil
@@ -387,7 +404,7 @@ func (r *EventSchemaReconciler) releaseRecord(ctx context.Context, es *eventsv1.
 	if err != nil {
 		return err
 	}
-	key := es.Status.Key
+	key := schemas.Key(es.Spec.Type, es.Spec.Version)
 	entry, err := kvCall(ctx, "kv_get", func(ctx context.Context) (jetstream.KeyValueEntry, error) { return kv.Get(ctx, key) })
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil
@@ -396,8 +413,10 @@ func (r *EventSchemaReconciler) releaseRecord(ctx context.Context, es *eventsv1.
 		return err
 	}
 	if owner := recordOwner(entry.Value()); owner != es.OwnerMarker() {
-		r.event(es, corev1.EventTypeNormal, "NotDeleted", "Delete",
-			fmt.Sprintf("key %s of bucket %s is not this EventSchema's (owner %q) and was left alone", key, r.bucket(), owner))
+		if deleting {
+			r.event(es, corev1.EventTypeNormal, "NotDeleted", "Delete",
+				fmt.Sprintf("key %s of bucket %s is not this EventSchema's (owner %q) and was left alone", key, r.bucket(), owner))
+		}
 		return nil
 	}
 	_, err = kvCall(ctx, "kv_delete", func(ctx context.Context) (struct{}, error) {
@@ -406,7 +425,12 @@ func (r *EventSchemaReconciler) releaseRecord(ctx context.Context, es *eventsv1.
 	if err != nil {
 		return fmt.Errorf("deleting key %s of bucket %s: %w", key, r.bucket(), err)
 	}
-	r.event(es, corev1.EventTypeNormal, "Deleted", "Delete", fmt.Sprintf("key %s of bucket %s deleted", key, r.bucket()))
+	if deleting {
+		r.event(es, corev1.EventTypeNormal, "Deleted", "Delete", fmt.Sprintf("key %s of bucket %s deleted", key, r.bucket()))
+	} else {
+		r.event(es, corev1.EventTypeNormal, "Yielded", "Delete",
+			fmt.Sprintf("key %s of bucket %s deleted: another EventSchema has the better claim to it", key, r.bucket()))
+	}
 	return nil
 }
 

@@ -268,6 +268,27 @@ func TestEventSchemaSteps(t *testing.T) {
 		}
 	})
 
+	t.Run("a resource that lost its claim yields the key it holds, and only its own", func(t *testing.T) {
+		loser := genSchema("loser", "yield.event", "1.0", stepV10)
+		if _, err := r.reconcileRecord(ctx, js, loser); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.deleteOwnRecord(ctx, js, loser, false); err != nil {
+			t.Fatal(err)
+		}
+		kv, _ := js.KeyValue(ctx, schemas.DefaultBucket)
+		if _, err := kv.Get(ctx, schemas.Key("yield.event", "1.0")); err == nil {
+			t.Error("the loser still holds the key")
+		}
+		put(t, "yield.event", "1.0", stepV10, "default/winner")
+		if err := r.deleteOwnRecord(ctx, js, loser, false); err != nil {
+			t.Fatal(err)
+		}
+		if rec, _ := record(t, "yield.event", "1.0"); rec.Owner != "default/winner" {
+			t.Errorf("the winner's key was touched: %+v", rec)
+		}
+	})
+
 	t.Run("NATS unreachable is transient", func(t *testing.T) {
 		srv.Close()
 		es := genSchema("down", "down.event", "1.0", stepV10)
