@@ -28,6 +28,7 @@ import (
 	"github.com/giia/eventstream-operator/internal/health"
 	"github.com/giia/eventstream-operator/internal/natsconn"
 	"github.com/giia/eventstream-operator/pkg/events/admin"
+	"github.com/giia/eventstream-operator/pkg/events/schemas"
 )
 
 var scheme = runtime.NewScheme()
@@ -42,6 +43,7 @@ type options struct {
 	resyncInterval          time.Duration
 	maxConcurrentReconciles int
 	watchNamespaces         string
+	schemaBucket            string
 	leaderElect             bool
 	leaderElectionNamespace string
 	leaseDuration           time.Duration
@@ -89,6 +91,7 @@ func bindFlags(fs *flag.FlagSet, o *options) {
 	fs.DurationVar(&o.retryPeriod, "leader-election-retry-period", 2*time.Second, "How often leader election clients try to acquire or renew the lease.")
 	fs.BoolVar(&o.allowResourceConns, "allow-resource-connections", false, "Let EventStreams name their own NATS server and credentials through spec.connection.secretRef (the operator then reads those Secrets, and only those). Off: such resources are refused with reason ConnectionNotAllowed.")
 	fs.StringVar(&o.resourceConnURLs, "resource-connection-urls", "", "With --allow-resource-connections: comma-separated host patterns the Secrets' URLs must match, each host, host:port, *.domain or *.domain:port (\"*.\" matches one or more labels; no port means 4222; no DNS lookups). Empty allows any host.")
+	fs.StringVar(&o.schemaBucket, "schema-bucket", schemas.DefaultBucket, "JetStream KeyValue bucket of the event schema registry: EventSchemas are stored there (created with the operator's owner marker if missing, never deleted) and services validate against it.")
 	fs.StringVar(&o.metricsAddr, "metrics-bind-address", ":8443", "Address of the metrics endpoint (HTTPS with --metrics-secure, the default); \"0\" disables it.")
 	fs.BoolVar(&o.secureMetrics, "metrics-secure", true, "Serve metrics over HTTPS, and only to clients that present a bearer token the API server authenticates (TokenReview) and authorizes for GET on the /metrics URL (SubjectAccessReview). false: plain HTTP, unauthenticated: bind it to loopback or restrict it with a NetworkPolicy.")
 	fs.StringVar(&o.metricsCertPath, "metrics-cert-path", "", "Directory holding the metrics server's certificate and key (e.g. a mounted cert-manager Secret), reloaded when they change; empty: a self-signed certificate generated at start.")
@@ -165,6 +168,7 @@ func run(o options) error {
 		AllowResourceConnections: o.allowResourceConns,
 		AdoptNamespaces:          splitList(o.adoptNamespaces),
 		ResourceConnectionURLs:   splitList(o.resourceConnURLs),
+		SchemaBucket:             o.schemaBucket,
 	}); err != nil {
 		return err
 	}

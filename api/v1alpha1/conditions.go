@@ -107,6 +107,14 @@ const (
 	// ReasonNoDeadLetter: DeadLetterStored=True, the consumer has no
 	// spec.deadLetter (nothing to store).
 	ReasonNoDeadLetter = "NoDeadLetter"
+	// ReasonInvalidSchema (EventSchemas): spec.schema does not compile as a
+	// JSON Schema; the message is the compiler's. Terminal (Stalled).
+	ReasonInvalidSchema = "InvalidSchema"
+	// ReasonIncompatible (EventSchemas): the schema breaks its compatibility
+	// rule (Backward) against another minor of its major version in the
+	// registry; the message names the property and the other version.
+	// Terminal (Stalled) until either changes or goes.
+	ReasonIncompatible = "Incompatible"
 )
 
 // DeadLetterPrefix is prepended to a message's subject to make its default

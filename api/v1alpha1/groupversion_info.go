@@ -1,5 +1,6 @@
 // Package v1alpha1 contains the API of eventstream-operator: EventStream (a
-// JetStream stream) and EventConsumer (a durable consumer on one).
+// JetStream stream), EventConsumer (a durable consumer on one) and
+// EventSchema (an event type's JSON Schema in the schema registry).
 // +kubebuilder:object:generate=true
 // +groupName=events.giia.io
 package v1alpha1
@@ -25,6 +26,7 @@ func addKnownTypes(s *runtime.Scheme) error {
 	s.AddKnownTypes(GroupVersion,
 		&EventStream{}, &EventStreamList{},
 		&EventConsumer{}, &EventConsumerList{},
+		&EventSchema{}, &EventSchemaList{},
 	)
 	metav1.AddToGroupVersion(s, GroupVersion)
 	return nil

@@ -10,6 +10,7 @@ import (
 
 	eventsv1 "github.com/giia/eventstream-operator/api/v1alpha1"
 	"github.com/giia/eventstream-operator/internal/natsconn"
+	"github.com/giia/eventstream-operator/pkg/events/schemas"
 )
 
 // Options configure the controllers.
@@ -27,6 +28,9 @@ type Options struct {
 	// name (natsconn.HostPatterns: host, host:port, *.domain[:port]); empty
 	// allows any.
 	ResourceConnectionURLs []string
+	// SchemaBucket is the schema registry's KeyValue bucket
+	// (--schema-bucket); empty is schemas.DefaultBucket.
+	SchemaBucket string
 }
 
 // Setup adds every controller of the operator, the JetStream advisory watcher
@@ -76,8 +80,27 @@ func Setup(mgr ctrl.Manager, nc *natsconn.Conn, o Options) error {
 	}).SetupWithManager(mgr); err != nil {
 		return err
 	}
+	if err := setupSchemas(mgr, nc, base, o.SchemaBucket); err != nil {
+		return err
+	}
 	// After the controllers: the forwarder's resolver uses their indexes.
 	return mgr.Add(newDeadLetterForwarder(nc.NATS(), mgr.GetClient(), ledger, triggers, dlLog))
+}
+
+// setupSchemas adds the EventSchema controller and the watch of its
+// registry bucket on the default connection.
+func setupSchemas(mgr ctrl.Manager, nc *natsconn.Conn, base reconciler, bucket string) error {
+	if bucket == "" {
+		bucket = schemas.DefaultBucket
+	}
+	if !validBucketName.MatchString(bucket) {
+		return fmt.Errorf("--schema-bucket %q: a KeyValue bucket name holds only letters, digits, '_' and '-'", bucket)
+	}
+	watch := newSchemaWatch(nc.NATS(), bucket, mgr.GetLogger().WithName("schema-registry"))
+	if err := mgr.Add(watch); err != nil {
+		return err
+	}
+	return (&EventSchemaReconciler{reconciler: base, Bucket: bucket, Watch: watch}).SetupWithManager(mgr)
 }
 
 // closeOnStop runs fn when the manager stops.

@@ -326,6 +326,7 @@ func TestValuesSchemaRejectsBadValues(t *testing.T) {
 		"metrics.readerSubjects[0].kind=Robot",
 		"image.pullPolicy=Sometimes",
 		"rbac.aggregateToDefaultRoles=maybe",
+		"schemaBucket=EVENT.SCHEMAS",
 		"unknownValue=1",
 	} {
 		if out, err := helm(t, "template", release, chartRel, "--set", set); err == nil {
@@ -334,7 +335,8 @@ func TestValuesSchemaRejectsBadValues(t *testing.T) {
 			t.Errorf("--set %s: failed, but not on the schema:\n%s", set, out)
 		}
 	}
-	for _, set := range []string{"deletionPolicy=Keep", "namespace=Not_A_Namespace", "streams.unknown-events=true", "unknownValue=1"} {
+	for _, set := range []string{"deletionPolicy=Keep", "namespace=Not_A_Namespace", "streams.unknown-events=true", "unknownValue=1",
+		"defaultSchemas.enabled=yes", "defaultSchemas.unknown=true"} {
 		if out, err := helm(t, "template", release, streamsChartRel, "--set", set); err == nil {
 			t.Errorf("%s --set %s: rendered without error", streamsChartRel, set)
 		} else if !strings.Contains(out, "schema") {
@@ -379,7 +381,7 @@ func TestDefaultDeployment(t *testing.T) {
 		t.Errorf("image %q, want ghcr.io/giia/eventstream-operator:<appVersion 0.1.0>", c.Image)
 	}
 	for _, want := range []string{"--leader-elect", "--leader-election-namespace=" + relNS, "--adopt-namespaces=" + relNS,
-		"--nats-url=nats://nats.nats.svc:4222", "--resync-interval=1m", "--max-concurrent-reconciles=8",
+		"--nats-url=nats://nats.nats.svc:4222", "--resync-interval=1m", "--max-concurrent-reconciles=8", "--schema-bucket=EVENT_SCHEMAS",
 		"--allow-resource-connections=false",
 		"--metrics-bind-address=:8443", "--metrics-secure=true", "--health-probe-bind-address=:8081"} {
 		if !slices.Contains(c.Args, want) {
@@ -801,8 +803,9 @@ func TestDefaultStreamsAreTheirOwnChart(t *testing.T) {
 			"ai-agent-events":  {"ai_agent.>", "AI agent events"},
 			"dlq-events":       {"dlq.>", "Dead-lettered events from every stream"},
 		}
-		if len(streams) != len(want) || len(objs) != len(streams) {
-			t.Fatalf("%v: %d objects, %d EventStreams, want only the %d EventStreams", tc.sets, len(objs), len(streams), len(want))
+		// Besides the streams, only the default EventSchemas (schemas_test.go).
+		if others := len(objs) - len(ofKind(objs, "EventSchema")); len(streams) != len(want) || others != len(streams) {
+			t.Fatalf("%v: %d objects besides EventSchemas, %d EventStreams, want only the %d EventStreams", tc.sets, others, len(streams), len(want))
 		}
 		for _, s := range streams {
 			name := s.GetName()

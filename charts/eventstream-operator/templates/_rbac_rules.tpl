@@ -13,6 +13,7 @@ The manager's rules, shared by the ClusterRole and the per-namespace Roles.
   - events.giia.io
   resources:
   - eventconsumers
+  - eventschemas
   - eventstreams
   verbs:
   - get
@@ -24,6 +25,7 @@ The manager's rules, shared by the ClusterRole and the per-namespace Roles.
   - events.giia.io
   resources:
   - eventconsumers/finalizers
+  - eventschemas/finalizers
   - eventstreams/finalizers
   verbs:
   - update
@@ -31,6 +33,7 @@ The manager's rules, shared by the ClusterRole and the per-namespace Roles.
   - events.giia.io
   resources:
   - eventconsumers/status
+  - eventschemas/status
   - eventstreams/status
   verbs:
   - get
