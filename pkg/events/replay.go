@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -240,7 +241,7 @@ func (s *ReplaySpec) validate() error {
 
 // Tunables of the replay loop.
 const (
-	replayIdleWait     = 2 * time.Second // a Next that waits this long re-checks whether anything is left
+	replayIdleWait     = 2 * time.Second // a read that waits this long re-checks whether anything is left
 	replayRetries      = 5               // attempts of a batch's publishes on transient errors
 	replayRetryBackoff = 200 * time.Millisecond
 	replayProbeTTL     = 30 * time.Second // inactive threshold of probe and read consumers
@@ -342,34 +343,51 @@ func (r *replayer) replay(ctx context.Context, from uint64) error {
 	}
 	defer r.closeConsumer(ctx, r.js, r.spec.Stream, cons, it)
 	defer context.AfterFunc(ctx, it.Stop)() // Next returns at once when ctx ends
+	// A watchdog instead of a timeout on every Next (a timer per message
+	// costs throughput): if Next waits a whole idle period without a
+	// message, the rest of the range may have been deleted meanwhile; it
+	// stops the iterator when nothing is left.
+	var lastSeen atomic.Uint64
+	var waiting, drained atomic.Bool
+	lastSeen.Store(from - 1)
+	stopWatch := make(chan struct{})
+	defer close(stopWatch)
+	go func() {
+		tick := time.NewTicker(replayIdleWait)
+		defer tick.Stop()
+		prev := lastSeen.Load()
+		for {
+			select {
+			case <-stopWatch:
+				return
+			case <-tick.C:
+			}
+			seen := lastSeen.Load()
+			if waiting.Load() && seen == prev {
+				if left, err := r.count(ctx, seen+1, r.end); err == nil && left == 0 || seen >= r.end {
+					drained.Store(true)
+					it.Stop()
+					return
+				}
+			}
+			prev = seen
+		}
+	}()
 
 	batch := make([]replayItem, 0, r.batch)
 	for done := false; !done; {
 		batch = batch[:0]
 		for len(batch) < r.batch {
-			m, err := it.Next(jetstream.NextMaxWait(replayIdleWait))
+			waiting.Store(true)
+			m, err := it.Next()
+			waiting.Store(false)
 			if err != nil {
 				if ctx.Err() != nil {
 					return wrap("replay", r.spec.Stream, ctx.Err())
 				}
-				if errors.Is(err, nats.ErrTimeout) {
-					// Nothing came: messages of the range may have been
-					// deleted meanwhile. Stop if none is left.
-					next := r.progress.LastSequence + 1
-					if n := len(batch); n > 0 {
-						next = batch[n-1].seq + 1
-					}
-					left := uint64(0)
-					if next <= r.end {
-						if left, err = r.count(ctx, max(next, from), r.end); err != nil {
-							return err
-						}
-					}
-					if left == 0 {
-						done = true
-						break
-					}
-					continue
+				if drained.Load() {
+					done = true
+					break
 				}
 				return wrap("replay: read stream", r.spec.Stream, err)
 			}
@@ -378,6 +396,7 @@ func (r *replayer) replay(ctx context.Context, from uint64) error {
 				return wrap("replay: read stream", r.spec.Stream, err)
 			}
 			seq := meta.Sequence.Stream
+			lastSeen.Store(seq)
 			if seq > r.end {
 				done = true
 				break
@@ -517,8 +536,7 @@ func (r *replayer) publish(ctx context.Context, batch []replayItem) error {
 				break
 			}
 		}
-		f, err := r.tjs.PublishMsgAsync(it.msg, jetstream.WithMsgID(it.msg.Header.Get(HeaderMsgID)),
-			jetstream.WithExpectStream(r.targetStream))
+		f, err := r.tjs.PublishMsgAsync(it.msg, jetstream.WithExpectStream(r.targetStream))
 		if err != nil {
 			sendErr = err
 			break

@@ -612,3 +612,36 @@ func TestReplayErrors(t *testing.T) {
 		}
 	})
 }
+
+// TestReplayFinishesWhenTheRangeShrinks deletes the rest of the range
+// while the replay reads it: the replay must finish (with what was read),
+// not wait for messages that will never come. The messages the consumer
+// had prefetched (2 batches) carry a pending count from before the
+// deletion, so the end is found by the idle watchdog, not by the count.
+func TestReplayFinishesWhenTheRangeShrinks(t *testing.T) {
+	srv := eventstest.RunJetStream(t)
+	js := srv.JetStream(t)
+	src := eventstest.CreateStream(t, js, "SRC", []string{"src.>"})
+	eventstest.CreateStream(t, js, "TGT", []string{"tgt.>"})
+	publishN(t, js, 300, func(int) string { return "src.a" })
+	deleted := false
+	start := time.Now()
+	p := mustReplay(t, js, events.ReplaySpec{ID: "shrink", Stream: "SRC", Target: events.ReplayTarget{Subject: "tgt.a"}, BatchSize: 10,
+		OnProgress: func(events.ReplayProgress) {
+			if deleted {
+				return
+			}
+			deleted = true
+			for seq := uint64(21); seq <= 300; seq++ {
+				if err := src.DeleteMsg(context.Background(), seq); err != nil {
+					t.Error(err)
+				}
+			}
+		}})
+	got := replaySeqs(t, streamMsgs(t, js, "TGT"), "shrink")
+	if len(got) < 10 || len(got) > 20 || !equalSeqs(got, seqRange(1, uint64(len(got)), 1)) || p.Replayed != uint64(len(got)) {
+		t.Fatalf("replayed %v (progress %+v), want 1..k, k ≤ 20, the messages read before the deletion", got, p)
+	}
+	t.Logf("replayed %d of 300 after 21..300 were deleted, in %s", len(got), time.Since(start))
+	assertNoConsumers(t, js, "SRC")
+}
