@@ -112,6 +112,11 @@ type ReplayProgress struct {
 	// TargetSequence is the target stream sequence of the last replayed
 	// message.
 	TargetSequence uint64
+	// EndSequence is the last source sequence of the range, fixed when
+	// the replay first starts: a replay resumed from this progress never
+	// goes past it, even when its range has an open end and the stream
+	// grew meanwhile (a replay into its own stream, say).
+	EndSequence uint64
 	// Done is true once every message in the range was dealt with.
 	Done bool
 }
@@ -293,6 +298,9 @@ func (r *replayer) run(ctx context.Context) error {
 		}
 		end = min(end, after-1)
 	}
+	if r.progress.EndSequence > 0 {
+		end = min(end, r.progress.EndSequence)
+	}
 	r.end = end
 	from := start
 	if r.progress.LastSequence >= from {
@@ -306,6 +314,7 @@ func (r *replayer) run(ctx context.Context) error {
 	}
 	if r.progress == (ReplayProgress{}) {
 		r.progress.Total = remaining
+		r.progress.EndSequence = end
 	}
 	if r.spec.Target.Subject != "" && remaining > 0 {
 		if err := r.resolveTarget(ctx, r.spec.Target.Subject); err != nil {

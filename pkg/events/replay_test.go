@@ -645,3 +645,34 @@ func TestReplayFinishesWhenTheRangeShrinks(t *testing.T) {
 	t.Logf("replayed %d of 300 after 21..300 were deleted, in %s", len(got), time.Since(start))
 	assertNoConsumers(t, js, "SRC")
 }
+
+// TestReplayIntoItsOwnStreamResumes interrupts a replay whose copies go
+// back into the stream it reads, with an open end: resumed, it must stop
+// at the end of the first start (ReplayProgress.EndSequence), not replay
+// its own copies.
+func TestReplayIntoItsOwnStreamResumes(t *testing.T) {
+	srv := eventstest.RunJetStream(t)
+	js := srv.JetStream(t)
+	eventstest.CreateStream(t, js, "SRC", []string{"src.>"})
+	publishN(t, js, 500, func(i int) string { return "src." + strconv.Itoa(i%3) })
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	reports := 0
+	spec := events.ReplaySpec{ID: "self", Stream: "SRC", Target: events.ReplayTarget{Original: true}, BatchSize: 50}
+	first := spec
+	first.OnProgress = func(events.ReplayProgress) {
+		if reports++; reports == 3 {
+			cancel()
+		}
+	}
+	p, err := events.Replay(ctx, js, first)
+	if !errors.Is(err, events.ErrTimeout) || p.EndSequence != 500 {
+		t.Fatalf("interrupted: progress %+v, error %v; want ErrTimeout and end sequence 500", p, err)
+	}
+	spec.Checkpoint = p
+	final := mustReplay(t, js, spec)
+	got := streamMsgs(t, js, "SRC")
+	if len(got) != 1000 || !equalSeqs(replaySeqs(t, got[500:], "self"), seqRange(1, 500, 1)) || final.Replayed != 500 {
+		t.Fatalf("SRC holds %d messages (progress %+v), want 500 originals and one copy of each", len(got), final)
+	}
+}
