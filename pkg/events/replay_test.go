@@ -61,7 +61,6 @@ func streamMsgs(t *testing.T, js jetstream.JetStream, stream string) []stored {
 // stream.
 func publishN(t *testing.T, js jetstream.JetStream, n int, subjectOf func(i int) string) {
 	t.Helper()
-	ctx := context.Background()
 	for i := 1; i <= n; i++ {
 		msg := &nats.Msg{Subject: subjectOf(i), Header: nats.Header{"ce-id": {"id-" + strconv.Itoa(i)}}, Data: []byte(strconv.Itoa(i))}
 		if _, err := js.PublishMsgAsync(msg, jetstream.WithMsgID("orig-"+strconv.Itoa(i))); err != nil {
@@ -73,7 +72,6 @@ func publishN(t *testing.T, js jetstream.JetStream, n int, subjectOf func(i int)
 	case <-time.After(30 * time.Second):
 		t.Fatal("publishes not acknowledged")
 	}
-	_ = ctx
 }
 
 // replaySeqs returns the Events-Replay-Sequence of each message, checking
@@ -221,7 +219,6 @@ func TestReplayRangeByTime(t *testing.T) {
 	eventstest.CreateStream(t, js, "SRC", []string{"src.>"})
 	eventstest.CreateStream(t, js, "TGT", []string{"tgt.>"})
 	publishN(t, js, 10, func(int) string { return "src.a" })
-	all := streamMsgs(t, js, "SRC")
 	time.Sleep(20 * time.Millisecond)
 	t1 := time.Now()
 	time.Sleep(20 * time.Millisecond)
@@ -231,7 +228,7 @@ func TestReplayRangeByTime(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	all = streamMsgs(t, js, "SRC")
+	all := streamMsgs(t, js, "SRC")
 	t2 := all[19].time // the 20th message's own time: an inclusive bound
 	time.Sleep(20 * time.Millisecond)
 	for i := 21; i <= 30; i++ {
