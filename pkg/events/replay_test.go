@@ -600,13 +600,18 @@ func TestReplayErrors(t *testing.T) {
 			t.Fatalf("error %v, want a permanent error naming lost.src.a", err)
 		}
 	})
-	t.Run("copies that would land in two streams are refused", func(t *testing.T) {
+	t.Run("a redrive whose copies would land in two streams is refused before it starts", func(t *testing.T) {
 		// The dead letters point at src.a (SRC) and other.b (OTHER).
 		spec := events.ReplaySpec{ID: "split", Stream: "DLQ", Target: events.ReplayTarget{Original: true}, Redrive: true}
 		_, err := events.Replay(ctx, js, spec)
 		if !errors.Is(err, events.ErrPermanent) || !strings.Contains(err.Error(), "other.b") || !strings.Contains(err.Error(), "OTHER") {
 			t.Fatalf("error %v, want a permanent error naming other.b and OTHER", err)
 		}
+		// Refused before anything was published, not half-way.
+		if src, other := eventstest.StreamMsgs(t, js, "SRC"), eventstest.StreamMsgs(t, js, "OTHER"); src != 2 || other != 0 {
+			t.Fatalf("SRC holds %d (want its 2), OTHER %d (want 0): copies were published", src, other)
+		}
+		assertNoConsumers(t, js, "DLQ")
 	})
 }
 
