@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -129,7 +131,11 @@ func ReplayMsgID(id string, seq uint64) string {
 }
 
 // Replay republishes the messages of spec.Stream in the range spec gives,
-// in source order, each exactly once, and returns how far it got. It
+// in source order, each exactly once, and returns how far it got. (Order
+// has one exception: when the connection to the target breaks in the
+// middle of a batch, a copy nats.go queued as it broke may be stored after
+// the reconnect, ahead of earlier copies of its batch lost with the
+// connection; exactly once holds regardless.) It
 // returns when the range is done (Done set), when ctx ends (with the
 // progress acknowledged so far and an error matching ErrTimeout: call it
 // again with that progress as Checkpoint to resume) or when an error
@@ -253,6 +259,7 @@ const (
 	replayIdleWait     = 2 * time.Second // a read that waits this long re-checks whether anything is left
 	replayRetries      = 5               // attempts of a batch's publishes on transient errors
 	replayRetryBackoff = 200 * time.Millisecond
+	replayAckWait      = 30 * time.Second // for the acks of a batch once it is sent
 	replayProbeTTL     = 30 * time.Second // inactive threshold of probe and read consumers
 )
 
@@ -266,9 +273,13 @@ type replayer struct {
 
 	end          uint64 // last source sequence in the range
 	targetStream string // "" until the first copy's subject is resolved
-	// found maps source sequences the target already holds copies of
-	// (published by an earlier run after its checkpoint) to true.
-	found map[uint64]bool
+	// found maps the source sequences the target already holds copies of
+	// (published by an earlier run after its checkpoint) to the copies'
+	// target sequences; foundSeqs are its keys in order, and
+	// foundSeqs[:counted] are counted in progress.
+	found     map[uint64]uint64
+	foundSeqs []uint64
+	counted   int
 }
 
 type replayItem struct {
@@ -334,6 +345,10 @@ func (r *replayer) run(ctx context.Context) error {
 		if err := r.replay(ctx, from); err != nil {
 			return err
 		}
+	}
+	for ; r.counted < len(r.foundSeqs); r.counted++ { // their sources are gone
+		r.progress.Replayed++
+		r.progress.TargetSequence = max(r.progress.TargetSequence, r.found[r.foundSeqs[r.counted]])
 	}
 	r.progress.Done = true
 	r.progress.Total = r.progress.Replayed + r.progress.Skipped
@@ -497,7 +512,7 @@ func (r *replayer) flush(ctx context.Context, batch []replayItem) error {
 		}
 	}
 	for i := range batch {
-		if batch[i].msg != nil && r.found[batch[i].seq] {
+		if _, ok := r.found[batch[i].seq]; ok && batch[i].msg != nil {
 			batch[i].already = true
 		}
 	}
@@ -517,13 +532,23 @@ func (r *replayer) flush(ctx context.Context, batch []replayItem) error {
 			return wrap("replay", r.spec.Stream, ctx.Err())
 		case <-time.After(time.Duration(attempt) * replayRetryBackoff):
 		}
+		// A copy whose ack was lost may be stored: read the target
+		// again rather than trust its duplicate window.
+		if found, err := r.scanTarget(ctx, r.progress.TargetSequence+1); err == nil {
+			for i := range batch {
+				it := &batch[i]
+				if t, ok := found[it.seq]; ok && it.msg != nil && !it.already && !it.acked {
+					it.acked, it.target = true, t
+				}
+			}
+		}
 	}
 	p := r.progress
 	for _, it := range batch {
 		switch {
 		case it.msg == nil:
 			p.Skipped++
-		case it.already:
+		case it.already: // counted with r.foundSeqs below
 		default:
 			p.Replayed++
 			p.TargetSequence = max(p.TargetSequence, it.target)
@@ -535,6 +560,12 @@ func (r *replayer) flush(ctx context.Context, batch []replayItem) error {
 		}
 	}
 	p.LastSequence = batch[len(batch)-1].seq
+	// Copies an earlier run published count once their source position is
+	// passed (also when their dead letters are deleted already).
+	for ; r.counted < len(r.foundSeqs) && r.foundSeqs[r.counted] <= p.LastSequence; r.counted++ {
+		p.Replayed++
+		p.TargetSequence = max(p.TargetSequence, r.found[r.foundSeqs[r.counted]])
+	}
 	r.progress = p
 	if r.spec.OnProgress != nil {
 		r.spec.OnProgress(r.progress)
@@ -552,8 +583,9 @@ func (r *replayer) publish(ctx context.Context, batch []replayItem) error {
 	futures := make([]sent, 0, len(batch))
 	resolved := 0 // futures[:resolved] have their outcome recorded
 	var firstErr error
-	// resolve waits for the next outstanding acknowledgement.
-	resolve := func() error {
+	// resolve waits for the next outstanding acknowledgement, or until
+	// deadline (nil: no deadline).
+	resolve := func(deadline <-chan time.Time) error {
 		s := futures[resolved]
 		resolved++
 		it := &batch[s.i]
@@ -564,6 +596,12 @@ func (r *replayer) publish(ctx context.Context, batch []replayItem) error {
 			if firstErr == nil {
 				firstErr = r.publishError(ctx, it.msg.Subject, err)
 			}
+		case <-deadline:
+			// An ack lost without a disconnect (nats.go resolves the
+			// pending ones on a disconnect): retried, after a new scan of
+			// the target.
+			return &OpError{Op: "replay: publish", Name: r.targetStream, Kind: ErrTimeout,
+				Err: fmt.Errorf("no acknowledgement within %s", replayAckWait)}
 		case <-ctx.Done():
 			return wrap("replay", r.spec.Stream, ctx.Err())
 		}
@@ -581,11 +619,20 @@ func (r *replayer) publish(ctx context.Context, batch []replayItem) error {
 				break
 			}
 		}
+		// Never hand a copy to nats.go's reconnect buffer: it would reach
+		// the server after the reconnect, after earlier copies that were
+		// lost with the connection, and out of order. Stop the batch
+		// instead; its retry (after a scan of the target) sends the rest
+		// in order.
+		if nc := r.tjs.Conn(); nc != nil && nc.Status() != nats.CONNECTED {
+			sendErr = nats.ErrConnectionReconnecting
+			break
+		}
 		f, err := r.tjs.PublishMsgAsync(it.msg, jetstream.WithExpectStream(r.targetStream))
 		// A batch larger than the connection's async window (nats.go's
 		// PublishAsyncMaxPending): wait for the oldest ack and send again.
 		for errors.Is(err, jetstream.ErrTooManyStalledMsgs) && resolved < len(futures) {
-			if werr := resolve(); werr != nil {
+			if werr := resolve(nil); werr != nil {
 				return werr
 			}
 			f, err = r.tjs.PublishMsgAsync(it.msg, jetstream.WithExpectStream(r.targetStream))
@@ -596,8 +643,10 @@ func (r *replayer) publish(ctx context.Context, batch []replayItem) error {
 		}
 		futures = append(futures, sent{i, f})
 	}
+	deadline := time.NewTimer(replayAckWait)
+	defer deadline.Stop()
 	for resolved < len(futures) {
-		if err := resolve(); err != nil {
+		if err := resolve(deadline.C); err != nil {
 			return err
 		}
 	}
@@ -605,6 +654,9 @@ func (r *replayer) publish(ctx context.Context, batch []replayItem) error {
 		return firstErr
 	}
 	if sendErr != nil {
+		if errors.Is(sendErr, nats.ErrReconnectBufExceeded) {
+			return &OpError{Op: "replay: publish", Name: r.targetStream, Kind: ErrConnection, Err: sendErr}
+		}
 		return wrap("replay: publish", r.targetStream, sendErr)
 	}
 	return nil
@@ -725,23 +777,31 @@ func (r *replayer) resolveTarget(ctx context.Context, subject string) error {
 		return wrap("replay: find target stream", subject, err)
 	}
 	r.targetStream = name
-	return r.scanTarget(ctx)
+	found, err := r.scanTarget(ctx, r.progress.TargetSequence+1)
+	if err != nil {
+		return err
+	}
+	r.found = found
+	r.foundSeqs = slices.Sorted(maps.Keys(found))
+	return nil
 }
 
-// scanTarget reads the headers of the target stream after the checkpoint's
-// target sequence and records the copies this replay published there
-// after its checkpoint, so that they are neither published nor counted
-// twice.
-func (r *replayer) scanTarget(ctx context.Context) error {
-	r.found = map[uint64]bool{}
+// scanTarget reads the headers of the target stream from sequence from to
+// its current end and returns the copies this replay published there for
+// source messages after the checkpoint (source sequence → target
+// sequence), so that they are neither published nor counted twice. It
+// changes no progress: a scan that fails half-way must not move the
+// checkpoint past copies whose source messages were not dealt with.
+func (r *replayer) scanTarget(ctx context.Context, from uint64) (map[uint64]uint64, error) {
+	found := map[uint64]uint64{}
 	st, err := r.tjs.Stream(ctx, r.targetStream)
 	if err != nil {
-		return wrap("replay: get target stream", r.targetStream, err)
+		return nil, wrap("replay: get target stream", r.targetStream, err)
 	}
-	last := st.CachedInfo().State.LastSeq
-	from := max(r.progress.TargetSequence+1, st.CachedInfo().State.FirstSeq)
-	if from > last || st.CachedInfo().State.Msgs == 0 {
-		return nil
+	state := st.CachedInfo().State
+	from = max(from, state.FirstSeq)
+	if from > state.LastSeq || state.Msgs == 0 {
+		return found, nil
 	}
 	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
 		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
@@ -750,11 +810,11 @@ func (r *replayer) scanTarget(ctx context.Context) error {
 		InactiveThreshold: replayProbeTTL,
 	})
 	if err != nil {
-		return wrap("replay: read target stream", r.targetStream, err)
+		return nil, wrap("replay: read target stream", r.targetStream, err)
 	}
 	it, err := cons.Messages(jetstream.PullMaxMessages(1024))
 	if err != nil {
-		return wrap("replay: read target stream", r.targetStream, err)
+		return nil, wrap("replay: read target stream", r.targetStream, err)
 	}
 	defer r.closeConsumer(ctx, r.tjs, r.targetStream, cons, it)
 	defer context.AfterFunc(ctx, it.Stop)()
@@ -762,31 +822,29 @@ func (r *replayer) scanTarget(ctx context.Context) error {
 		m, err := it.Next(jetstream.NextMaxWait(replayIdleWait))
 		if err != nil {
 			if ctx.Err() != nil {
-				return wrap("replay", r.spec.Stream, ctx.Err())
+				return nil, wrap("replay", r.spec.Stream, ctx.Err())
 			}
 			if errors.Is(err, nats.ErrTimeout) {
-				return nil // the rest was deleted meanwhile
+				return found, nil // the rest was deleted meanwhile
 			}
-			return wrap("replay: read target stream", r.targetStream, err)
+			return nil, wrap("replay: read target stream", r.targetStream, err)
 		}
 		meta, err := m.Metadata()
 		if err != nil {
-			return wrap("replay: read target stream", r.targetStream, err)
+			return nil, wrap("replay: read target stream", r.targetStream, err)
 		}
-		if meta.Sequence.Stream > last {
-			return nil
+		if meta.Sequence.Stream > state.LastSeq {
+			return found, nil
 		}
 		h := m.Headers()
 		if h.Get(HeaderReplayID) == r.spec.ID {
 			seq, perr := strconv.ParseUint(h.Get(HeaderReplaySequence), 10, 64)
-			if perr == nil && seq > r.progress.LastSequence && !r.found[seq] {
-				r.found[seq] = true
-				r.progress.Replayed++
-				r.progress.TargetSequence = max(r.progress.TargetSequence, meta.Sequence.Stream)
+			if _, dup := found[seq]; perr == nil && seq > r.progress.LastSequence && seq <= r.end && !dup {
+				found[seq] = meta.Sequence.Stream
 			}
 		}
-		if meta.Sequence.Stream >= last || meta.NumPending == 0 {
-			return nil
+		if meta.Sequence.Stream >= state.LastSeq || meta.NumPending == 0 {
+			return found, nil
 		}
 	}
 }
