@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -384,8 +385,12 @@ func (r *replayer) replay(ctx context.Context, from uint64) error {
 	var waiting, drained atomic.Bool
 	lastSeen.Store(from - 1)
 	stopWatch := make(chan struct{})
+	var watching sync.WaitGroup
+	defer watching.Wait() // no probe consumer outlives Replay
 	defer close(stopWatch)
+	watching.Add(1)
 	go func() {
+		defer watching.Done()
 		tick := time.NewTicker(replayIdleWait)
 		defer tick.Stop()
 		prev := lastSeen.Load()
