@@ -72,7 +72,7 @@ func (s *suite) schemasEndToEnd() error {
 	if err != nil {
 		return err
 	}
-	defer sub.Stop(10 * time.Second)
+	defer func() { _, _ = sub.Stop(10 * time.Second) }()
 	if err := proc.Poll(ctx, time.Minute, 100*time.Millisecond, "the subscriber consuming", func() error {
 		if sub.Exited() {
 			return proc.Permanent(fmt.Errorf("the subscriber exited: %v\n%s", sub.ExitErr(), proc.Tail(subLog, 20)))
