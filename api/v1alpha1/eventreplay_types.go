@@ -163,6 +163,11 @@ type EventReplayStatus struct {
 	// LastSequence is the source sequence of the last message handled.
 	// +optional
 	LastSequence int64 `json:"lastSequence,omitempty"`
+	// EndSequence is the last source sequence of a range without
+	// source.to: the stream's last sequence when the replay first started,
+	// kept so that a resumed replay ends where it would have.
+	// +optional
+	EndSequence int64 `json:"endSequence,omitempty"`
 	// TargetSequence is the target stream's sequence of the last message
 	// republished.
 	// +optional

@@ -112,10 +112,14 @@ func (r *EventReplayReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		evr.Status.Progress = progress(evr.Status.Replayed, evr.Status.Total)
 	}
 	evs, err := r.replaySource(ctx, evr)
+	var src jetstream.JetStream
 	if err == nil {
 		// Resolved here for the condition it may set; the run resolves
 		// them again at each attempt.
-		_, _, err = r.replayConnections(ctx, evr, evs)
+		src, _, err = r.replayConnections(ctx, evr, evs)
+	}
+	if err == nil && evr.Spec.Source.To == nil && evr.Status.EndSequence == 0 {
+		err = r.pinEnd(ctx, src, evs.JetStreamName(), evr)
 	}
 	if err != nil {
 		return r.summarizeAndPatch(ctx, evr, orig, st, stepResult{}, err)
@@ -139,6 +143,23 @@ func (r *EventReplayReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	}
 	r.launch(base, evr.DeepCopy())
 	return ctrl.Result{}, nil
+}
+
+// pinEnd records the end of an open range, the stream's last sequence now,
+// before the first run: a replay resumed later must not take in the
+// messages stored meanwhile.
+func (r *EventReplayReconciler) pinEnd(ctx context.Context, js jetstream.JetStream, stream string, evr *eventsv1.EventReplay) error {
+	info, err := call(ctx, "stream_info", func(ctx context.Context) (*jetstream.StreamInfo, error) {
+		return events.GetStreamInfo(ctx, js, stream)
+	})
+	if err != nil {
+		if errors.Is(err, events.ErrNotFound) {
+			return newStepError(waiting, eventsv1.ReasonStreamNotReady, fmt.Sprintf("stream %s does not exist in JetStream yet", stream))
+		}
+		return classify(err)
+	}
+	evr.Status.EndSequence = int64(info.State.LastSeq)
+	return nil
 }
 
 func replayStatusRef(evr *eventsv1.EventReplay) statusRef {
@@ -259,6 +280,9 @@ func replaySpec(evr *eventsv1.EventReplay, stream string, checkpoint events.Repl
 			spec.FromTime = f.Time.Time
 		}
 	}
+	if s.Source.To == nil && evr.Status.EndSequence > 0 {
+		spec.ToSequence = uint64(evr.Status.EndSequence)
+	}
 	if t := s.Source.To; t != nil {
 		if t.Sequence != nil {
 			spec.ToSequence = uint64(*t.Sequence)
@@ -280,9 +304,9 @@ func replaySpec(evr *eventsv1.EventReplay, stream string, checkpoint events.Repl
 // checkpointOf is the progress recorded in status.
 func checkpointOf(st *eventsv1.EventReplayStatus) events.ReplayProgress {
 	return events.ReplayProgress{
-		Total:          st.Total,
-		Replayed:       st.Replayed,
-		Skipped:        st.Skipped,
+		Total:          uint64(max(st.Total, 0)),
+		Replayed:       uint64(max(st.Replayed, 0)),
+		Skipped:        uint64(max(st.Skipped, 0)),
 		LastSequence:   uint64(max(st.LastSequence, 0)),
 		TargetSequence: uint64(max(st.TargetSequence, 0)),
 	}
@@ -407,12 +431,12 @@ func (r *EventReplayReconciler) finish(ctx context.Context, key types.Namespaced
 }
 
 func setProgress(st *eventsv1.EventReplayStatus, p events.ReplayProgress) {
-	st.Total = p.Total
-	st.Replayed = p.Replayed
-	st.Skipped = p.Skipped
+	st.Total = int64(p.Total)
+	st.Replayed = int64(p.Replayed)
+	st.Skipped = int64(p.Skipped)
 	st.LastSequence = int64(p.LastSequence)
 	st.TargetSequence = int64(p.TargetSequence)
-	st.Progress = progress(p.Replayed, p.Total)
+	st.Progress = progress(st.Replayed, st.Total)
 }
 
 // updateStatus applies change to the resource's status and writes it; a
