@@ -3,9 +3,12 @@ package events
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -120,16 +123,629 @@ func ReplayMsgID(id string, seq uint64) string {
 
 // Replay republishes the messages of spec.Stream in the range spec gives,
 // in source order, each exactly once, and returns how far it got. It
-// returns when the range is done, ctx ends (with the progress made so
-// far: call it again with that progress as Checkpoint to resume) or a
-// permanent error stops it.
+// returns when the range is done (Done set), when ctx ends (with the
+// progress acknowledged so far and an error matching ErrTimeout: call it
+// again with that progress as Checkpoint to resume) or when an error
+// stops it.
+//
+// Exactly once does not rest on the target's duplicate window: every copy
+// carries Nats-Msg-Id ReplayMsgID(ID, seq) and the headers
+// HeaderReplayID and HeaderReplaySequence, and on every start Replay reads
+// the target stream after Checkpoint.TargetSequence for copies carrying
+// its ID and does not publish those again. All copies of one replay must
+// therefore land in one stream (the one that captures the first target
+// subject); a copy that another stream would capture is refused.
+//
+// The source is read with an ordered consumer that Replay deletes when it
+// returns. The end of an open range is the stream's last message when
+// Replay starts.
 //
 // Errors: an invalid spec is a *ValidationError naming the field; a
 // missing source stream matches ErrNotFound; a target subject that no
-// stream captures (or that another stream than the replay's target
-// captures) is a permanent error naming the subject.
+// stream captures, or that another stream than the replay's target
+// captures, is an *OpError matching ErrPermanent and naming the subject;
+// connection problems that outlast a few retries match ErrConnection or
+// ErrTimeout (IsTransient).
 func Replay(ctx context.Context, js jetstream.JetStream, spec ReplaySpec) (ReplayProgress, error) {
-	return spec.Checkpoint, errors.New("events: Replay: not implemented yet")
+	if js == nil {
+		return spec.Checkpoint, &ValidationError{Field: "js", Reason: "must not be nil"}
+	}
+	if err := spec.validate(); err != nil {
+		return spec.Checkpoint, err
+	}
+	r := &replayer{spec: spec, js: js, tjs: spec.TargetJetStream, progress: spec.Checkpoint}
+	if r.tjs == nil {
+		r.tjs = js
+	}
+	r.progress.Done = false
+	r.batch = spec.BatchSize
+	if r.batch == 0 {
+		r.batch = DefaultReplayBatchSize
+	}
+	if spec.RateLimit > 0 {
+		r.limiter = newTokenBucket(float64(spec.RateLimit), min(r.batch, spec.RateLimit))
+	}
+	err := r.run(ctx)
+	return r.progress, err
 }
 
-var _ = time.Second
+// validate checks the spec; field names are those of the EventReplay
+// resource where one exists.
+func (s *ReplaySpec) validate() error {
+	switch {
+	case s.ID == "":
+		return &ValidationError{Field: "id", Reason: "must not be empty"}
+	case len(s.ID) > 128:
+		return &ValidationError{Field: "id", Reason: "must be at most 128 bytes"}
+	case strings.IndexFunc(s.ID, func(r rune) bool { return r <= ' ' || r == 0x7f }) >= 0:
+		return &ValidationError{Field: "id", Reason: "must not contain whitespace or control characters"}
+	}
+	if err := ValidateName(s.Stream); err != nil {
+		return &ValidationError{Field: "source.streamRef", Reason: err.Error()}
+	}
+	for i, f := range s.FilterSubjects {
+		if err := validateSubject(f, true); err != nil {
+			return &ValidationError{Field: fmt.Sprintf("source.filterSubjects[%d]", i), Reason: err.Error()}
+		}
+	}
+	if s.FromSequence > 0 && !s.FromTime.IsZero() {
+		return &ValidationError{Field: "source.from", Reason: "give a sequence or a time, not both"}
+	}
+	if s.ToSequence > 0 && !s.ToTime.IsZero() {
+		return &ValidationError{Field: "source.to", Reason: "give a sequence or a time, not both"}
+	}
+	if s.ToSequence > 0 && s.FromSequence > s.ToSequence {
+		return &ValidationError{Field: "source.to", Reason: fmt.Sprintf("sequence %d is before from sequence %d", s.ToSequence, s.FromSequence)}
+	}
+	if !s.ToTime.IsZero() && s.ToTime.Before(s.FromTime) {
+		return &ValidationError{Field: "source.to", Reason: "time is before from time"}
+	}
+	n := 0
+	if s.Target.Subject != "" {
+		n++
+		if err := validateSubject(s.Target.Subject, false); err != nil {
+			return &ValidationError{Field: "target.subject", Reason: err.Error()}
+		}
+	}
+	if s.Target.SubjectPrefix != "" {
+		n++
+		p := s.Target.SubjectPrefix
+		if !strings.HasSuffix(p, ".") {
+			return &ValidationError{Field: "target.subjectPrefix", Reason: fmt.Sprintf("%q must end with '.'", p)}
+		}
+		if err := validateSubject(strings.TrimSuffix(p, "."), false); err != nil {
+			return &ValidationError{Field: "target.subjectPrefix", Reason: err.Error()}
+		}
+	}
+	if s.Target.Original {
+		n++
+	}
+	if n != 1 {
+		return &ValidationError{Field: "target", Reason: fmt.Sprintf("set exactly one of subject, subjectPrefix and original (%d set)", n)}
+	}
+	if s.Redrive && !s.Target.Original {
+		return &ValidationError{Field: "redrive", Reason: "a redrive sends dead letters back to their original subjects: the target must be original"}
+	}
+	if s.DeleteRedriven && !s.Redrive {
+		return &ValidationError{Field: "redrive.deleteRedriven", Reason: "only dead letters that are redriven can be deleted: set redrive"}
+	}
+	if s.RateLimit < 0 {
+		return &ValidationError{Field: "rateLimit", Reason: "must not be negative"}
+	}
+	if s.BatchSize < 0 {
+		return &ValidationError{Field: "batchSize", Reason: "must not be negative"}
+	}
+	return nil
+}
+
+// Tunables of the replay loop.
+const (
+	replayIdleWait     = 2 * time.Second // a Next that waits this long re-checks whether anything is left
+	replayRetries      = 5               // attempts of a batch's publishes on transient errors
+	replayRetryBackoff = 200 * time.Millisecond
+	replayProbeTTL     = 30 * time.Second // inactive threshold of probe and read consumers
+)
+
+type replayer struct {
+	spec     ReplaySpec
+	js, tjs  jetstream.JetStream
+	stream   jetstream.Stream
+	batch    int
+	limiter  *tokenBucket
+	progress ReplayProgress
+
+	end          uint64 // last source sequence in the range
+	targetStream string // "" until the first copy's subject is resolved
+	// found maps source sequences the target already holds copies of
+	// (published by an earlier run after its checkpoint) to true.
+	found map[uint64]bool
+}
+
+type replayItem struct {
+	seq     uint64
+	msg     *nats.Msg // nil: skipped
+	already bool      // the target holds its copy already
+	acked   bool
+	target  uint64 // target stream sequence of the acknowledged copy
+}
+
+func (r *replayer) run(ctx context.Context) error {
+	var err error
+	r.stream, err = r.js.Stream(ctx, r.spec.Stream)
+	if err != nil {
+		return wrap("replay: get stream", r.spec.Stream, err)
+	}
+	last := r.stream.CachedInfo().State.LastSeq
+	start, end := max(r.spec.FromSequence, 1), last
+	if r.spec.ToSequence > 0 {
+		end = min(end, r.spec.ToSequence)
+	}
+	if !r.spec.FromTime.IsZero() {
+		if start, err = r.seqAtTime(ctx, r.spec.FromTime); err != nil {
+			return err
+		}
+	}
+	if !r.spec.ToTime.IsZero() {
+		after, err := r.seqAtTime(ctx, r.spec.ToTime.Add(time.Nanosecond))
+		if err != nil {
+			return err
+		}
+		end = min(end, after-1)
+	}
+	r.end = end
+	from := start
+	if r.progress.LastSequence >= from {
+		from = r.progress.LastSequence + 1
+	}
+	remaining := uint64(0)
+	if from <= end {
+		if remaining, err = r.count(ctx, from, end); err != nil {
+			return err
+		}
+	}
+	if r.progress == (ReplayProgress{}) {
+		r.progress.Total = remaining
+	}
+	if r.spec.Target.Subject != "" && remaining > 0 {
+		if err := r.resolveTarget(ctx, r.spec.Target.Subject); err != nil {
+			return err
+		}
+	}
+	if remaining > 0 {
+		if err := r.replay(ctx, from); err != nil {
+			return err
+		}
+	}
+	r.progress.Done = true
+	r.progress.Total = r.progress.Replayed + r.progress.Skipped
+	if r.spec.OnProgress != nil {
+		r.spec.OnProgress(r.progress)
+	}
+	return nil
+}
+
+// replay reads the source from sequence from to r.end and republishes it
+// batch by batch.
+func (r *replayer) replay(ctx context.Context, from uint64) error {
+	cons, err := r.stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		FilterSubjects:    r.spec.FilterSubjects,
+		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:       from,
+		InactiveThreshold: replayProbeTTL,
+	})
+	if err != nil {
+		return wrap("replay: read stream", r.spec.Stream, err)
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(2 * r.batch))
+	if err != nil {
+		return wrap("replay: read stream", r.spec.Stream, err)
+	}
+	defer r.closeConsumer(ctx, r.js, r.spec.Stream, cons, it)
+	defer context.AfterFunc(ctx, it.Stop)() // Next returns at once when ctx ends
+
+	batch := make([]replayItem, 0, r.batch)
+	for done := false; !done; {
+		batch = batch[:0]
+		for len(batch) < r.batch {
+			m, err := it.Next(jetstream.NextMaxWait(replayIdleWait))
+			if err != nil {
+				if ctx.Err() != nil {
+					return wrap("replay", r.spec.Stream, ctx.Err())
+				}
+				if errors.Is(err, nats.ErrTimeout) {
+					// Nothing came: messages of the range may have been
+					// deleted meanwhile. Stop if none is left.
+					next := r.progress.LastSequence + 1
+					if n := len(batch); n > 0 {
+						next = batch[n-1].seq + 1
+					}
+					left := uint64(0)
+					if next <= r.end {
+						if left, err = r.count(ctx, max(next, from), r.end); err != nil {
+							return err
+						}
+					}
+					if left == 0 {
+						done = true
+						break
+					}
+					continue
+				}
+				return wrap("replay: read stream", r.spec.Stream, err)
+			}
+			meta, err := m.Metadata()
+			if err != nil {
+				return wrap("replay: read stream", r.spec.Stream, err)
+			}
+			seq := meta.Sequence.Stream
+			if seq > r.end {
+				done = true
+				break
+			}
+			batch = append(batch, r.prepare(m, seq))
+			if seq >= r.end || meta.NumPending == 0 {
+				done = true
+			}
+			if done {
+				break
+			}
+		}
+		if len(batch) > 0 {
+			if err := r.flush(ctx, batch); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// prepare builds the copy of source message m.
+func (r *replayer) prepare(m jetstream.Msg, seq uint64) replayItem {
+	h := m.Headers()
+	var subject string
+	switch t := r.spec.Target; {
+	case t.Subject != "":
+		subject = t.Subject
+	case t.SubjectPrefix != "":
+		subject = t.SubjectPrefix + m.Subject()
+	default:
+		subject = h.Get(HeaderDLQSubject)
+		if subject == "" && !r.spec.Redrive {
+			subject = m.Subject()
+		}
+		if subject == "" || !isPublishSubject(subject) {
+			return replayItem{seq: seq}
+		}
+	}
+	out := make(nats.Header, len(h)+3)
+	for k, vs := range h {
+		if hasPrefixFold(k, "Nats-") || (r.spec.Redrive && hasPrefixFold(k, "Dlq-")) ||
+			strings.EqualFold(k, HeaderReplayID) || strings.EqualFold(k, HeaderReplaySequence) {
+			continue
+		}
+		out[k] = vs
+	}
+	seqText := strconv.FormatUint(seq, 10)
+	out[HeaderReplayID] = []string{r.spec.ID}
+	out[HeaderReplaySequence] = []string{seqText}
+	out[HeaderMsgID] = []string{ReplayMsgID(r.spec.ID, seq)}
+	return replayItem{seq: seq, msg: &nats.Msg{Subject: subject, Header: out, Data: m.Data()}}
+}
+
+func hasPrefixFold(s, prefix string) bool {
+	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
+}
+
+// flush publishes a batch's copies in order, waits for all their
+// acknowledgements (retrying the unacknowledged rest, in order, with the
+// same message IDs on transient errors), deletes redriven dead letters
+// and reports progress.
+func (r *replayer) flush(ctx context.Context, batch []replayItem) error {
+	if r.targetStream == "" {
+		for _, it := range batch {
+			if it.msg != nil {
+				if err := r.resolveTarget(ctx, it.msg.Subject); err != nil {
+					return err
+				}
+				break
+			}
+		}
+	}
+	for i := range batch {
+		if batch[i].msg != nil && r.found[batch[i].seq] {
+			batch[i].already = true
+		}
+	}
+	for attempt := 1; ; attempt++ {
+		err := r.publish(ctx, batch)
+		if err == nil {
+			break
+		}
+		if !IsTransient(err) || attempt >= replayRetries || ctx.Err() != nil {
+			if ctx.Err() != nil {
+				return wrap("replay", r.spec.Stream, ctx.Err())
+			}
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return wrap("replay", r.spec.Stream, ctx.Err())
+		case <-time.After(time.Duration(attempt) * replayRetryBackoff):
+		}
+	}
+	p := r.progress
+	for _, it := range batch {
+		switch {
+		case it.msg == nil:
+			p.Skipped++
+		case it.already:
+		default:
+			p.Replayed++
+			p.TargetSequence = max(p.TargetSequence, it.target)
+		}
+		if r.spec.DeleteRedriven && it.msg != nil {
+			if err := r.stream.DeleteMsg(ctx, it.seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+				return wrap("replay: delete redriven message", r.spec.Stream, err)
+			}
+		}
+	}
+	p.LastSequence = batch[len(batch)-1].seq
+	r.progress = p
+	if r.spec.OnProgress != nil {
+		r.spec.OnProgress(r.progress)
+	}
+	return nil
+}
+
+// publish sends the batch's copies that are not acknowledged yet and
+// waits for their acknowledgements.
+func (r *replayer) publish(ctx context.Context, batch []replayItem) error {
+	type sent struct {
+		i int
+		f jetstream.PubAckFuture
+	}
+	futures := make([]sent, 0, len(batch))
+	var sendErr error
+	for i := range batch {
+		it := &batch[i]
+		if it.msg == nil || it.already || it.acked {
+			continue
+		}
+		if r.limiter != nil {
+			if err := r.limiter.wait(ctx); err != nil {
+				sendErr = err
+				break
+			}
+		}
+		f, err := r.tjs.PublishMsgAsync(it.msg, jetstream.WithMsgID(it.msg.Header.Get(HeaderMsgID)),
+			jetstream.WithExpectStream(r.targetStream))
+		if err != nil {
+			sendErr = err
+			break
+		}
+		futures = append(futures, sent{i, f})
+	}
+	var firstErr error
+	for _, s := range futures {
+		it := &batch[s.i]
+		select {
+		case ack := <-s.f.Ok():
+			it.acked, it.target = true, ack.Sequence
+		case err := <-s.f.Err():
+			if firstErr == nil {
+				firstErr = r.publishError(ctx, it.msg.Subject, err)
+			}
+		case <-ctx.Done():
+			return wrap("replay", r.spec.Stream, ctx.Err())
+		}
+	}
+	if firstErr != nil {
+		return firstErr
+	}
+	if sendErr != nil {
+		return wrap("replay: publish", r.targetStream, sendErr)
+	}
+	return nil
+}
+
+// publishError classifies a failed publish of a copy to subject: a subject
+// no stream (or another stream) captures is permanent.
+func (r *replayer) publishError(ctx context.Context, subject string, err error) error {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && apiErr.ErrorCode == codeStreamNotMatch {
+		name, _ := r.tjs.StreamNameBySubject(ctx, subject)
+		return &OpError{Op: "replay: publish", Name: subject, Kind: ErrPermanent,
+			Err: fmt.Errorf("subject is captured by stream %q, not by the replay's target stream %q; split the replay with filterSubjects", name, r.targetStream)}
+	}
+	if errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse) {
+		if _, lerr := r.tjs.StreamNameBySubject(ctx, subject); errors.Is(lerr, jetstream.ErrStreamNotFound) {
+			return noTargetStream(subject)
+		}
+	}
+	return wrap("replay: publish", subject, err)
+}
+
+// codeStreamNotMatch is JSStreamNotMatchErr: the expected stream does not
+// match (WithExpectStream).
+const codeStreamNotMatch = 10060
+
+func noTargetStream(subject string) error {
+	return &OpError{Op: "replay: publish", Name: subject, Kind: ErrPermanent,
+		Err: errors.New("no stream captures the target subject")}
+}
+
+// resolveTarget finds the stream that captures subject, the replay's
+// target, and reads from it which copies an earlier run already published.
+func (r *replayer) resolveTarget(ctx context.Context, subject string) error {
+	name, err := r.tjs.StreamNameBySubject(ctx, subject)
+	if err != nil {
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			return noTargetStream(subject)
+		}
+		return wrap("replay: find target stream", subject, err)
+	}
+	r.targetStream = name
+	return r.scanTarget(ctx)
+}
+
+// scanTarget reads the headers of the target stream after the checkpoint's
+// target sequence and records the copies this replay published there
+// after its checkpoint, so that they are neither published nor counted
+// twice.
+func (r *replayer) scanTarget(ctx context.Context) error {
+	r.found = map[uint64]bool{}
+	st, err := r.tjs.Stream(ctx, r.targetStream)
+	if err != nil {
+		return wrap("replay: get target stream", r.targetStream, err)
+	}
+	last := st.CachedInfo().State.LastSeq
+	from := max(r.progress.TargetSequence+1, st.CachedInfo().State.FirstSeq)
+	if from > last || st.CachedInfo().State.Msgs == 0 {
+		return nil
+	}
+	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:       from,
+		HeadersOnly:       true,
+		InactiveThreshold: replayProbeTTL,
+	})
+	if err != nil {
+		return wrap("replay: read target stream", r.targetStream, err)
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(1024))
+	if err != nil {
+		return wrap("replay: read target stream", r.targetStream, err)
+	}
+	defer r.closeConsumer(ctx, r.tjs, r.targetStream, cons, it)
+	defer context.AfterFunc(ctx, it.Stop)()
+	for {
+		m, err := it.Next(jetstream.NextMaxWait(replayIdleWait))
+		if err != nil {
+			if ctx.Err() != nil {
+				return wrap("replay", r.spec.Stream, ctx.Err())
+			}
+			if errors.Is(err, nats.ErrTimeout) {
+				return nil // the rest was deleted meanwhile
+			}
+			return wrap("replay: read target stream", r.targetStream, err)
+		}
+		meta, err := m.Metadata()
+		if err != nil {
+			return wrap("replay: read target stream", r.targetStream, err)
+		}
+		if meta.Sequence.Stream > last {
+			return nil
+		}
+		h := m.Headers()
+		if h.Get(HeaderReplayID) == r.spec.ID {
+			seq, perr := strconv.ParseUint(h.Get(HeaderReplaySequence), 10, 64)
+			if perr == nil && seq > r.progress.LastSequence && !r.found[seq] {
+				r.found[seq] = true
+				r.progress.Replayed++
+				r.progress.TargetSequence = max(r.progress.TargetSequence, meta.Sequence.Stream)
+			}
+		}
+		if meta.Sequence.Stream >= last || meta.NumPending == 0 {
+			return nil
+		}
+	}
+}
+
+// closeConsumer stops reading and deletes the ordered consumer, also when
+// ctx has ended.
+func (r *replayer) closeConsumer(ctx context.Context, js jetstream.JetStream, stream string, cons jetstream.Consumer, it jetstream.MessagesContext) {
+	it.Stop()
+	if info := cons.CachedInfo(); info != nil {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer cancel()
+		_ = js.DeleteConsumer(dctx, stream, info.Name)
+	}
+}
+
+// probe creates a short-lived consumer to ask JetStream where a start
+// position is and how many matching messages follow it.
+func (r *replayer) probe(ctx context.Context, cfg jetstream.ConsumerConfig) (*jetstream.ConsumerInfo, error) {
+	cfg.AckPolicy = jetstream.AckNonePolicy
+	cfg.InactiveThreshold = replayProbeTTL
+	cfg.MemoryStorage = true
+	cons, err := r.js.CreateConsumer(ctx, r.spec.Stream, cfg)
+	if err != nil {
+		return nil, wrap("replay: probe stream", r.spec.Stream, err)
+	}
+	info := cons.CachedInfo()
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	_ = r.js.DeleteConsumer(dctx, r.spec.Stream, info.Name)
+	return info, nil
+}
+
+// seqAtTime returns the sequence of the first message stored at or after
+// t (the last sequence + 1 when there is none).
+func (r *replayer) seqAtTime(ctx context.Context, t time.Time) (uint64, error) {
+	info, err := r.probe(ctx, jetstream.ConsumerConfig{DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &t})
+	if err != nil {
+		return 0, err
+	}
+	return info.Delivered.Stream + 1, nil
+}
+
+// count returns how many messages matching the filter lie between from
+// and to, both included.
+func (r *replayer) count(ctx context.Context, from, to uint64) (uint64, error) {
+	pending := func(seq uint64) (uint64, error) {
+		info, err := r.probe(ctx, jetstream.ConsumerConfig{
+			DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: seq, FilterSubjects: r.spec.FilterSubjects,
+		})
+		if err != nil {
+			return 0, err
+		}
+		return info.NumPending, nil
+	}
+	tail, err := pending(to + 1)
+	if err != nil {
+		return 0, err
+	}
+	all, err := pending(from)
+	if err != nil {
+		return 0, err
+	}
+	if all < tail {
+		return 0, nil
+	}
+	return all - tail, nil
+}
+
+// tokenBucket paces a replay: rate tokens a second, at most burst saved.
+type tokenBucket struct {
+	rate   float64
+	burst  float64
+	tokens float64
+	last   time.Time
+}
+
+func newTokenBucket(rate float64, burst int) *tokenBucket {
+	return &tokenBucket{rate: rate, burst: float64(max(burst, 1)), tokens: 1, last: time.Now()}
+}
+
+// wait takes one token, sleeping until there is one.
+func (b *tokenBucket) wait(ctx context.Context) error {
+	now := time.Now()
+	b.tokens = min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.rate)
+	b.last = now
+	if b.tokens >= 1 {
+		b.tokens--
+		return nil
+	}
+	d := time.Duration((1 - b.tokens) / b.rate * float64(time.Second))
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+	}
+	now = time.Now()
+	b.tokens = min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.rate) - 1
+	b.last = now
+	return nil
+}
