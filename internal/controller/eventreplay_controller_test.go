@@ -17,7 +17,10 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	eventsv1 "github.com/giia/eventstream-operator/api/v1alpha1"
@@ -76,6 +79,16 @@ func replayReady(r *eventsv1.EventReplay) func() string {
 		}
 		return ""
 	}
+}
+
+// replayKstatus is what Flux, kpt and kubectl-style tooling read from r.
+func replayKstatus(r *eventsv1.EventReplay) status.Status {
+	GinkgoHelper()
+	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(getReplay(r))
+	Expect(err).NotTo(HaveOccurred())
+	res, err := status.Compute(&unstructured.Unstructured{Object: m})
+	Expect(err).NotTo(HaveOccurred())
+	return res.Status
 }
 
 func replayEventReasons(r *eventsv1.EventReplay) func() []string {
@@ -214,6 +227,7 @@ var _ = Describe("EventReplay", Ordered, func() {
 		Expect(meta.FindStatusCondition(got.Status.Conditions, eventsv1.ConditionReconciling)).To(BeNil())
 		Expect(meta.FindStatusCondition(got.Status.Conditions, eventsv1.ConditionStalled)).To(BeNil())
 		Eventually(replayEventReasons(evr)).Should(ContainElements("Started", "Succeeded"))
+		Expect(replayKstatus(evr)).To(Equal(status.CurrentStatus))
 
 		msgs := storedMsgs(tgt.Status.StreamName)
 		Expect(bodies(msgs)).To(Equal(seqBodies(3, 7)))
@@ -349,11 +363,31 @@ var _ = Describe("EventReplay", Ordered, func() {
 		Expect(got.Status.Phase).To(Equal(eventsv1.ReplayPending))
 		Expect(meta.IsStatusConditionTrue(got.Status.Conditions, eventsv1.ConditionReconciling)).To(BeTrue())
 		Expect(got.Status.StartTime).To(BeNil())
+		Expect(replayKstatus(evr)).To(Equal(status.InProgressStatus))
 
 		// An empty stream: nothing to replay, and the replay succeeds.
 		src := replaySourceStream(base, "default", base+".>")
 		Eventually(replayPhase(evr)).Should(Equal(eventsv1.ReplaySucceeded))
 		Expect(src.Status.StreamName).NotTo(BeEmpty())
+	})
+
+	It("fails, Stalled with a Warning Event, when no stream captures the target subject", func() {
+		base := uniqueName("rfail")
+		src := replaySourceStream(base, "default", base+".>")
+		publishN(3, func(i int) string { return base + ".x" }, nil)
+		evr := newReplay(base, "default", src.Name, toSubject("nowhere."+base))
+		Expect(k8s.Create(ctx, evr)).To(Succeed())
+		DeferCleanup(deleteReplayAndWait, evr)
+		Eventually(replayPhase(evr)).Should(Equal(eventsv1.ReplayFailed))
+		got := getReplay(evr)
+		stalled := meta.FindStatusCondition(got.Status.Conditions, eventsv1.ConditionStalled)
+		Expect(stalled).NotTo(BeNil())
+		Expect(stalled.Message).To(ContainSubstring("nowhere." + base))
+		Expect(meta.FindStatusCondition(got.Status.Conditions, eventsv1.ConditionReconciling)).To(BeNil())
+		Expect(got.Status.CompletionTime).NotTo(BeNil())
+		Expect(got.Status.ObservedGeneration).To(Equal(got.Generation))
+		Expect(replayKstatus(evr)).To(Equal(status.FailedStatus))
+		Eventually(replayEventReasons(evr)).Should(ContainElement("Failed"))
 	})
 
 	It("refuses at admission two targets, no target, redrive without original, a position with both ends, and any spec change", func() {
@@ -402,6 +436,7 @@ var _ = Describe("EventReplay", Ordered, func() {
 		Eventually(replayPhase(evr)).Should(Equal(eventsv1.ReplayRunning))
 		Eventually(func() int64 { return getReplay(evr).Status.Replayed }, "10s").Should(BeNumerically(">", 0))
 		Expect(meta.FindStatusCondition(getReplay(evr).Status.Conditions, eventsv1.ConditionReconciling).Reason).To(Equal(eventsv1.ReasonReplaying))
+		Expect(replayKstatus(evr)).To(Equal(status.InProgressStatus))
 
 		deleteReplayAndWait(evr)
 		info, err := streamInfo(src.Status.StreamName)
