@@ -371,6 +371,65 @@ var _ = Describe("EventReplay", Ordered, func() {
 		Expect(src.Status.StreamName).NotTo(BeEmpty())
 	})
 
+	It("holds to its rate limit: no second of the target's store times has more than rateLimit plus one batch", func() {
+		base := uniqueName("rrate")
+		src := replaySourceStream(base, "default", base+".>")
+		tgt := replaySourceStream(base+"-t", "default", base+"-t.>")
+		const n, limit, batch = 150, 50, 10
+		publishN(n, func(i int) string { return base + ".x" }, nil)
+		evr := newReplay(base, "default", src.Name, toSubject(base+"-t.x"), func(r *eventsv1.EventReplay) {
+			r.Spec.RateLimit = ptr.To[int32](limit)
+			r.Spec.BatchSize = batch
+		})
+		Expect(k8s.Create(ctx, evr)).To(Succeed())
+		DeferCleanup(deleteReplayAndWait, evr)
+		Eventually(replayPhase(evr), "30s").Should(Equal(eventsv1.ReplaySucceeded))
+		msgs := storedMsgs(tgt.Status.StreamName)
+		Expect(msgs).To(HaveLen(n))
+		// Count over sliding one-second windows of the stored times.
+		most := 0
+		for i := range msgs {
+			j := i
+			for j < len(msgs) && msgs[j].Time.Sub(msgs[i].Time) < time.Second {
+				j++
+			}
+			most = max(most, j-i)
+		}
+		GinkgoWriter.Printf("rate limit %d/s, batch %d: at most %d messages in any 1 s window of %d, over %s\n",
+			limit, batch, most, n, msgs[n-1].Time.Sub(msgs[0].Time))
+		Expect(most).To(BeNumerically("<=", limit+batch))
+	})
+
+	It("republishes to another NATS server through target.connection", func() {
+		auth := &recordingAuth{user: "tenant", password: "tenant-secret-pw"}
+		far := authServer(auth)
+		fnc, err := nats.Connect(far.URL(), nats.UserInfo(auth.user, auth.password))
+		Expect(err).NotTo(HaveOccurred())
+		DeferCleanup(fnc.Close)
+		fjs, err := jetstream.New(fnc)
+		Expect(err).NotTo(HaveOccurred())
+		_, err = fjs.CreateStream(ctx, jetstream.StreamConfig{Name: "FAR", Subjects: []string{"far.>"}})
+		Expect(err).NotTo(HaveOccurred())
+		secret := uniqueName("far")
+		connectionSecret(secret, map[string]string{"url": far.URL(), "user": auth.user, "password": auth.password})
+
+		base := uniqueName("rconn")
+		src := replaySourceStream(base, "default", base+".>")
+		publishN(4, func(i int) string { return base + ".x" }, nil)
+		evr := newReplay(base, "default", src.Name, toSubject("far.copy"), func(r *eventsv1.EventReplay) {
+			r.Spec.Target.Connection = &eventsv1.ConnectionSpec{SecretRef: eventsv1.LocalObjectReference{Name: secret}}
+		})
+		Expect(k8s.Create(ctx, evr)).To(Succeed())
+		DeferCleanup(deleteReplayAndWait, evr)
+		Eventually(replayPhase(evr)).Should(Equal(eventsv1.ReplaySucceeded))
+		st, err := fjs.Stream(ctx, "FAR")
+		Expect(err).NotTo(HaveOccurred())
+		info, err := st.Info(ctx)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(info.State.Msgs).To(BeEquivalentTo(4))
+		Expect(storedMsgs(src.Status.StreamName)).To(HaveLen(4), "nothing republished on the source's server")
+	})
+
 	It("fails, Stalled with a Warning Event, when no stream captures the target subject", func() {
 		base := uniqueName("rfail")
 		src := replaySourceStream(base, "default", base+".>")
