@@ -15,6 +15,11 @@
 // versions it accepts (AcceptMajors); Versioned reads several majors into
 // one struct. The strategy is docs/versioning.md.
 //
+// Replay republishes a range of a stream, or redrives a dead-letter
+// stream back to the original subjects, exactly once and resumably: the
+// copies carry the replay's ID, and a restarted replay reads them back
+// from the target instead of trusting a checkpoint (docs/replay.md).
+//
 // The package is its own Go module and imports no Kubernetes package: a
 // service that requires it gets nats.go and little else in its build list.
 // The house stream defaults and the translation to JetStream's configuration

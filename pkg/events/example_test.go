@@ -167,3 +167,58 @@ func ExampleSubscribeDurable() {
 	// Output:
 	// user.login.failed org-42 bad password
 }
+
+// A redrive: two dead letters go back to their original subject in
+// AUTH_EVENTS, without their Dlq-* headers, and leave the DLQ.
+func ExampleReplay() {
+	srv, js := exampleServer()
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for seq := uint64(1); seq <= 2; seq++ {
+		e, err := events.NewEvent("user.created", "auth-service", "org-42", time.Now(), map[string]any{"user_id": seq})
+		if err != nil {
+			log.Fatal(err)
+		}
+		msg, err := events.Encode(e, events.ModeBinary)
+		if err != nil {
+			log.Fatal(err)
+		}
+		letter := events.NewDeadLetterMsg("dlq.auth.user.created", msg.Header, msg.Data, events.DeadLetterInfo{
+			Stream: events.StreamAuth, Consumer: "analytics-auth", Subject: "auth.user.created", Sequence: seq, Reason: "db down", Time: time.Now(),
+		})
+		if _, err := js.PublishMsg(ctx, letter); err != nil {
+			log.Fatal(err)
+		}
+	}
+
+	var saved events.ReplayProgress // a program would persist it
+	p, err := events.Replay(ctx, js, events.ReplaySpec{
+		ID:             "redrive-1",
+		Stream:         events.StreamDLQ,
+		Target:         events.ReplayTarget{Original: true},
+		Redrive:        true,
+		DeleteRedriven: true,
+		OnProgress:     func(p events.ReplayProgress) { saved = p },
+	})
+	if err != nil {
+		log.Fatal(err) // IsTransient(err): call Replay again with Checkpoint: saved
+	}
+	auth, _ := events.GetStreamInfo(ctx, js, events.StreamAuth)
+	dlq, _ := events.GetStreamInfo(ctx, js, events.StreamDLQ)
+	st, err := js.Stream(ctx, events.StreamAuth)
+	if err != nil {
+		log.Fatal(err)
+	}
+	back, err := st.GetLastMsgForSubject(ctx, "auth.user.created")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("replayed %d of %d, done %v, saved %v\n", p.Replayed, p.Total, p.Done, saved == p)
+	fmt.Printf("AUTH_EVENTS %d, DLQ_EVENTS %d\n", auth.State.Msgs, dlq.State.Msgs)
+	fmt.Println(back.Header.Get(events.HeaderType), back.Header.Get(events.HeaderDLQReason) == "", back.Header.Get(events.HeaderMsgID))
+	// Output:
+	// replayed 2 of 2, done true, saved true
+	// AUTH_EVENTS 2, DLQ_EVENTS 0
+	// user.created true replay-redrive-1-2
+}

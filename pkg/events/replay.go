@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -111,6 +113,11 @@ type ReplayProgress struct {
 	// TargetSequence is the target stream sequence of the last replayed
 	// message.
 	TargetSequence uint64
+	// EndSequence is the last source sequence of the range, fixed when
+	// the replay first starts: a replay resumed from this progress never
+	// goes past it, even when its range has an open end and the stream
+	// grew meanwhile (a replay into its own stream, say).
+	EndSequence uint64
 	// Done is true once every message in the range was dealt with.
 	Done bool
 }
@@ -134,7 +141,10 @@ func ReplayMsgID(id string, seq uint64) string {
 // the target stream after Checkpoint.TargetSequence for copies carrying
 // its ID and does not publish those again. All copies of one replay must
 // therefore land in one stream (the one that captures the first target
-// subject); a copy that another stream would capture is refused.
+// subject); a copy that another stream would capture is refused. With
+// Target.Original (a redrive) the range's headers are read once before
+// anything is published, so that such a replay is refused before it
+// starts rather than half-way.
 //
 // The source is read with an ordered consumer that Replay deletes when it
 // returns. The end of an open range is the stream's last message when
@@ -240,7 +250,7 @@ func (s *ReplaySpec) validate() error {
 
 // Tunables of the replay loop.
 const (
-	replayIdleWait     = 2 * time.Second // a Next that waits this long re-checks whether anything is left
+	replayIdleWait     = 2 * time.Second // a read that waits this long re-checks whether anything is left
 	replayRetries      = 5               // attempts of a batch's publishes on transient errors
 	replayRetryBackoff = 200 * time.Millisecond
 	replayProbeTTL     = 30 * time.Second // inactive threshold of probe and read consumers
@@ -292,6 +302,9 @@ func (r *replayer) run(ctx context.Context) error {
 		}
 		end = min(end, after-1)
 	}
+	if r.progress.EndSequence > 0 {
+		end = min(end, r.progress.EndSequence)
+	}
 	r.end = end
 	from := start
 	if r.progress.LastSequence >= from {
@@ -305,9 +318,15 @@ func (r *replayer) run(ctx context.Context) error {
 	}
 	if r.progress == (ReplayProgress{}) {
 		r.progress.Total = remaining
+		r.progress.EndSequence = end
 	}
 	if r.spec.Target.Subject != "" && remaining > 0 {
 		if err := r.resolveTarget(ctx, r.spec.Target.Subject); err != nil {
+			return err
+		}
+	}
+	if r.spec.Target.Original && remaining > 0 {
+		if err := r.checkOneTarget(ctx, from); err != nil {
 			return err
 		}
 	}
@@ -342,34 +361,51 @@ func (r *replayer) replay(ctx context.Context, from uint64) error {
 	}
 	defer r.closeConsumer(ctx, r.js, r.spec.Stream, cons, it)
 	defer context.AfterFunc(ctx, it.Stop)() // Next returns at once when ctx ends
+	// A watchdog instead of a timeout on every Next (a timer per message
+	// costs throughput): if Next waits a whole idle period without a
+	// message, the rest of the range may have been deleted meanwhile; it
+	// stops the iterator when nothing is left.
+	var lastSeen atomic.Uint64
+	var waiting, drained atomic.Bool
+	lastSeen.Store(from - 1)
+	stopWatch := make(chan struct{})
+	defer close(stopWatch)
+	go func() {
+		tick := time.NewTicker(replayIdleWait)
+		defer tick.Stop()
+		prev := lastSeen.Load()
+		for {
+			select {
+			case <-stopWatch:
+				return
+			case <-tick.C:
+			}
+			seen := lastSeen.Load()
+			if waiting.Load() && seen == prev {
+				if left, err := r.count(ctx, seen+1, r.end); err == nil && left == 0 || seen >= r.end {
+					drained.Store(true)
+					it.Stop()
+					return
+				}
+			}
+			prev = seen
+		}
+	}()
 
 	batch := make([]replayItem, 0, r.batch)
 	for done := false; !done; {
 		batch = batch[:0]
 		for len(batch) < r.batch {
-			m, err := it.Next(jetstream.NextMaxWait(replayIdleWait))
+			waiting.Store(true)
+			m, err := it.Next()
+			waiting.Store(false)
 			if err != nil {
 				if ctx.Err() != nil {
 					return wrap("replay", r.spec.Stream, ctx.Err())
 				}
-				if errors.Is(err, nats.ErrTimeout) {
-					// Nothing came: messages of the range may have been
-					// deleted meanwhile. Stop if none is left.
-					next := r.progress.LastSequence + 1
-					if n := len(batch); n > 0 {
-						next = batch[n-1].seq + 1
-					}
-					left := uint64(0)
-					if next <= r.end {
-						if left, err = r.count(ctx, max(next, from), r.end); err != nil {
-							return err
-						}
-					}
-					if left == 0 {
-						done = true
-						break
-					}
-					continue
+				if drained.Load() {
+					done = true
+					break
 				}
 				return wrap("replay: read stream", r.spec.Stream, err)
 			}
@@ -378,6 +414,7 @@ func (r *replayer) replay(ctx context.Context, from uint64) error {
 				return wrap("replay: read stream", r.spec.Stream, err)
 			}
 			seq := meta.Sequence.Stream
+			lastSeen.Store(seq)
 			if seq > r.end {
 				done = true
 				break
@@ -402,20 +439,9 @@ func (r *replayer) replay(ctx context.Context, from uint64) error {
 // prepare builds the copy of source message m.
 func (r *replayer) prepare(m jetstream.Msg, seq uint64) replayItem {
 	h := m.Headers()
-	var subject string
-	switch t := r.spec.Target; {
-	case t.Subject != "":
-		subject = t.Subject
-	case t.SubjectPrefix != "":
-		subject = t.SubjectPrefix + m.Subject()
-	default:
-		subject = h.Get(HeaderDLQSubject)
-		if subject == "" && !r.spec.Redrive {
-			subject = m.Subject()
-		}
-		if subject == "" || !isPublishSubject(subject) {
-			return replayItem{seq: seq}
-		}
+	subject := r.targetSubject(m.Subject(), h)
+	if subject == "" {
+		return replayItem{seq: seq}
 	}
 	out := make(nats.Header, len(h)+3)
 	for k, vs := range h {
@@ -430,6 +456,25 @@ func (r *replayer) prepare(m jetstream.Msg, seq uint64) replayItem {
 	out[HeaderReplaySequence] = []string{seqText}
 	out[HeaderMsgID] = []string{ReplayMsgID(r.spec.ID, seq)}
 	return replayItem{seq: seq, msg: &nats.Msg{Subject: subject, Header: out, Data: m.Data()}}
+}
+
+// targetSubject is where the copy of a message on subject with headers h
+// goes; "" means the message is skipped.
+func (r *replayer) targetSubject(subject string, h nats.Header) string {
+	switch t := r.spec.Target; {
+	case t.Subject != "":
+		return t.Subject
+	case t.SubjectPrefix != "":
+		return t.SubjectPrefix + subject
+	}
+	target := h.Get(HeaderDLQSubject)
+	if target == "" && !r.spec.Redrive {
+		target = subject
+	}
+	if target == "" || !isPublishSubject(target) {
+		return ""
+	}
+	return target
 }
 
 func hasPrefixFold(s, prefix string) bool {
@@ -517,8 +562,7 @@ func (r *replayer) publish(ctx context.Context, batch []replayItem) error {
 				break
 			}
 		}
-		f, err := r.tjs.PublishMsgAsync(it.msg, jetstream.WithMsgID(it.msg.Header.Get(HeaderMsgID)),
-			jetstream.WithExpectStream(r.targetStream))
+		f, err := r.tjs.PublishMsgAsync(it.msg, jetstream.WithExpectStream(r.targetStream))
 		if err != nil {
 			sendErr = err
 			break
@@ -563,6 +607,84 @@ func (r *replayer) publishError(ctx context.Context, subject string, err error) 
 		}
 	}
 	return wrap("replay: publish", subject, err)
+}
+
+// maxCheckedSubjects bounds checkOneTarget's look-ups: a range whose
+// copies go to more distinct subjects is checked copy by copy only (the
+// publish of a copy another stream captures fails).
+const maxCheckedSubjects = 1000
+
+// checkOneTarget reads the headers of the range once, before anything is
+// published, and refuses a replay to original subjects (a redrive: each
+// dead letter's Dlq-Original-Subject) whose copies would land in more than
+// one stream, or in none: better than stopping half-way, when a second
+// replay would have to pick up exactly the rest.
+func (r *replayer) checkOneTarget(ctx context.Context, from uint64) error {
+	cons, err := r.stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		FilterSubjects:    r.spec.FilterSubjects,
+		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:       from,
+		HeadersOnly:       true,
+		InactiveThreshold: replayProbeTTL,
+	})
+	if err != nil {
+		return wrap("replay: read stream", r.spec.Stream, err)
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(1024))
+	if err != nil {
+		return wrap("replay: read stream", r.spec.Stream, err)
+	}
+	defer r.closeConsumer(ctx, r.js, r.spec.Stream, cons, it)
+	defer context.AfterFunc(ctx, it.Stop)()
+	streamOf := map[string]string{} // target subject → stream
+	byStream := map[string]string{} // stream → a subject it captures
+	for len(streamOf) < maxCheckedSubjects {
+		m, err := it.Next(jetstream.NextMaxWait(replayIdleWait))
+		if err != nil {
+			if ctx.Err() != nil {
+				return wrap("replay", r.spec.Stream, ctx.Err())
+			}
+			if errors.Is(err, nats.ErrTimeout) {
+				break // the rest of the range was deleted meanwhile
+			}
+			return wrap("replay: read stream", r.spec.Stream, err)
+		}
+		meta, err := m.Metadata()
+		if err != nil {
+			return wrap("replay: read stream", r.spec.Stream, err)
+		}
+		if meta.Sequence.Stream > r.end {
+			break
+		}
+		if subject := r.targetSubject(m.Subject(), m.Headers()); subject != "" {
+			if _, seen := streamOf[subject]; !seen {
+				name, err := r.tjs.StreamNameBySubject(ctx, subject)
+				if errors.Is(err, jetstream.ErrStreamNotFound) {
+					return noTargetStream(subject)
+				}
+				if err != nil {
+					return wrap("replay: find target stream", subject, err)
+				}
+				streamOf[subject] = name
+				if _, ok := byStream[name]; !ok {
+					byStream[name] = subject
+				}
+				if len(byStream) > 1 {
+					var parts []string
+					for st, sub := range byStream {
+						parts = append(parts, fmt.Sprintf("%s to stream %s", sub, st))
+					}
+					sort.Strings(parts)
+					return &OpError{Op: "replay", Name: r.spec.Stream, Kind: ErrPermanent,
+						Err: fmt.Errorf("the copies would land in more than one stream (%s): a replay writes to one stream; split it with filterSubjects", strings.Join(parts, ", "))}
+				}
+			}
+		}
+		if meta.Sequence.Stream >= r.end || meta.NumPending == 0 {
+			break
+		}
+	}
+	return nil
 }
 
 // codeStreamNotMatch is JSStreamNotMatchErr: the expected stream does not

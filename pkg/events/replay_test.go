@@ -61,7 +61,6 @@ func streamMsgs(t *testing.T, js jetstream.JetStream, stream string) []stored {
 // stream.
 func publishN(t *testing.T, js jetstream.JetStream, n int, subjectOf func(i int) string) {
 	t.Helper()
-	ctx := context.Background()
 	for i := 1; i <= n; i++ {
 		msg := &nats.Msg{Subject: subjectOf(i), Header: nats.Header{"ce-id": {"id-" + strconv.Itoa(i)}}, Data: []byte(strconv.Itoa(i))}
 		if _, err := js.PublishMsgAsync(msg, jetstream.WithMsgID("orig-"+strconv.Itoa(i))); err != nil {
@@ -73,7 +72,6 @@ func publishN(t *testing.T, js jetstream.JetStream, n int, subjectOf func(i int)
 	case <-time.After(30 * time.Second):
 		t.Fatal("publishes not acknowledged")
 	}
-	_ = ctx
 }
 
 // replaySeqs returns the Events-Replay-Sequence of each message, checking
@@ -221,7 +219,6 @@ func TestReplayRangeByTime(t *testing.T) {
 	eventstest.CreateStream(t, js, "SRC", []string{"src.>"})
 	eventstest.CreateStream(t, js, "TGT", []string{"tgt.>"})
 	publishN(t, js, 10, func(int) string { return "src.a" })
-	all := streamMsgs(t, js, "SRC")
 	time.Sleep(20 * time.Millisecond)
 	t1 := time.Now()
 	time.Sleep(20 * time.Millisecond)
@@ -231,7 +228,7 @@ func TestReplayRangeByTime(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	all = streamMsgs(t, js, "SRC")
+	all := streamMsgs(t, js, "SRC")
 	t2 := all[19].time // the 20th message's own time: an inclusive bound
 	time.Sleep(20 * time.Millisecond)
 	for i := 21; i <= 30; i++ {
@@ -603,12 +600,81 @@ func TestReplayErrors(t *testing.T) {
 			t.Fatalf("error %v, want a permanent error naming lost.src.a", err)
 		}
 	})
-	t.Run("copies that would land in two streams are refused", func(t *testing.T) {
+	t.Run("a redrive whose copies would land in two streams is refused before it starts", func(t *testing.T) {
 		// The dead letters point at src.a (SRC) and other.b (OTHER).
 		spec := events.ReplaySpec{ID: "split", Stream: "DLQ", Target: events.ReplayTarget{Original: true}, Redrive: true}
 		_, err := events.Replay(ctx, js, spec)
 		if !errors.Is(err, events.ErrPermanent) || !strings.Contains(err.Error(), "other.b") || !strings.Contains(err.Error(), "OTHER") {
 			t.Fatalf("error %v, want a permanent error naming other.b and OTHER", err)
 		}
+		// Refused before anything was published, not half-way.
+		if src, other := eventstest.StreamMsgs(t, js, "SRC"), eventstest.StreamMsgs(t, js, "OTHER"); src != 2 || other != 0 {
+			t.Fatalf("SRC holds %d (want its 2), OTHER %d (want 0): copies were published", src, other)
+		}
+		assertNoConsumers(t, js, "DLQ")
 	})
+}
+
+// TestReplayFinishesWhenTheRangeShrinks deletes the rest of the range
+// while the replay reads it: the replay must finish (with what was read),
+// not wait for messages that will never come. The messages the consumer
+// had prefetched (2 batches) carry a pending count from before the
+// deletion, so the end is found by the idle watchdog, not by the count.
+func TestReplayFinishesWhenTheRangeShrinks(t *testing.T) {
+	srv := eventstest.RunJetStream(t)
+	js := srv.JetStream(t)
+	src := eventstest.CreateStream(t, js, "SRC", []string{"src.>"})
+	eventstest.CreateStream(t, js, "TGT", []string{"tgt.>"})
+	publishN(t, js, 300, func(int) string { return "src.a" })
+	deleted := false
+	start := time.Now()
+	p := mustReplay(t, js, events.ReplaySpec{ID: "shrink", Stream: "SRC", Target: events.ReplayTarget{Subject: "tgt.a"}, BatchSize: 10,
+		OnProgress: func(events.ReplayProgress) {
+			if deleted {
+				return
+			}
+			deleted = true
+			for seq := uint64(21); seq <= 300; seq++ {
+				if err := src.DeleteMsg(context.Background(), seq); err != nil {
+					t.Error(err)
+				}
+			}
+		}})
+	got := replaySeqs(t, streamMsgs(t, js, "TGT"), "shrink")
+	if len(got) < 10 || len(got) > 20 || !equalSeqs(got, seqRange(1, uint64(len(got)), 1)) || p.Replayed != uint64(len(got)) {
+		t.Fatalf("replayed %v (progress %+v), want 1..k, k ≤ 20, the messages read before the deletion", got, p)
+	}
+	t.Logf("replayed %d of 300 after 21..300 were deleted, in %s", len(got), time.Since(start))
+	assertNoConsumers(t, js, "SRC")
+}
+
+// TestReplayIntoItsOwnStreamResumes interrupts a replay whose copies go
+// back into the stream it reads, with an open end: resumed, it must stop
+// at the end of the first start (ReplayProgress.EndSequence), not replay
+// its own copies.
+func TestReplayIntoItsOwnStreamResumes(t *testing.T) {
+	srv := eventstest.RunJetStream(t)
+	js := srv.JetStream(t)
+	eventstest.CreateStream(t, js, "SRC", []string{"src.>"})
+	publishN(t, js, 500, func(i int) string { return "src." + strconv.Itoa(i%3) })
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	reports := 0
+	spec := events.ReplaySpec{ID: "self", Stream: "SRC", Target: events.ReplayTarget{Original: true}, BatchSize: 50}
+	first := spec
+	first.OnProgress = func(events.ReplayProgress) {
+		if reports++; reports == 3 {
+			cancel()
+		}
+	}
+	p, err := events.Replay(ctx, js, first)
+	if !errors.Is(err, events.ErrTimeout) || p.EndSequence != 500 {
+		t.Fatalf("interrupted: progress %+v, error %v; want ErrTimeout and end sequence 500", p, err)
+	}
+	spec.Checkpoint = p
+	final := mustReplay(t, js, spec)
+	got := streamMsgs(t, js, "SRC")
+	if len(got) != 1000 || !equalSeqs(replaySeqs(t, got[500:], "self"), seqRange(1, 500, 1)) || final.Replayed != 500 {
+		t.Fatalf("SRC holds %d messages (progress %+v), want 500 originals and one copy of each", len(got), final)
+	}
 }

@@ -10,6 +10,11 @@
 // several runs) and the ratios library/raw and library/sdk-go next to their
 // targets; the targets are reported, never asserted.
 //
+// A third table measures events.Replay against a raw nats.go copy loop of
+// the same messages (same source stream of n library-encoded events, same
+// fresh target stream, same batches of async publishes waited for per
+// batch): the target is replay/raw ≥ 0.8.
+//
 // A second table measures schema validation: the library's sync and async
 // publish with a schema registry (events.WithDataValidator, the seed's
 // user.created schema) against the same publish without, same events built
@@ -31,6 +36,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -61,7 +67,7 @@ var (
 	n          = flag.Int("n", 50000, "messages per run")
 	runs       = flag.Int("runs", 5, "runs per scenario and side (the median is reported)")
 	storage    = flag.String("storage", "memory", "stream storage: memory or file")
-	only       = flag.String("only", "", "run only scenarios whose name contains this (sync, async, consume)")
+	only       = flag.String("only", "", "run only scenarios whose name contains this (sync, async, consume, schema validation, replay)")
 	sidesFlag  = flag.String("sides", "library,raw,sdk-go", "sides to run")
 	serverURL  = flag.String("server", "", "use this nats-server (e.g. one bin/nats-server runs) instead of an embedded one")
 	cpuprofile = flag.String("cpuprofile", "", "write a CPU profile of the whole run here (narrow it with -only and -sides)")
@@ -260,6 +266,7 @@ func main() {
 	}
 	_ = tw.Flush()
 	b.validationTable()
+	b.replayTable()
 }
 
 // userCreatedSchema is config/samples' user.created 1.0 schema.
@@ -714,4 +721,150 @@ func median(xs []float64) float64 {
 	s := slices.Clone(xs)
 	slices.Sort(s)
 	return s[len(s)/2]
+}
+
+// ---- replay ----
+
+const (
+	replayStream = "BENCH_REPLAY"
+	replayPrefix = "replay."
+	replayBatch  = events.DefaultReplayBatchSize
+)
+
+// replayTable prints events.Replay against a raw copy loop: the same n
+// source messages copied into a fresh target stream, medians of -runs runs
+// in alternating order.
+func (b *bench) replayTable() {
+	if *only != "" && !strings.Contains("replay", *only) {
+		return
+	}
+	b.fill() // the source both sides read; neither changes it
+	var lib, raw, libCPU, rawCPU []float64
+	for i := 0; i < *runs; i++ {
+		if i%2 == 0 {
+			lib, libCPU = append(lib, b.libReplay()), append(libCPU, float64(lastCPU)/1e3)
+			raw, rawCPU = append(raw, b.rawReplay()), append(rawCPU, float64(lastCPU)/1e3)
+		} else {
+			raw, rawCPU = append(raw, b.rawReplay()), append(rawCPU, float64(lastCPU)/1e3)
+			lib, libCPU = append(lib, b.libReplay()), append(libCPU, float64(lastCPU)/1e3)
+		}
+	}
+	if *verbose {
+		fmt.Printf("replay: library %.0f, raw %.0f msgs/s per run\n", lib, raw)
+	}
+	l, r := median(lib), median(raw)
+	verdict := "met"
+	if l/r < 0.8 {
+		verdict = "MISSED"
+	}
+	fmt.Println()
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+	_, _ = fmt.Fprintf(tw, "replay (batch %d, async, one ack wait per batch)\tevents.Replay msgs/s\traw copy loop msgs/s\treplay/raw (target ≥ 0.8)\tCPU µs/msg replay / raw\t\n", replayBatch)
+	_, _ = fmt.Fprintf(tw, "%s → %s\t%.0f\t%.0f\t%.2f %s\t%.1f / %.1f\t\n", stream, replayStream, l, r, l/r, verdict, median(libCPU), median(rawCPU))
+	_ = tw.Flush()
+}
+
+// replayTarget gives a run a new, empty target stream.
+func (b *bench) replayTarget() {
+	ctx := context.Background()
+	if err := b.js.DeleteStream(ctx, replayStream); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+		log.Fatal(err)
+	}
+	cfg := b.cfg
+	cfg.Name, cfg.Subjects = replayStream, []string{replayPrefix + ">"}
+	if cfg.Storage == jetstream.MemoryStorage {
+		cfg.MaxBytes = 48 << 20 // beside the source's 200 MiB within the embedded server's 256 MiB; n=50000 copies take ~35 MiB
+	}
+	if _, err := events.CreateStream(ctx, b.js, cfg); err != nil {
+		log.Fatal(err)
+	}
+}
+
+func (b *bench) checkReplayTarget() {
+	info, err := events.GetStreamInfo(context.Background(), b.js, replayStream)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if info.State.Msgs != uint64(*n) {
+		log.Fatalf("replay target holds %d messages, want %d", info.State.Msgs, *n)
+	}
+}
+
+func (b *bench) libReplay() float64 {
+	b.replayTarget()
+	settle()
+	start := startClock()
+	p, err := events.Replay(context.Background(), b.js, events.ReplaySpec{
+		ID: uuid.NewString(), Stream: stream, Target: events.ReplayTarget{SubjectPrefix: replayPrefix}, BatchSize: replayBatch,
+	})
+	if err != nil || p.Replayed != uint64(*n) {
+		log.Fatalf("replay: %v (progress %+v)", err, p)
+	}
+	r := rate(start)
+	b.checkReplayTarget()
+	return r
+}
+
+// rawReplay is what a program copying a stream with nats.go writes: an
+// ordered consumer, each message's headers and body republished under the
+// prefix with a Nats-Msg-Id, the acks of each batch waited for.
+func (b *bench) rawReplay() float64 {
+	b.replayTarget()
+	ctx := context.Background()
+	settle()
+	start := startClock()
+	st, err := b.js.Stream(ctx, stream)
+	if err != nil {
+		log.Fatal(err)
+	}
+	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(2 * replayBatch))
+	if err != nil {
+		log.Fatal(err)
+	}
+	id := uuid.NewString()
+	futures := make([]jetstream.PubAckFuture, 0, replayBatch)
+	flush := func() {
+		for _, f := range futures {
+			select {
+			case <-f.Ok():
+			case err := <-f.Err():
+				log.Fatal(err)
+			}
+		}
+		futures = futures[:0]
+	}
+	for i := 0; i < *n; i++ {
+		m, err := it.Next()
+		if err != nil {
+			log.Fatal(err)
+		}
+		meta, err := m.Metadata()
+		if err != nil {
+			log.Fatal(err)
+		}
+		h := make(nats.Header, len(m.Headers())+1)
+		for k, v := range m.Headers() {
+			if !strings.HasPrefix(k, "Nats-") {
+				h[k] = v
+			}
+		}
+		msgID := id + "-" + strconv.FormatUint(meta.Sequence.Stream, 10)
+		h[events.HeaderMsgID] = []string{msgID}
+		f, err := b.js.PublishMsgAsync(&nats.Msg{Subject: replayPrefix + m.Subject(), Header: h, Data: m.Data()}, jetstream.WithMsgID(msgID))
+		if err != nil {
+			log.Fatal(err)
+		}
+		if futures = append(futures, f); len(futures) == replayBatch {
+			flush()
+		}
+	}
+	flush()
+	it.Stop()
+	r := rate(start)
+	b.checkReplayTarget()
+	return r
 }

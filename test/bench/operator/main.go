@@ -676,7 +676,7 @@ func ratio(c, f float64) float64 {
 }
 
 func library(ctx context.Context, root string) {
-	fmt.Printf("\n6. Library (go run ./test/bench/library %s; targets: library/raw nats.go ≥ 0.9 for sync publish, async publish and consume + ack; library/sdk-go ≥ 1.0 for sync publish and consume + ack)\n\n", *libraryArgs)
+	fmt.Printf("\n6. Library (go run ./test/bench/library %s; targets: library/raw nats.go ≥ 0.9 for sync publish, async publish and consume + ack; library/sdk-go ≥ 1.0 for sync publish and consume + ack; events.Replay/raw copy loop ≥ 0.8)\n\n", *libraryArgs)
 	args := append([]string{"run", "./test/bench/library"}, strings.Fields(*libraryArgs)...)
 	cctx, cancel := context.WithTimeout(ctx, 15*time.Minute)
 	defer cancel()
