@@ -506,3 +506,54 @@ var _ = Describe("EventReplay", Ordered, func() {
 		Consistently(func() int { return len(storedMsgs(tgt.Status.StreamName)) }, "1500ms", "250ms").Should(Equal(n))
 	})
 })
+
+var _ = Describe("EventReplay across a manager restart", Ordered, func() {
+	ctx := context.Background()
+
+	It("stops with the manager, records its progress, and the next manager resumes it: every message once, in order", func() {
+		// Registered first, so that it runs after the deletions below,
+		// which need a manager.
+		var second func()
+		stop := startManager(time.Minute)
+		stopped := false
+		DeferCleanup(func() {
+			if !stopped {
+				stop()
+			}
+			if second != nil {
+				second()
+			}
+		})
+		base := uniqueName("rresume")
+		src := replaySourceStream(base, "default", base+".>")
+		tgt := replaySourceStream(base+"-t", "default", base+"-t.>")
+		const n = 300
+		publishN(n, func(i int) string { return fmt.Sprintf("%s.k%d", base, i%7) }, nil)
+		evr := newReplay(base, "default", src.Name, toSubject(base+"-t.x"), func(r *eventsv1.EventReplay) {
+			r.Spec.RateLimit = ptr.To[int32](100)
+			r.Spec.BatchSize = 20
+		})
+		Expect(k8s.Create(ctx, evr)).To(Succeed())
+		Eventually(func() int { return len(storedMsgs(tgt.Status.StreamName)) }, "10s", "100ms").Should(BeNumerically(">=", 60))
+
+		stop() // the leader goes: its replay stops and records how far it got
+		stopped = true
+		paused := getReplay(evr)
+		Expect(paused.Status.Phase).To(Equal(eventsv1.ReplayRunning))
+		Expect(paused.Status.Replayed).To(BeNumerically(">", 0))
+		Expect(paused.Status.Replayed).To(BeNumerically("<", n))
+		// The checkpoint lags the target by at most the batch whose acks
+		// the cancel cut short; the resume reads those back from the target.
+		held := int64(len(storedMsgs(tgt.Status.StreamName)))
+		Expect(held).To(BeNumerically(">=", paused.Status.Replayed))
+		Expect(held - paused.Status.Replayed).To(BeNumerically("<=", 20))
+
+		second = startManager(time.Minute)
+		DeferCleanup(deleteReplayAndWait, evr)
+		Eventually(replayPhase(evr), "20s").Should(Equal(eventsv1.ReplaySucceeded))
+		Expect(getReplay(evr).Status.Replayed).To(BeEquivalentTo(n))
+		Expect(getReplay(evr).Status.StartTime).To(Equal(paused.Status.StartTime))
+		Expect(bodies(storedMsgs(tgt.Status.StreamName))).To(Equal(seqBodies(1, n)))
+		Eventually(replayEventReasons(evr)).Should(ContainElements("Started", "Resumed", "Succeeded"))
+	})
+})
