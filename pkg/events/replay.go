@@ -550,6 +550,25 @@ func (r *replayer) publish(ctx context.Context, batch []replayItem) error {
 		f jetstream.PubAckFuture
 	}
 	futures := make([]sent, 0, len(batch))
+	resolved := 0 // futures[:resolved] have their outcome recorded
+	var firstErr error
+	// resolve waits for the next outstanding acknowledgement.
+	resolve := func() error {
+		s := futures[resolved]
+		resolved++
+		it := &batch[s.i]
+		select {
+		case ack := <-s.f.Ok():
+			it.acked, it.target = true, ack.Sequence
+		case err := <-s.f.Err():
+			if firstErr == nil {
+				firstErr = r.publishError(ctx, it.msg.Subject, err)
+			}
+		case <-ctx.Done():
+			return wrap("replay", r.spec.Stream, ctx.Err())
+		}
+		return nil
+	}
 	var sendErr error
 	for i := range batch {
 		it := &batch[i]
@@ -563,24 +582,23 @@ func (r *replayer) publish(ctx context.Context, batch []replayItem) error {
 			}
 		}
 		f, err := r.tjs.PublishMsgAsync(it.msg, jetstream.WithExpectStream(r.targetStream))
+		// A batch larger than the connection's async window (nats.go's
+		// PublishAsyncMaxPending): wait for the oldest ack and send again.
+		for errors.Is(err, jetstream.ErrTooManyStalledMsgs) && resolved < len(futures) {
+			if werr := resolve(); werr != nil {
+				return werr
+			}
+			f, err = r.tjs.PublishMsgAsync(it.msg, jetstream.WithExpectStream(r.targetStream))
+		}
 		if err != nil {
 			sendErr = err
 			break
 		}
 		futures = append(futures, sent{i, f})
 	}
-	var firstErr error
-	for _, s := range futures {
-		it := &batch[s.i]
-		select {
-		case ack := <-s.f.Ok():
-			it.acked, it.target = true, ack.Sequence
-		case err := <-s.f.Err():
-			if firstErr == nil {
-				firstErr = r.publishError(ctx, it.msg.Subject, err)
-			}
-		case <-ctx.Done():
-			return wrap("replay", r.spec.Stream, ctx.Err())
+	for resolved < len(futures) {
+		if err := resolve(); err != nil {
+			return err
 		}
 	}
 	if firstErr != nil {

@@ -678,3 +678,26 @@ func TestReplayIntoItsOwnStreamResumes(t *testing.T) {
 		t.Fatalf("SRC holds %d messages (progress %+v), want 500 originals and one copy of each", len(got), final)
 	}
 }
+
+// TestReplayBatchLargerThanTheAsyncWindow replays with batches larger than
+// the target connection's async publish window (64). nats.go first waits
+// up to its stall wait for acks to free the window (on this server they
+// always do); should the window stay full, Replay waits for the oldest ack
+// itself rather than fail on ErrTooManyStalledMsgs — a path this test
+// cannot force.
+func TestReplayBatchLargerThanTheAsyncWindow(t *testing.T) {
+	srv := eventstest.RunJetStream(t)
+	js := srv.JetStream(t)
+	small, err := jetstream.New(srv.Conn(t), jetstream.WithPublishAsyncMaxPending(64))
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventstest.CreateStream(t, js, "SRC", []string{"src.>"})
+	eventstest.CreateStream(t, js, "TGT", []string{"tgt.>"})
+	publishN(t, js, 2000, func(int) string { return "src.a" })
+	p := mustReplay(t, js, events.ReplaySpec{ID: "window", Stream: "SRC", Target: events.ReplayTarget{SubjectPrefix: "tgt."},
+		BatchSize: 1000, TargetJetStream: small})
+	if got := replaySeqs(t, streamMsgs(t, js, "TGT"), "window"); !equalSeqs(got, seqRange(1, 2000, 1)) || p.Replayed != 2000 {
+		t.Fatalf("target holds %d copies (progress %+v), want 1..2000", len(got), p)
+	}
+}

@@ -205,7 +205,9 @@ func main() {
 	fmt.Println()
 
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
-	_, _ = fmt.Fprintln(tw, "scenario\tlibrary msgs/s\traw nats.go msgs/s\tsdk-go msgs/s\tlibrary/raw (target ≥ 0.9)\tlibrary/sdk-go (target ≥ 1.0)\tCPU µs/msg library / raw / sdk-go\t")
+	if slices.ContainsFunc(scenarios, func(sc scenario) bool { return *only == "" || strings.Contains(sc.name, *only) }) {
+		_, _ = fmt.Fprintln(tw, "scenario\tlibrary msgs/s\traw nats.go msgs/s\tsdk-go msgs/s\tlibrary/raw (target ≥ 0.9)\tlibrary/sdk-go (target ≥ 1.0)\tCPU µs/msg library / raw / sdk-go\t")
+	}
 	for _, sc := range scenarios {
 		if *only != "" && !strings.Contains(sc.name, *only) {
 			continue
@@ -314,6 +316,10 @@ func (b *bench) validationTable() {
 	}
 	wanted := strings.Split(*sidesFlag, ",")
 	if !slices.Contains(wanted, "library") {
+		return
+	}
+	if *only != "" && !strings.Contains("schema validation", *only) &&
+		!slices.ContainsFunc(rows, func(r row) bool { return strings.Contains(r.name, *only) }) {
 		return
 	}
 	fmt.Println()
