@@ -115,6 +115,18 @@ const (
 	// registry; the message names the property and the other version.
 	// Terminal (Stalled) until either changes or goes.
 	ReasonIncompatible = "Incompatible"
+	// ReasonReplayPending (EventReplays): the replay has not started;
+	// Reconciling=True while it waits (its EventStream not Ready yet).
+	ReasonReplayPending = "Pending"
+	// ReasonReplaying (EventReplays): Reconciling=True while messages are
+	// being republished; the message has the progress.
+	ReasonReplaying = "Replaying"
+	// ReasonReplayed (EventReplays): Ready=True, every message of the range
+	// was republished or skipped.
+	ReasonReplayed = "Replayed"
+	// ReasonReplayFailed (EventReplays): Stalled=True when the replay
+	// failed for a reason no other reason names; the message has it.
+	ReasonReplayFailed = "ReplayFailed"
 )
 
 // DeadLetterPrefix is prepended to a message's subject to make its default

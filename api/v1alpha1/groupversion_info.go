@@ -27,6 +27,7 @@ func addKnownTypes(s *runtime.Scheme) error {
 		&EventStream{}, &EventStreamList{},
 		&EventConsumer{}, &EventConsumerList{},
 		&EventSchema{}, &EventSchemaList{},
+		&EventReplay{}, &EventReplayList{},
 	)
 	metav1.AddToGroupVersion(s, GroupVersion)
 	return nil

@@ -83,6 +83,9 @@ func Setup(mgr ctrl.Manager, nc *natsconn.Conn, o Options) error {
 	if err := setupSchemas(mgr, nc, base, o.SchemaBucket); err != nil {
 		return err
 	}
+	if err := (&EventReplayReconciler{reconciler: base}).SetupWithManager(mgr); err != nil {
+		return err
+	}
 	// After the controllers: the forwarder's resolver uses their indexes.
 	return mgr.Add(newDeadLetterForwarder(nc.NATS(), mgr.GetClient(), ledger, triggers, dlLog))
 }

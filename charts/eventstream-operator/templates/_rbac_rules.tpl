@@ -13,6 +13,7 @@ The manager's rules, shared by the ClusterRole and the per-namespace Roles.
   - events.giia.io
   resources:
   - eventconsumers
+  - eventreplays
   - eventschemas
   - eventstreams
   verbs:
@@ -25,6 +26,7 @@ The manager's rules, shared by the ClusterRole and the per-namespace Roles.
   - events.giia.io
   resources:
   - eventconsumers/finalizers
+  - eventreplays/finalizers
   - eventschemas/finalizers
   - eventstreams/finalizers
   verbs:
@@ -33,6 +35,7 @@ The manager's rules, shared by the ClusterRole and the per-namespace Roles.
   - events.giia.io
   resources:
   - eventconsumers/status
+  - eventreplays/status
   - eventschemas/status
   - eventstreams/status
   verbs:
