@@ -192,17 +192,20 @@ func ExampleReplay() {
 		}
 	}
 
-	var saved events.ReplayProgress // a program would persist it
+	var last events.ReplayProgress // a program would persist it, and load it when it starts
 	p, err := events.Replay(ctx, js, events.ReplaySpec{
-		ID:             "redrive-1",
+		ID:             "redrive-auth-1", // the replay's identity; the same ID resumes
 		Stream:         events.StreamDLQ,
-		Target:         events.ReplayTarget{Original: true},
-		Redrive:        true,
-		DeleteRedriven: true,
-		OnProgress:     func(p events.ReplayProgress) { saved = p },
+		FilterSubjects: []string{"dlq.auth.>"},
+		Target:         events.ReplayTarget{Original: true},        // or Subject: "x.y", or SubjectPrefix: "replay."
+		Redrive:        true,                                       // back to Dlq-Original-Subject, Dlq-* headers removed, ce-* kept
+		DeleteRedriven: true,                                       // delete each dead letter once its copy is acked
+		RateLimit:      500,                                        // msgs/s; 0 = unlimited
+		Checkpoint:     last,                                       // the last progress saved; zero = from the start
+		OnProgress:     func(p events.ReplayProgress) { last = p }, // after every acked batch
 	})
 	if err != nil {
-		log.Fatal(err) // IsTransient(err): call Replay again with Checkpoint: saved
+		log.Fatal(err) // IsTransient(err): call Replay again with Checkpoint: last
 	}
 	auth, _ := events.GetStreamInfo(ctx, js, events.StreamAuth)
 	dlq, _ := events.GetStreamInfo(ctx, js, events.StreamDLQ)
@@ -214,11 +217,11 @@ func ExampleReplay() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Printf("replayed %d of %d, done %v, saved %v\n", p.Replayed, p.Total, p.Done, saved == p)
+	fmt.Printf("replayed %d of %d, done %v, saved %v\n", p.Replayed, p.Total, p.Done, last == p)
 	fmt.Printf("AUTH_EVENTS %d, DLQ_EVENTS %d\n", auth.State.Msgs, dlq.State.Msgs)
 	fmt.Println(back.Header.Get(events.HeaderType), back.Header.Get(events.HeaderDLQReason) == "", back.Header.Get(events.HeaderMsgID))
 	// Output:
 	// replayed 2 of 2, done true, saved true
 	// AUTH_EVENTS 2, DLQ_EVENTS 0
-	// user.created true replay-redrive-1-2
+	// user.created true replay-redrive-auth-1-2
 }
