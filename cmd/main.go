@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
@@ -161,6 +162,9 @@ func run(o options) error {
 		return fmt.Errorf("configuring the NATS connection to %s: %w", admin.RedactURL(o.nats.URL), err)
 	}
 	defer nc.Close()
+	if err := ctrlmetrics.Registry.Register(nc.Connected()); err != nil {
+		return fmt.Errorf("registering the NATS connection metric: %w", err)
+	}
 
 	if err := controller.Setup(mgr, nc, controller.Options{
 		ResyncInterval:           o.resyncInterval,

@@ -12,6 +12,7 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/giia/eventstream-operator/pkg/events"
 	"github.com/giia/eventstream-operator/pkg/events/admin"
@@ -132,6 +133,23 @@ func (c *Conn) ReadyCheck(_ *http.Request) error {
 		return errors.New("NATS is not connected: " + c.nc.Status().String())
 	}
 	return nil
+}
+
+// ConnectedMetric is the name of the gauge Connected returns.
+const ConnectedMetric = "eventstream_operator_nats_connected"
+
+// Connected is a gauge, read at each scrape, that is 1 while the connection
+// is up and 0 while NATS is unreachable (the "NATS unreachable" alert).
+func (c *Conn) Connected() prometheus.Collector {
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: ConnectedMetric,
+		Help: "1 while the operator's default NATS connection is connected, 0 while NATS is unreachable.",
+	}, func() float64 {
+		if c.nc.IsConnected() {
+			return 1
+		}
+		return 0
+	})
 }
 
 // Close closes the connection.

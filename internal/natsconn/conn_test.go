@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/giia/eventstream-operator/internal/natsconn"
 	"github.com/giia/eventstream-operator/pkg/events"
@@ -35,6 +36,11 @@ func TestReadinessFollowsTheConnectionAndReconnectsAreAnnounced(t *testing.T) {
 	defer c.Close()
 	var connects atomic.Int32
 	c.OnReconnect(func() { connects.Add(1) })
+	connected := c.Connected()
+	up := func() float64 { return testutil.ToFloat64(connected) }
+	if up() != 0 {
+		t.Error("eventstream_operator_nats_connected is 1 while NATS is down")
+	}
 
 	if err := c.ReadyCheck(nil); err == nil {
 		t.Fatal("ready while NATS is down")
@@ -48,12 +54,18 @@ func TestReadinessFollowsTheConnectionAndReconnectsAreAnnounced(t *testing.T) {
 	}
 	waitFor(t, "readiness after NATS started", func() bool { return c.ReadyCheck(nil) == nil })
 	waitFor(t, "the first-connect callback", func() bool { return connects.Load() == 1 })
+	if up() != 1 {
+		t.Error("eventstream_operator_nats_connected is 0 while connected")
+	}
 	if _, err := c.JetStream(); err != nil {
 		t.Fatalf("JetStream() while connected: %v", err)
 	}
 
 	srv.Shutdown()
 	waitFor(t, "not ready after NATS stopped", func() bool { return c.ReadyCheck(nil) != nil })
+	if up() != 0 {
+		t.Error("eventstream_operator_nats_connected is 1 after NATS stopped")
+	}
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}

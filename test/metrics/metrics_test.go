@@ -350,6 +350,9 @@ func TestManagerMetricsAfterTheSamples(t *testing.T) {
 	p, w = atLeast(1)
 	add("EventStream reconciles in sync (resyncs)", "eventstream_operator_reconcile_outcomes_total", map[string]string{"kind": "EventStream", "reason": "InSync"}, p, w)
 	add("the deleted CATALOG_EVENTS was a drift repair", "eventstream_operator_drift_repairs_total", map[string]string{"kind": "EventStream"}, p, w)
+	p, w = eq(1)
+	add("the operator's NATS connection is up", "eventstream_operator_nats_connected", nil, p, w)
+	p, w = atLeast(1)
 	add("JetStream requests timed", "eventstream_operator_jetstream_request_duration_seconds_count", map[string]string{"operation": "stream_info", "outcome": "success"}, p, w)
 
 	var last managerproc.Metrics
