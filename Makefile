@@ -5,6 +5,11 @@ CONTROLLER_TOOLS_VERSION ?= v0.23.0
 GOLANGCI_LINT_VERSION ?= v2.15.0
 NATS_SERVER_VERSION ?= v2.15.2
 HELM_VERSION ?= v3.22.0
+# Debian bookworm packages (hack/debian-tool.sh: apt-get download, unpacked
+# into ~/.cache, linked into ./bin): Prometheus and promtool for the
+# dashboard/alert checks, gnuplot for docs/img only.
+PROMETHEUS_DEB_VERSION ?= 2.42.0+ds-5+b6
+GNUPLOT_DEB_VERSION ?= 5.4.4+dfsg1-2+b2
 # Kubernetes version of envtest's kube-apiserver (built by hack/envtest/build.sh).
 ENVTEST_K8S_VERSION ?= 1.37.2
 
@@ -59,7 +64,7 @@ lint: golangci-lint ## Run golangci-lint (every module, the root's .golangci.yml
 	@$(call in-modules,$(GOLANGCI_LINT) run --config $(CURDIR)/.golangci.yml ./...)
 
 .PHONY: test
-test: manifests generate fmt vet envtest nats-server helm ## Run every unit and controller test in every module (envtest, embedded NATS, bin/nats-server).
+test: manifests generate fmt vet envtest nats-server helm prometheus ## Run every unit and controller test in every module (envtest, embedded NATS, bin/nats-server).
 	export KUBEBUILDER_ASSETS="$$(hack/envtest/build.sh)" NATS_SERVER="$(NATS_SERVER)"; \
 	$(call in-modules,go test ./... -count=1 -timeout 20m)
 
@@ -98,6 +103,14 @@ $(GOLANGCI_LINT): $(LOCALBIN)
 nats-server: $(NATS_SERVER) ## Install the nats-server binary (end-to-end tests, local stack).
 $(NATS_SERVER): $(LOCALBIN)
 	$(call go-install-tool,$(NATS_SERVER),github.com/nats-io/nats-server/v2,$(NATS_SERVER_VERSION))
+
+.PHONY: prometheus
+prometheus: $(LOCALBIN) ## Install prometheus and promtool (Debian package, pinned; cached outside the repository).
+	@hack/debian-tool.sh prometheus $(PROMETHEUS_DEB_VERSION) $(LOCALBIN) prometheus promtool
+
+.PHONY: gnuplot
+gnuplot: $(LOCALBIN) ## Install gnuplot (Debian gnuplot-nox, pinned) for the pictures in docs/img; not used by the tests.
+	@hack/debian-tool.sh gnuplot-nox $(GNUPLOT_DEB_VERSION) $(LOCALBIN) gnuplot
 
 # go-install-tool installs a versioned binary ($1-$3) and links $1 to it, so
 # that changing a version above reinstalls the tool.
@@ -197,5 +210,5 @@ test-chaos: build nats-server envtest ## Fault-injection tests: nats-server, the
 ##@ End-to-end
 
 .PHONY: test-e2e
-test-e2e: build nats-server helm envtest build-installer ## End-to-end: helm install the chart into envtest's API server, run bin/manager with the chart's RBAC against bin/nats-server, apply config/samples.
+test-e2e: build nats-server helm prometheus envtest build-installer ## End-to-end: helm install the chart into envtest's API server, run bin/manager with the chart's RBAC against bin/nats-server, apply config/samples.
 	KUBEBUILDER_ASSETS="$$(hack/envtest/build.sh)" go test -tags e2e ./test/e2e/ -count=1 -v -timeout 20m
