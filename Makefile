@@ -10,6 +10,7 @@ HELM_VERSION ?= v3.22.0
 # dashboard/alert checks, gnuplot for docs/img only.
 PROMETHEUS_DEB_VERSION ?= 2.42.0+ds-5+b6
 GNUPLOT_DEB_VERSION ?= 5.4.4+dfsg1-2+b2
+LIBLUA_DEB_VERSION ?= 5.4.4-3+deb12u1
 # Kubernetes version of envtest's kube-apiserver (built by hack/envtest/build.sh).
 ENVTEST_K8S_VERSION ?= 1.37.2
 
@@ -110,7 +111,7 @@ prometheus: $(LOCALBIN) ## Install prometheus and promtool (Debian package, pinn
 
 .PHONY: gnuplot
 gnuplot: $(LOCALBIN) ## Install gnuplot (Debian gnuplot-nox, pinned) for the pictures in docs/img; not used by the tests.
-	@hack/debian-tool.sh gnuplot-nox $(GNUPLOT_DEB_VERSION) $(LOCALBIN) gnuplot
+	@LIBS="liblua5.4-0=$(LIBLUA_DEB_VERSION)" hack/debian-tool.sh gnuplot-nox $(GNUPLOT_DEB_VERSION) $(LOCALBIN) gnuplot-nox=gnuplot
 
 # go-install-tool installs a versioned binary ($1-$3) and links $1 to it, so
 # that changing a version above reinstalls the tool.
