@@ -148,6 +148,7 @@ helm-lint: helm chart-crds ## Lint the Helm charts (operator: defaults and the o
 		--set metrics.serviceMonitor.enabled=true --set metrics.certSecret=metrics-cert --set networkPolicy.enabled=true \
 		--set nats.credentialsSecret.name=nats-creds --set nats.tls.secret=nats-tls
 	$(HELM) lint --strict $(CHART_DIR) --set metrics.secure=false --set replicaCount=1
+	$(HELM) lint --strict $(CHART_DIR) --set grafanaDashboard.enabled=true --set prometheusRule.enabled=true
 	$(HELM) lint --strict charts/eventstream-streams
 	$(HELM) lint --strict charts/eventstream-streams --set deletionPolicy=Delete --set namespace=apps
 
