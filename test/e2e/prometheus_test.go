@@ -11,6 +11,8 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -33,6 +35,7 @@ const notReadyConsumer = "e2e-prometheus-not-ready"
 type promQuery struct {
 	what, expr string
 	alert      bool
+	panel, ref string // the dashboard panel's title and the query's refId
 }
 
 // prometheusEvaluatesDashboardAndAlerts runs the real bin/prometheus (make
@@ -245,7 +248,8 @@ func (s *suite) renderMonitoring() (dashboard, alerts []promQuery, groups []byte
 				}
 				for _, p := range d.Panels {
 					for _, t := range p.Targets {
-						dashboard = append(dashboard, promQuery{what: fmt.Sprintf("panel %q query %s", p.Title, t.RefID), expr: t.Expr})
+						dashboard = append(dashboard, promQuery{what: fmt.Sprintf("panel %q query %s", p.Title, t.RefID), expr: t.Expr,
+							panel: p.Title, ref: t.RefID})
 					}
 				}
 			}
@@ -443,13 +447,15 @@ func (s *suite) promTraffic(d string) error {
 }
 
 // promDumpRanges writes each panel query's result from..to (1s steps) into
-// dir as TSV: one file per query, "unix-seconds<TAB>value" lines, a block per
-// series headed by "# labels".
+// dir, one file per query, <panel-slug>.<refId>.tsv: a header comment with
+// the panel and the query, then a block per series (blocks separated by two
+// blank lines, as gnuplot's index wants) whose first line names the series
+// and whose lines are "seconds-since-from<TAB>value".
 func promDumpRanges(s *suite, api, dir string, queries []promQuery, from, to time.Time) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	for i, q := range queries {
+	for _, q := range queries {
 		var data struct {
 			Result []struct {
 				Metric map[string]string `json:"metric"`
@@ -461,15 +467,32 @@ func promDumpRanges(s *suite, api, dir string, queries []promQuery, from, to tim
 			return fmt.Errorf("query_range %s: %w", q.expr, err)
 		}
 		var b strings.Builder
-		fmt.Fprintf(&b, "# %s\n# %s\n", q.what, q.expr)
-		for _, r := range data.Result {
-			fmt.Fprintf(&b, "\n\n# %v\n", r.Metric)
+		fmt.Fprintf(&b, "# %s\n# %s\n", q.what, strings.ReplaceAll(q.expr, "\n", " "))
+		for i, r := range data.Result {
+			if i > 0 {
+				b.WriteString("\n\n")
+			}
+			keys := make([]string, 0, len(r.Metric))
+			for k := range r.Metric {
+				keys = append(keys, k)
+			}
+			slices.Sort(keys)
+			vals := make([]string, 0, len(keys))
+			for _, k := range keys {
+				vals = append(vals, r.Metric[k])
+			}
+			legend := strings.Join(vals, "/")
+			if legend == "" {
+				legend = q.ref
+			}
+			fmt.Fprintf(&b, "seconds\t%q\n", legend)
 			for _, v := range r.Values {
 				ts, _ := v[0].(float64)
 				fmt.Fprintf(&b, "%.0f\t%v\n", ts-float64(from.Unix()), v[1])
 			}
 		}
-		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("q%02d.tsv", i+1)), []byte(b.String()), 0o644); err != nil {
+		slug := strings.Trim(regexp.MustCompile(`[^a-z0-9]+`).ReplaceAllString(strings.ToLower(q.panel), "-"), "-")
+		if err := os.WriteFile(filepath.Join(dir, slug+"."+q.ref+".tsv"), []byte(b.String()), 0o644); err != nil {
 			return err
 		}
 	}
