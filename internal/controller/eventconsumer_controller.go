@@ -92,7 +92,10 @@ func consumerID(evc *eventsv1.EventConsumer, stream string) jsID {
 // steps runs the consumer's steps in order; the dead-lettered count is
 // copied into status whatever they found.
 func (r *EventConsumerReconciler) steps(ctx context.Context, evc *eventsv1.EventConsumer) (stepResult, error) {
-	defer r.setDeadLettered(evc)
+	defer func() {
+		r.setDeadLettered(evc)
+		observeConsumer(evc)
+	}()
 	evs, err := r.reconcileStreamDependency(ctx, evc)
 	if err != nil {
 		return stepResult{}, err

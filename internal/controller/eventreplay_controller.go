@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -83,6 +84,10 @@ func (r *EventReplayReconciler) NeedLeaderElection() bool { return true }
 func (r *EventReplayReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	evr := &eventsv1.EventReplay{}
 	if err := r.Get(ctx, req.NamespacedName, evr); err != nil {
+		if apierrors.IsNotFound(err) {
+			evr.Namespace, evr.Name = req.Namespace, req.Name
+			forgetMetrics(evr)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !evr.DeletionTimestamp.IsZero() {
@@ -93,6 +98,7 @@ func (r *EventReplayReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	}
 	switch evr.Status.Phase {
 	case eventsv1.ReplaySucceeded, eventsv1.ReplayFailed:
+		resources.track(evr) // a finished replay writes no status again
 		return ctrl.Result{}, nil
 	}
 	if r.running(evr.UID) {

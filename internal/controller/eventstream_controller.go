@@ -89,6 +89,7 @@ func (r *EventStreamReconciler) reconcileStream(ctx context.Context, js jetstrea
 	// Set once the stream is known to exist: the finalizer relies on it.
 	evs.Status.StreamName = id.stream
 	evs.Status.State = streamState(got.info.State)
+	observeStream(evs, id.stream, got.info.State, r.clock().Now())
 	return stepResult{reason: got.reason, message: readyMessage(got.reason, id)}, nil
 }
 

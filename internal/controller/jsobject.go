@@ -88,6 +88,10 @@ func ensure[C, I any](ctx context.Context, r *reconciler, t jsType[C, I], js jet
 	info, err := getJS(ctx, r, t, js, id)
 	if errors.Is(err, events.ErrNotFound) {
 		info, err = createJS(ctx, r, t, js, id, desired, obj)
+		if err == nil && seen {
+			// It existed, and something other than the operator deleted it.
+			driftRepairs.WithLabelValues(resourceKind(obj)).Inc()
+		}
 		return ensured[I]{info: info, reason: eventsv1.ReasonCreated}, err
 	}
 	if err != nil {
@@ -115,6 +119,11 @@ func ensure[C, I any](ctx context.Context, r *reconciler, t jsType[C, I], js jet
 	reason, action := eventsv1.ReasonUpdated, "Update"
 	if adopting {
 		reason, action = eventsv1.ReasonAdopted, "Adopt"
+	} else if seen && observedGeneration(obj) == obj.GetGeneration() {
+		// The resource did not change since it was last reconciled: the
+		// object was changed outside the operator (or by an operator
+		// upgrade that translates the spec differently).
+		driftRepairs.WithLabelValues(resourceKind(obj)).Inc()
 	}
 	r.event(obj, corev1.EventTypeNormal, reason, action, fmt.Sprintf("%s: %v", id, diff))
 	return ensured[I]{info: info, reason: reason}, nil
@@ -263,6 +272,18 @@ var (
 	_ jsType[events.StreamConfig, *jetstream.StreamInfo]    = streamType{}
 	_ jsType[admin.ConsumerConfig, *jetstream.ConsumerInfo] = consumerType{}
 )
+
+// observedGeneration is status.observedGeneration of a resource that
+// ensures a JetStream object (-1 for any other).
+func observedGeneration(obj client.Object) int64 {
+	switch o := obj.(type) {
+	case *eventsv1.EventStream:
+		return o.Status.ObservedGeneration
+	case *eventsv1.EventConsumer:
+		return o.Status.ObservedGeneration
+	}
+	return -1
+}
 
 // clock is the reconciler's clock: the real one unless a test injected one.
 func (r *reconciler) clock() clock.PassiveClock {

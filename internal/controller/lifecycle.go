@@ -50,6 +50,11 @@ type finalizer[T client.Object] struct {
 // changed (a steady state writes nothing).
 func reconcileObject[T client.Object](ctx context.Context, r *reconciler, req ctrl.Request, obj T, k kind[T]) (result ctrl.Result, retErr error) {
 	if err := r.Get(ctx, req.NamespacedName, obj); err != nil {
+		if apierrors.IsNotFound(err) {
+			obj.SetNamespace(req.Namespace)
+			obj.SetName(req.Name)
+			forgetMetrics(obj)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !obj.GetDeletionTimestamp().IsZero() {
@@ -78,7 +83,13 @@ func reconcileObject[T client.Object](ctx context.Context, r *reconciler, req ct
 func (r *reconciler) summarizeAndPatch(ctx context.Context, obj, orig client.Object, st statusRef, res stepResult, err error) (ctrl.Result, error) {
 	var se *stepError
 	if err != nil && !errors.As(err, &se) {
+		countOutcome(obj, "Error")
 		return ctrl.Result{}, errors.Join(err, r.patchStatus(ctx, obj, orig))
+	}
+	if se != nil {
+		countOutcome(obj, se.reason)
+	} else {
+		countOutcome(obj, res.reason)
 	}
 	summarize(st, obj.GetGeneration(), r.clock().Now(), res, se)
 	if perr := r.patchStatus(ctx, obj, orig); perr != nil {
@@ -137,6 +148,7 @@ func finalizeObject[T client.Object](ctx context.Context, r *reconciler, obj T, 
 // or not it differs from orig (a write the server finds unchanged is no
 // write).
 func (r *reconciler) patchStatus(ctx context.Context, obj, orig client.Object) error {
+	resources.track(obj)
 	key := statusKey(obj)
 	stale := false
 	if r.statusWrites != nil {
@@ -169,8 +181,10 @@ func (r *reconciler) patchStatus(ctx context.Context, obj, orig client.Object) e
 	return err
 }
 
-// forgetStatusWrites drops what patchStatus remembers of a deleted resource.
+// forgetStatusWrites drops what patchStatus remembers of a deleted resource,
+// and its metrics.
 func (r *reconciler) forgetStatusWrites(obj client.Object) {
+	forgetMetrics(obj)
 	if r.statusWrites != nil {
 		r.statusWrites.Delete(statusKey(obj))
 	}

@@ -565,13 +565,14 @@ func (f *Forwarder) run(ctx context.Context, js jetstream.JetStream, cons jetstr
 // advisory holds the fields of JSConsumerDeliveryExceededAdvisory and
 // JSConsumerDeliveryTerminatedAdvisory the forwarder uses.
 type advisory struct {
-	Type        string `json:"type"`
-	Stream      string `json:"stream"`
-	Consumer    string `json:"consumer"`
-	ConsumerSeq uint64 `json:"consumer_seq"`
-	StreamSeq   uint64 `json:"stream_seq"`
-	Deliveries  uint64 `json:"deliveries"`
-	Reason      string `json:"reason"`
+	Type        string    `json:"type"`
+	Timestamp   time.Time `json:"timestamp"`
+	Stream      string    `json:"stream"`
+	Consumer    string    `json:"consumer"`
+	ConsumerSeq uint64    `json:"consumer_seq"`
+	StreamSeq   uint64    `json:"stream_seq"`
+	Deliveries  uint64    `json:"deliveries"`
+	Reason      string    `json:"reason"`
 }
 
 // parseAdvisory decodes an advisory received on subject.
@@ -609,10 +610,12 @@ func (f *Forwarder) handle(ctx context.Context, js jetstream.JetStream, m jetstr
 	adv, terminated, err := parseAdvisory(m.Subject(), m.Data())
 	if err != nil {
 		f.malformed.Add(1)
+		malformedTotal.Inc()
 		log.Error(err, "malformed advisory; dropping it", "subject", m.Subject(), "size", len(m.Data()))
 		f.ack(m)
 		return
 	}
+	defer func() { observeLag(adv.Timestamp, f.o.clock.Now()) }()
 	log = log.WithValues("originStream", adv.Stream, "originConsumer", adv.Consumer, "sequence", adv.StreamSeq)
 	if adv.Stream == f.o.stream {
 		f.unmanaged.Add(1)
@@ -687,6 +690,7 @@ func (f *Forwarder) handle(ctx context.Context, js jetstream.JetStream, m jetstr
 	if events.ValidateSubject(subject) != nil {
 		err := fmt.Errorf("dlq: invalid dead-letter subject %q for %q", subject, orig.Subject)
 		f.notStored.Add(1)
+		notStoredTotal.Inc()
 		log.Error(err, "cannot dead-letter; retrying later")
 		f.call(func() {
 			if f.o.onNotStored != nil {
@@ -708,6 +712,7 @@ func (f *Forwarder) handle(ctx context.Context, js jetstream.JetStream, m jetstr
 			return
 		}
 		f.notStored.Add(1)
+		notStoredTotal.Inc()
 		if !isTransient(err) {
 			log.Error(err, "dead letter not stored; retrying later", "subject", subject)
 			f.call(func() {
@@ -736,6 +741,7 @@ func (f *Forwarder) handle(ctx context.Context, js jetstream.JetStream, m jetstr
 		return
 	}
 	f.forwarded.Add(1)
+	forwardedTotal.Inc()
 	log.Info("dead-lettered", "subject", subject, "dlqStream", ack.Stream, "dlqSequence", ack.Sequence, "reason", reason)
 	f.call(func() {
 		if f.o.onForwarded != nil {

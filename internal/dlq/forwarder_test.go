@@ -11,6 +11,9 @@ import (
 	"github.com/go-logr/logr/testr"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/giia/eventstream-operator/pkg/events"
 	"github.com/giia/eventstream-operator/pkg/events/admin"
@@ -274,6 +277,7 @@ func TestMaxDeliveriesIsDeadLettered(t *testing.T) {
 	c := e.orders(t)
 	e.dlq(t)
 	h := &hooks{}
+	forwarded0, lag0 := testutil.ToFloat64(forwardedTotal), histogramCount(t, advisoryLag)
 	r := start(t, e.nc, billingResolver, false, h.options()...)
 
 	ev, orig := e.publishOrder(t, "orders.created")
@@ -309,6 +313,22 @@ func TestMaxDeliveriesIsDeadLettered(t *testing.T) {
 	if s := r.f.Stats(); s.Forwarded != 1 || s.Malformed != 0 || s.NotStored != 0 {
 		t.Errorf("stats = %+v", s)
 	}
+	if got := testutil.ToFloat64(forwardedTotal) - forwarded0; got != 1 {
+		t.Errorf("eventstream_operator_dead_letters_forwarded_total rose by %v, want 1", got)
+	}
+	if got := histogramCount(t, advisoryLag) - lag0; got < 1 {
+		t.Errorf("eventstream_operator_advisory_lag_seconds observed %v advisories, want at least 1", got)
+	}
+}
+
+// histogramCount is the number of observations of h.
+func histogramCount(t *testing.T, h prometheus.Histogram) uint64 {
+	t.Helper()
+	var m dto.Metric
+	if err := h.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetHistogram().GetSampleCount()
 }
 
 func TestAdvisoryWhileForwarderDown(t *testing.T) {
@@ -488,6 +508,7 @@ func TestNotStoredUntilDLQStreamExists(t *testing.T) {
 	e := newEnv(t)
 	c := e.orders(t)
 	h := &hooks{}
+	notStored0 := testutil.ToFloat64(notStoredTotal)
 	r := start(t, e.nc, billingResolver, false, h.options()...)
 
 	e.publishOrder(t, "orders.created")
@@ -507,6 +528,9 @@ func TestNotStoredUntilDLQStreamExists(t *testing.T) {
 		t.Errorf("OnNotStored error = %v, want no stream response", h.errs[0])
 	}
 	h.mu.Unlock()
+	if got := testutil.ToFloat64(notStoredTotal) - notStored0; got < 2 {
+		t.Errorf("eventstream_operator_dead_letters_not_stored_total rose by %v, want at least 2", got)
+	}
 
 	e.dlq(t)
 	dl := onlyDeadLetter(t, e.js)
@@ -520,6 +544,7 @@ func TestMalformedAdvisories(t *testing.T) {
 	e := newEnv(t)
 	c := e.orders(t)
 	e.dlq(t)
+	malformed0 := testutil.ToFloat64(malformedTotal)
 	r := start(t, e.nc, billingResolver, false)
 
 	garbage := map[string]string{
@@ -538,6 +563,9 @@ func TestMalformedAdvisories(t *testing.T) {
 	eventually(t, 10*time.Second, "malformed advisories handled", func() bool {
 		return r.f.Stats().Malformed == uint64(len(garbage))
 	})
+	if got := testutil.ToFloat64(malformedTotal) - malformed0; got != float64(len(garbage)) {
+		t.Errorf("eventstream_operator_dead_letters_malformed_total rose by %v, want %d", got, len(garbage))
+	}
 	advisoriesDone(t, e.js)
 
 	// Still working.
