@@ -450,10 +450,15 @@ func (s *suite) promTraffic(d string) error {
 // dir, one file per query, <panel-slug>.<refId>.tsv: a header comment with
 // the panel and the query, then a block per series (blocks separated by two
 // blank lines, as gnuplot's index wants) whose first line names the series
-// and whose lines are "seconds-since-from<TAB>value".
+// (its label values; prefixed with the refId when the panel has several
+// queries) and whose lines are "seconds-since-from<TAB>value".
 func promDumpRanges(s *suite, api, dir string, queries []promQuery, from, to time.Time) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
+	}
+	perPanel := map[string]int{}
+	for _, q := range queries {
+		perPanel[q.panel]++
 	}
 	for _, q := range queries {
 		var data struct {
@@ -482,8 +487,8 @@ func promDumpRanges(s *suite, api, dir string, queries []promQuery, from, to tim
 				vals = append(vals, r.Metric[k])
 			}
 			legend := strings.Join(vals, "/")
-			if legend == "" {
-				legend = q.ref
+			if perPanel[q.panel] > 1 || legend == "" {
+				legend = strings.TrimSpace(q.ref + " " + legend)
 			}
 			fmt.Fprintf(&b, "seconds\t%q\n", legend)
 			for _, v := range r.Values {
