@@ -565,14 +565,14 @@ func (f *Forwarder) run(ctx context.Context, js jetstream.JetStream, cons jetstr
 // advisory holds the fields of JSConsumerDeliveryExceededAdvisory and
 // JSConsumerDeliveryTerminatedAdvisory the forwarder uses.
 type advisory struct {
-	Type        string    `json:"type"`
-	Timestamp   time.Time `json:"timestamp"`
-	Stream      string    `json:"stream"`
-	Consumer    string    `json:"consumer"`
-	ConsumerSeq uint64    `json:"consumer_seq"`
-	StreamSeq   uint64    `json:"stream_seq"`
-	Deliveries  uint64    `json:"deliveries"`
-	Reason      string    `json:"reason"`
+	Type        string `json:"type"`
+	Timestamp   string `json:"timestamp"` // RFC 3339; only for the lag metric, so a bad one drops nothing
+	Stream      string `json:"stream"`
+	Consumer    string `json:"consumer"`
+	ConsumerSeq uint64 `json:"consumer_seq"`
+	StreamSeq   uint64 `json:"stream_seq"`
+	Deliveries  uint64 `json:"deliveries"`
+	Reason      string `json:"reason"`
 }
 
 // parseAdvisory decodes an advisory received on subject.

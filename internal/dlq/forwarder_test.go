@@ -710,6 +710,15 @@ func TestParseAdvisory(t *testing.T) {
 	if err != nil || !term || adv.Stream != "S" || adv.Consumer != "C" || adv.StreamSeq != 7 || adv.Deliveries != 3 || adv.Reason != "r" {
 		t.Errorf("terminated: %+v %v %v", adv, term, err)
 	}
+	if adv.Timestamp != "2026-01-01T00:00:00Z" {
+		t.Errorf("timestamp %q", adv.Timestamp)
+	}
+	// A timestamp is only for the lag metric: a bad one is no reason to
+	// drop the dead letter.
+	if _, _, err := parseAdvisory(MaxDeliveriesAdvisoryPrefix+".S.C",
+		[]byte(`{"timestamp":"yesterday","stream":"S","consumer":"C","stream_seq":9}`)); err != nil {
+		t.Errorf("an advisory with a bad timestamp: %v", err)
+	}
 	adv, term, err = parseAdvisory(MaxDeliveriesAdvisoryPrefix+".S.C",
 		[]byte(`{"type":"io.nats.jetstream.advisory.v1.max_deliver","stream":"S","consumer":"C","stream_seq":9,"deliveries":5}`))
 	if err != nil || term || adv.StreamSeq != 9 || adv.Deliveries != 5 {
@@ -722,6 +731,18 @@ func TestParseAdvisory(t *testing.T) {
 	}
 	if _, _, err := parseAdvisory("other.subject", []byte(`{}`)); err == nil {
 		t.Error("unexpected subject accepted")
+	}
+}
+
+// The lag is the time from the advisory's timestamp to its handling; no
+// valid timestamp, no observation.
+func TestObserveLag(t *testing.T) {
+	before := histogramCount(t, advisoryLag)
+	observeLag("2026-01-01T00:00:00Z", time.Date(2026, 1, 1, 0, 0, 2, 0, time.UTC))
+	observeLag("", time.Now())
+	observeLag("yesterday", time.Now())
+	if got := histogramCount(t, advisoryLag) - before; got != 1 {
+		t.Errorf("%d observations, want 1", got)
 	}
 }
 

@@ -33,11 +33,12 @@ func Collectors() []prometheus.Collector {
 	return []prometheus.Collector{forwardedTotal, notStoredTotal, malformedTotal, advisoryLag}
 }
 
-// observeLag records the lag of an advisory stamped at ts, handled at now;
-// an advisory without a timestamp is not observed.
-func observeLag(ts, now time.Time) {
-	if ts.IsZero() {
+// observeLag records the lag of an advisory stamped ts (RFC 3339), handled
+// at now; an advisory without a valid timestamp is not observed.
+func observeLag(ts string, now time.Time) {
+	t, err := time.Parse(time.RFC3339Nano, ts)
+	if err != nil {
 		return
 	}
-	advisoryLag.Observe(max(now.Sub(ts).Seconds(), 0))
+	advisoryLag.Observe(max(now.Sub(t).Seconds(), 0))
 }
