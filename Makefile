@@ -5,6 +5,12 @@ CONTROLLER_TOOLS_VERSION ?= v0.23.0
 GOLANGCI_LINT_VERSION ?= v2.15.0
 NATS_SERVER_VERSION ?= v2.15.2
 HELM_VERSION ?= v3.22.0
+# Debian bookworm packages (hack/debian-tool.sh: apt-get download, unpacked
+# into ~/.cache, linked into ./bin): Prometheus and promtool for the
+# dashboard/alert checks, gnuplot for docs/img only.
+PROMETHEUS_DEB_VERSION ?= 2.42.0+ds-5+b6
+GNUPLOT_DEB_VERSION ?= 5.4.4+dfsg1-2+b2
+LIBLUA_DEB_VERSION ?= 5.4.4-3+deb12u1
 # Kubernetes version of envtest's kube-apiserver (built by hack/envtest/build.sh).
 ENVTEST_K8S_VERSION ?= 1.37.2
 
@@ -59,7 +65,7 @@ lint: golangci-lint ## Run golangci-lint (every module, the root's .golangci.yml
 	@$(call in-modules,$(GOLANGCI_LINT) run --config $(CURDIR)/.golangci.yml ./...)
 
 .PHONY: test
-test: manifests generate fmt vet envtest nats-server helm ## Run every unit and controller test in every module (envtest, embedded NATS, bin/nats-server).
+test: manifests generate fmt vet envtest nats-server helm prometheus ## Run every unit and controller test in every module (envtest, embedded NATS, bin/nats-server).
 	export KUBEBUILDER_ASSETS="$$(hack/envtest/build.sh)" NATS_SERVER="$(NATS_SERVER)"; \
 	$(call in-modules,go test ./... -count=1 -timeout 20m)
 
@@ -99,6 +105,14 @@ nats-server: $(NATS_SERVER) ## Install the nats-server binary (end-to-end tests,
 $(NATS_SERVER): $(LOCALBIN)
 	$(call go-install-tool,$(NATS_SERVER),github.com/nats-io/nats-server/v2,$(NATS_SERVER_VERSION))
 
+.PHONY: prometheus
+prometheus: $(LOCALBIN) ## Install prometheus and promtool (Debian package, pinned; cached outside the repository).
+	@hack/debian-tool.sh prometheus $(PROMETHEUS_DEB_VERSION) $(LOCALBIN) prometheus promtool
+
+.PHONY: gnuplot
+gnuplot: $(LOCALBIN) ## Install gnuplot (Debian gnuplot-nox, pinned) for the pictures in docs/img; not used by the tests.
+	@LIBS="liblua5.4-0=$(LIBLUA_DEB_VERSION)" hack/debian-tool.sh gnuplot-nox $(GNUPLOT_DEB_VERSION) $(LOCALBIN) gnuplot-nox=gnuplot
+
 # go-install-tool installs a versioned binary ($1-$3) and links $1 to it, so
 # that changing a version above reinstalls the tool.
 define go-install-tool
@@ -134,6 +148,7 @@ helm-lint: helm chart-crds ## Lint the Helm charts (operator: defaults and the o
 		--set metrics.serviceMonitor.enabled=true --set metrics.certSecret=metrics-cert --set networkPolicy.enabled=true \
 		--set nats.credentialsSecret.name=nats-creds --set nats.tls.secret=nats-tls
 	$(HELM) lint --strict $(CHART_DIR) --set metrics.secure=false --set replicaCount=1
+	$(HELM) lint --strict $(CHART_DIR) --set grafanaDashboard.enabled=true --set prometheusRule.enabled=true
 	$(HELM) lint --strict charts/eventstream-streams
 	$(HELM) lint --strict charts/eventstream-streams --set deletionPolicy=Delete --set namespace=apps
 
@@ -197,5 +212,5 @@ test-chaos: build nats-server envtest ## Fault-injection tests: nats-server, the
 ##@ End-to-end
 
 .PHONY: test-e2e
-test-e2e: build nats-server helm envtest build-installer ## End-to-end: helm install the chart into envtest's API server, run bin/manager with the chart's RBAC against bin/nats-server, apply config/samples.
+test-e2e: build nats-server helm prometheus envtest build-installer ## End-to-end: helm install the chart into envtest's API server, run bin/manager with the chart's RBAC against bin/nats-server, apply config/samples.
 	KUBEBUILDER_ASSETS="$$(hack/envtest/build.sh)" go test -tags e2e ./test/e2e/ -count=1 -v -timeout 20m

@@ -296,6 +296,7 @@ func TestHelmLint(t *testing.T) {
 			"metrics.readerSubjects[0].name=prometheus", "metrics.readerSubjects[0].namespace=monitoring",
 			"networkPolicy.enabled=true", "nats.credentialsSecret.name=nats-creds", "nats.tls.secret=nats-tls"}},
 		{chartRel, []string{"metrics.secure=false", "metrics.serviceMonitor.enabled=true", "replicaCount=1"}},
+		{chartRel, []string{"grafanaDashboard.enabled=true", "prometheusRule.enabled=true", "metrics.serviceMonitor.enabled=true"}},
 		{streamsChartRel, nil},
 		{streamsChartRel, []string{"namespace=apps", "deletionPolicy=Delete", "spec.maxBytes=256Mi", "streams.dlq-events=false"}},
 	} {
@@ -328,6 +329,9 @@ func TestValuesSchemaRejectsBadValues(t *testing.T) {
 		"rbac.aggregateToDefaultRoles=maybe",
 		"schemaBucket=EVENT.SCHEMAS",
 		"unknownValue=1",
+		"prometheusRule.for.notReady=ten minutes",
+		"prometheusRule.dlqStreams=",
+		"grafanaDashboard.enabled=yes",
 	} {
 		if out, err := helm(t, "template", release, chartRel, "--set", set); err == nil {
 			t.Errorf("--set %s: rendered without error", set)

@@ -154,6 +154,7 @@ func TestE2E(t *testing.T) {
 		{"07b_metrics_https_authn_authz", s.checkSecureMetrics},
 		{"07c_schemas_validated_end_to_end", s.schemasEndToEnd},
 		{"07d_dead_letters_redriven_by_eventreplay", s.redriveEndToEnd},
+		{"07e_prometheus_evaluates_dashboard_and_alerts", s.prometheusEvaluatesDashboardAndAlerts},
 		{"08a_delete_retain", s.deleteRetain},
 		{"08b_delete_delete", s.deleteDelete},
 		{"09_install_yaml_server_dry_run", s.dryRunInstaller},
