@@ -172,7 +172,7 @@ func WithDataValidator(v DataValidator) PublisherOption {
 // global provider, which records nothing until the service installs an
 // SDK). Each publish is a producer span "send <subject>", and the event
 // carries its W3C trace context as the CloudEvents distributed-tracing
-// extension (ce-traceparent, ce-tracestate); see docs/observability.md.
+// extension (ce-traceparent, ce-tracestate); see README.md, "Telemetry".
 func WithTracerProvider(tp trace.TracerProvider) PublisherOption {
 	return func(o *publisherOptions) error {
 		if tp == nil {

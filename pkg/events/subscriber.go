@@ -113,7 +113,7 @@ type SubscriberConfig struct {
 	// TracerProvider receives a consumer span "process <subject>" per
 	// delivery, the child of the producer span whose trace context the
 	// event carries (default: otel's global provider, which records nothing
-	// until the service installs an SDK). See docs/observability.md.
+	// until the service installs an SDK). See README.md, "Telemetry".
 	TracerProvider trace.TracerProvider
 	// MeterProvider receives the handling metrics (default: otel's global
 	// provider).
