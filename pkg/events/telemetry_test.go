@@ -86,7 +86,7 @@ func spanNames(spans tracetest.SpanStubs) []string {
 func attr(s tracetest.SpanStub, key attribute.Key) string {
 	for _, a := range s.Attributes {
 		if a.Key == key {
-			return a.Value.Emit()
+			return a.Value.String()
 		}
 	}
 	return ""
@@ -111,7 +111,7 @@ func TestTraceFollowsAnEventFromPublisherToHandler(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer sub.Stop(ctx)
+	defer func() { _ = sub.Stop(ctx) }()
 
 	// The publishing service's own span: the producer span is its child.
 	caller, callerSpan := env.tp.Tracer("service").Start(ctx, "create user")
@@ -207,7 +207,7 @@ func TestTraceRecordsRedeliveryAndDeadLettering(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer sub.Stop(ctx)
+	defer func() { _ = sub.Stop(ctx) }()
 
 	e, err := events.NewEvent("order.placed", "shop", "org-1", time.Now(), map[string]int{"n": 1})
 	if err != nil {
@@ -240,7 +240,7 @@ func TestTraceRecordsRedeliveryAndDeadLettering(t *testing.T) {
 				continue
 			}
 			for _, a := range ev.Attributes {
-				if a.Key == key && a.Value.Emit() == want {
+				if a.Key == key && a.Value.String() == want {
 					return
 				}
 			}
@@ -335,7 +335,7 @@ func collect(t *testing.T, env *telemetryEnv) metricdata.ResourceMetrics {
 func matches(set attribute.Set, want map[attribute.Key]string) bool {
 	for k, v := range want {
 		got, ok := set.Value(k)
-		if !ok || got.Emit() != v {
+		if !ok || got.String() != v {
 			return false
 		}
 	}
