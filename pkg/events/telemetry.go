@@ -3,6 +3,7 @@ package events
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"go.opentelemetry.io/otel"
@@ -71,8 +72,16 @@ var (
 
 // defaultTracerProvider is otel's global provider as it is before a service
 // installs one: while otel.GetTracerProvider still returns it, no span
-// would record and the hot path skips tracing without allocating.
-var defaultTracerProvider = otel.GetTracerProvider()
+// would record and the hot path skips tracing without allocating. It is nil
+// if something installed a provider before this package was initialised
+// (then every event is traced through the global provider).
+var defaultTracerProvider = func() trace.TracerProvider {
+	tp := otel.GetTracerProvider()
+	if fmt.Sprintf("%T", tp) != "*global.tracerProvider" {
+		return nil
+	}
+	return tp
+}()
 
 // telemetry is a publisher's or subscription's tracer and instruments.
 type telemetry struct {
@@ -148,7 +157,7 @@ func newTelemetry(tp trace.TracerProvider, mp metric.MeterProvider) *telemetry {
 func (t *telemetry) tracing() bool {
 	switch t.tp.(type) {
 	case nil:
-		return otel.GetTracerProvider() != defaultTracerProvider
+		return defaultTracerProvider == nil || otel.GetTracerProvider() != defaultTracerProvider
 	case tracenoop.TracerProvider, *tracenoop.TracerProvider:
 		return false
 	}
