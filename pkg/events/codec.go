@@ -69,6 +69,10 @@ const (
 	HeaderDataSchema      = "ce-dataschema"
 	HeaderOrganizationID  = "ce-organizationid"
 	HeaderSchemaVersion   = "ce-schemaversion"
+	// HeaderTraceParent and HeaderTraceState carry the W3C trace context
+	// (the CloudEvents distributed-tracing extension).
+	HeaderTraceParent = "ce-traceparent"
+	HeaderTraceState  = "ce-tracestate"
 )
 
 // Encode returns the NATS message (without a subject) that carries e in the
@@ -87,7 +91,7 @@ func Encode(e *Event, mode Mode) (*nats.Msg, error) {
 func encodeEvent(e *Event, mode Mode) (*nats.Msg, error) {
 	msg := &nats.Msg{}
 	var enc encoder
-	if err := enc.encode(msg, e, mode, "", e.DataSchema); err != nil {
+	if err := enc.encode(msg, e, mode, "", e.DataSchema, nil); err != nil {
 		return nil, err
 	}
 	// The encoder's buffers are not reused here: hand the message its own.
@@ -117,20 +121,25 @@ type encoder struct {
 // It does not validate e. msg.Data is e.Data (binary mode) or points into
 // the encoder's buffer until the next encode (structured mode). dataSchema
 // is sent as the dataschema attribute: e.DataSchema, or the URI of the
-// schema the publisher validated the data against when e names none.
-func (c *encoder) encode(msg *nats.Msg, e *Event, mode Mode, msgID, dataSchema string) error {
+// schema the publisher validated the data against when e names none. A
+// non-empty th.parent is sent as the traceparent and tracestate extensions
+// (the CloudEvents distributed-tracing extension) in place of e's.
+func (c *encoder) encode(msg *nats.Msg, e *Event, mode Mode, msgID, dataSchema string, th *traceHeaders) error {
+	if th != nil && th.parent == "" {
+		th = nil
+	}
 	switch mode {
 	case ModeBinary:
-		c.encodeBinary(msg, e, msgID, dataSchema)
+		c.encodeBinary(msg, e, msgID, dataSchema, th)
 		return nil
 	case ModeStructured:
-		return c.encodeStructured(msg, e, msgID, dataSchema)
+		return c.encodeStructured(msg, e, msgID, dataSchema, th)
 	}
 	return &ValidationError{Field: "mode", Reason: "unknown content mode " + mode.String()}
 }
 
-func (c *encoder) encodeBinary(msg *nats.Msg, e *Event, msgID, dataSchema string) {
-	n := 9 + len(e.Extensions)
+func (c *encoder) encodeBinary(msg *nats.Msg, e *Event, msgID, dataSchema string, th *traceHeaders) {
+	n := 11 + len(e.Extensions)
 	h := msg.Header
 	if h == nil {
 		h = make(nats.Header, n)
@@ -173,7 +182,16 @@ func (c *encoder) encodeBinary(msg *nats.Msg, e *Event, msgID, dataSchema string
 	setIf(HeaderSubject, e.Subject)
 	setIf(HeaderDataSchema, dataSchema)
 	for k, v := range e.Extensions {
+		if th != nil && (k == ExtTraceParent || k == ExtTraceState) {
+			continue
+		}
 		setOpt(HeaderPrefix+k, percentEncode(v))
+	}
+	if th != nil {
+		setOpt(HeaderTraceParent, th.parent)
+		if th.state != "" {
+			setOpt(HeaderTraceState, percentEncode(th.state))
+		}
 	}
 	if msgID != "" {
 		setOpt(HeaderMsgID, msgID)
@@ -189,10 +207,17 @@ func formatTime(t time.Time) string {
 
 // encodeStructured writes the event as CloudEvents JSON with encoding/json:
 // JSON data embedded as it is, other data as data_base64.
-func (c *encoder) encodeStructured(msg *nats.Msg, e *Event, msgID, dataSchema string) error {
-	doc := make(map[string]any, 11+len(e.Extensions))
+func (c *encoder) encodeStructured(msg *nats.Msg, e *Event, msgID, dataSchema string, th *traceHeaders) error {
+	doc := make(map[string]any, 13+len(e.Extensions))
 	for k, v := range e.Extensions {
 		doc[k] = v
+	}
+	if th != nil {
+		delete(doc, ExtTraceState)
+		doc[ExtTraceParent] = th.parent
+		if th.state != "" {
+			doc[ExtTraceState] = th.state
+		}
 	}
 	doc["specversion"] = SpecVersion
 	doc["id"] = e.ID

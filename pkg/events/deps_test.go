@@ -6,8 +6,9 @@ import (
 	"testing"
 )
 
-// The library's packages must stay free of Kubernetes imports: a service
-// importing them pulls in nats.go and little else (docs/design.md, "The
+// The library's packages must stay free of Kubernetes imports and of the
+// OpenTelemetry SDK: a service importing them pulls in nats.go, the
+// OpenTelemetry API and little else (docs/design.md, "The
 // library"). The module graph a service gets is checked by
 // TestServiceModuleGraph.
 func TestNoKubernetesDependencies(t *testing.T) {
@@ -25,6 +26,11 @@ func TestNoKubernetesDependencies(t *testing.T) {
 	}
 	for _, d := range deps {
 		if strings.HasPrefix(d, "k8s.io/") || strings.HasPrefix(d, "sigs.k8s.io/") {
+			t.Errorf("the library depends on %s", d)
+		}
+		// The OpenTelemetry API only: the SDK and exporters are the
+		// service's choice (tests use the SDK).
+		if strings.HasPrefix(d, "go.opentelemetry.io/otel/sdk") || strings.HasPrefix(d, "go.opentelemetry.io/otel/exporters") {
 			t.Errorf("the library depends on %s", d)
 		}
 	}

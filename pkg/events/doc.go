@@ -20,8 +20,16 @@
 // copies carry the replay's ID, and a restarted replay reads them back
 // from the target instead of trusting a checkpoint (docs/replay.md).
 //
-// The package is its own Go module and imports no Kubernetes package: a
-// service that requires it gets nats.go and little else in its build list.
+// Publishing and handling are traced and measured with the OpenTelemetry
+// API (WithTracerProvider, WithMeterProvider, SubscriberConfig's
+// TracerProvider and MeterProvider; otel's global providers by default):
+// the event carries the producer span's W3C trace context as the
+// CloudEvents distributed-tracing extension, and each delivery's consumer
+// span is its child (README.md, "Telemetry").
+//
+// The package is its own Go module and imports no Kubernetes package and no
+// OpenTelemetry SDK: a service that requires it gets nats.go, the
+// OpenTelemetry API and little else in its build list.
 // The house stream defaults and the translation to JetStream's configuration
 // live here, and the eventstream-operator uses them too. What only the
 // operator (or another stream administrator) needs — comparing declared

@@ -11,6 +11,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // EventPublisher is what services depend on to publish events — the seed's
@@ -56,6 +58,8 @@ type publisherOptions struct {
 	publishTimeout time.Duration
 	jitter         float64
 	validator      DataValidator
+	tracerProvider trace.TracerProvider
+	meterProvider  metric.MeterProvider
 }
 
 // WithRetry sets how many times a transient failure is retried (0: never)
@@ -164,6 +168,33 @@ func WithDataValidator(v DataValidator) PublisherOption {
 	}
 }
 
+// WithTracerProvider sets where the publisher's spans go (default: otel's
+// global provider, which records nothing until the service installs an
+// SDK). Each publish is a producer span "send <subject>", and the event
+// carries its W3C trace context as the CloudEvents distributed-tracing
+// extension (ce-traceparent, ce-tracestate); see README.md, "Telemetry".
+func WithTracerProvider(tp trace.TracerProvider) PublisherOption {
+	return func(o *publisherOptions) error {
+		if tp == nil {
+			return &ValidationError{Field: "tracerProvider", Reason: "is nil"}
+		}
+		o.tracerProvider = tp
+		return nil
+	}
+}
+
+// WithMeterProvider sets where the publisher's metrics go (default: otel's
+// global provider, a no-op until the service installs an SDK).
+func WithMeterProvider(mp metric.MeterProvider) PublisherOption {
+	return func(o *publisherOptions) error {
+		if mp == nil {
+			return &ValidationError{Field: "meterProvider", Reason: "is nil"}
+		}
+		o.meterProvider = mp
+		return nil
+	}
+}
+
 // Publisher publishes events to JetStream. It is safe for concurrent use.
 // Every message carries the event ID as Nats-Msg-Id, so retries (its own or
 // the caller's) are stored once within the stream's duplicate window.
@@ -171,6 +202,7 @@ type Publisher struct {
 	nc   *nats.Conn
 	js   jetstream.JetStream
 	opts publisherOptions
+	tel  *telemetry
 
 	closed atomic.Bool
 	sem    chan struct{} // async in-flight window
@@ -193,6 +225,11 @@ type outMsg struct {
 	subject string
 	event   *Event
 	retries int
+	// th is the trace context the message carries; span and start are an
+	// asynchronous publish's producer span and start time.
+	th    traceHeaders
+	span  trace.Span
+	start time.Time
 	// sending is held while the message is being handed to nats.go. An
 	// ack timeout can fire before that call has read the message (its
 	// timer starts first, and the call blocks while a stalled server does
@@ -216,6 +253,7 @@ func (p *Publisher) put(m *outMsg) {
 		return
 	}
 	m.msg.Data, m.msg.Subject, m.event, m.subject, m.retries = nil, "", nil, "", 0
+	m.th, m.span = traceHeaders{}, nil
 	p.pool.Put(m)
 }
 
@@ -243,6 +281,7 @@ func NewPublisher(nc *nats.Conn, opts ...PublisherOption) (*Publisher, error) {
 	p := &Publisher{
 		nc:       nc,
 		opts:     o,
+		tel:      newTelemetry(o.tracerProvider, o.meterProvider),
 		sem:      make(chan struct{}, o.maxInFlight),
 		inflight: make(map[*nats.Msg]*outMsg),
 	}
@@ -330,7 +369,7 @@ func (p *Publisher) encode(m *outMsg, subject string, e *Event) error {
 		}
 	}
 	msg.Subject = subject
-	if err := m.enc.encode(msg, e, p.opts.mode, e.ID, dataSchema); err != nil {
+	if err := m.enc.encode(msg, e, p.opts.mode, e.ID, dataSchema, &m.th); err != nil {
 		return err
 	}
 	if limit := p.nc.MaxPayload(); limit > 0 {
@@ -409,12 +448,15 @@ func (p *Publisher) Publish(ctx context.Context, subject string, e *Event) error
 // the event was stored at, and Duplicate when the stream already held an
 // event with this ID (a retried publish, or the same event sent twice within
 // the duplicate window).
-func (p *Publisher) PublishAck(ctx context.Context, subject string, e *Event) (*jetstream.PubAck, error) {
+func (p *Publisher) PublishAck(ctx context.Context, subject string, e *Event) (ack *jetstream.PubAck, err error) {
 	if p.closed.Load() {
 		return nil, closedError(subject)
 	}
 	m := p.get()
 	defer p.put(m) // the request has been written (or abandoned) on return
+	start := time.Now()
+	ctx, span := p.tel.startPublish(ctx, subject, e, &m.th)
+	defer func() { p.tel.endPublish(ctx, span, subject, start, err) }()
 	if err := p.encode(m, subject, e); err != nil {
 		return nil, err
 	}
@@ -435,6 +477,7 @@ func (p *Publisher) PublishAck(ctx context.Context, subject string, e *Event) (*
 			return nil, perr
 		}
 		wait := p.backoff(attempt + 1)
+		p.tel.publishRetry(ctx, span, subject, attempt+1, wait, perr)
 		if timer == nil {
 			timer = time.NewTimer(wait)
 		} else {
@@ -472,7 +515,11 @@ func (p *Publisher) PublishAsync(ctx context.Context, subject string, e *Event) 
 		return closedError(subject)
 	}
 	rec := p.get()
+	rec.start = time.Now()
+	var span trace.Span
+	ctx, span = p.tel.startPublish(ctx, subject, e, &rec.th)
 	if err := p.encode(rec, subject, e); err != nil {
+		p.tel.endPublish(ctx, span, subject, rec.start, err)
 		p.put(rec)
 		return err
 	}
@@ -482,10 +529,13 @@ func (p *Publisher) PublishAsync(ctx context.Context, subject string, e *Event) 
 		select {
 		case p.sem <- struct{}{}:
 		case <-ctx.Done():
+			err := &OpError{Op: "publish", Name: subject, Kind: ErrTimeout, Err: ctx.Err()}
+			p.tel.endPublish(ctx, span, subject, rec.start, err)
 			p.put(rec)
-			return &OpError{Op: "publish", Name: subject, Kind: ErrTimeout, Err: ctx.Err()}
+			return err
 		}
 	}
+	rec.span = span
 	rec.subject, rec.event = subject, e
 	p.mu.Lock()
 	if p.closed.Load() {
@@ -493,8 +543,10 @@ func (p *Publisher) PublishAsync(ctx context.Context, subject string, e *Event) 
 		// pending already, so this publish must not start.
 		p.mu.Unlock()
 		<-p.sem
+		err := closedError(subject)
+		p.tel.endPublish(ctx, span, subject, rec.start, err)
 		p.put(rec)
-		return closedError(subject)
+		return err
 	}
 	p.inflight[&rec.msg] = rec
 	if p.pending == 0 {
@@ -502,6 +554,7 @@ func (p *Publisher) PublishAsync(ctx context.Context, subject string, e *Event) 
 	}
 	p.pending++
 	p.mu.Unlock()
+	p.tel.asyncPendingAdd(1)
 	p.send(rec)
 	return nil
 }
@@ -528,6 +581,8 @@ func (p *Publisher) onAck(_ jetstream.JetStream, msg *nats.Msg, _ *jetstream.Pub
 	delete(p.inflight, msg)
 	p.doneLocked()
 	p.mu.Unlock()
+	p.tel.asyncPendingAdd(-1)
+	p.tel.endPublish(context.Background(), rec.span, rec.subject, rec.start, nil)
 	p.put(rec)
 }
 
@@ -548,7 +603,9 @@ func (p *Publisher) failed(rec *outMsg, err error) {
 	perr := publishError(rec.subject, err)
 	if IsTransient(perr) && rec.retries < p.opts.retries {
 		rec.retries++
-		time.AfterFunc(p.backoff(rec.retries), func() { p.send(rec) })
+		wait := p.backoff(rec.retries)
+		p.tel.publishRetry(context.Background(), rec.span, rec.subject, rec.retries, wait, perr)
+		time.AfterFunc(wait, func() { p.send(rec) })
 		return
 	}
 	// The handler is user code: run it off jetstream's callback goroutine
@@ -565,6 +622,8 @@ func (p *Publisher) failed(rec *outMsg, err error) {
 		}
 		p.mu.Unlock()
 		if ok {
+			p.tel.asyncPendingAdd(-1)
+			p.tel.endPublish(context.Background(), rec.span, rec.subject, rec.start, perr)
 			// Wait for a send still under way (see outMsg.sending).
 			rec.sending.Lock()
 			rec.sending.Unlock() //nolint:staticcheck // SA2001: only waits

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Handler processes one event. Returning nil acknowledges it; an error
@@ -108,6 +110,14 @@ type SubscriberConfig struct {
 	// OtherMajors is what happens to events of majors not in AcceptMajors
 	// (default DeadLetterOtherMajors).
 	OtherMajors MajorPolicy
+	// TracerProvider receives a consumer span "process <subject>" per
+	// delivery, the child of the producer span whose trace context the
+	// event carries (default: otel's global provider, which records nothing
+	// until the service installs an SDK). See README.md, "Telemetry".
+	TracerProvider trace.TracerProvider
+	// MeterProvider receives the handling metrics (default: otel's global
+	// provider).
+	MeterProvider metric.MeterProvider
 }
 
 // Subscription is a running durable subscription. Stop it to drain.
@@ -121,6 +131,7 @@ type Subscription struct {
 	maxDeliver int
 	backoff    []time.Duration
 	log        *slog.Logger
+	tel        *telemetry
 
 	cc       jetstream.ConsumeContext
 	work     chan jetstream.Msg
@@ -203,6 +214,7 @@ func SubscribeDurable(ctx context.Context, js jetstream.JetStream, stream, consu
 		maxDeliver: info.Config.MaxDeliver,
 		backoff:    cfg.BackOff,
 		log:        cfg.Logger,
+		tel:        newTelemetry(cfg.TracerProvider, cfg.MeterProvider),
 		done:       make(chan struct{}),
 	}
 	if len(s.backoff) == 0 {
@@ -375,7 +387,7 @@ func bindConsumer(ctx context.Context, js jetstream.JetStream, stream, name stri
 	return cons, nil
 }
 
-// process handles one delivery.
+// process handles one delivery, in a consumer span.
 func (s *Subscription) process(w *worker, m jetstream.Msg) {
 	if s.stopping.Load() {
 		// Buffered when Stop was called: hand it back at once rather than
@@ -383,15 +395,24 @@ func (s *Subscription) process(w *worker, m jetstream.Msg) {
 		_ = m.Nak()
 		return
 	}
-	e, err := DecodeParts(m.Headers(), m.Data())
+	start := time.Now()
+	e, derr := DecodeParts(m.Headers(), m.Data())
+	ctx, span := s.tel.startProcess(s.handlerCtx, m.Subject(), s.name, e)
+	outcome, err := s.handle(ctx, span, w, m, e, derr)
+	s.tel.endProcess(ctx, span, m.Subject(), s.name, start, outcome, err)
+}
+
+// handle runs the checks and the handler on a decoded delivery and settles
+// it, returning the outcome and the error that decided it.
+func (s *Subscription) handle(ctx context.Context, span trace.Span, w *worker, m jetstream.Msg, e *Event, err error) (string, error) {
 	if err != nil {
-		s.fail(m, Permanent(fmt.Errorf("cannot decode event: %w", err)))
-		return
+		err = Permanent(fmt.Errorf("cannot decode event: %w", err))
+		return s.fail(ctx, span, m, err), err
 	}
 	if s.cfg.StrictValidation {
 		if err := e.Validate(); err != nil {
-			s.fail(m, Permanent(fmt.Errorf("event fails strict validation: %w", err)))
-			return
+			err = Permanent(fmt.Errorf("event fails strict validation: %w", err))
+			return s.fail(ctx, span, m, err), err
 		}
 	}
 	if len(s.cfg.AcceptMajors) > 0 {
@@ -401,10 +422,10 @@ func (s *Subscription) process(w *worker, m jetstream.Msg) {
 					s.log.Warn("events: ack failed", "subject", m.Subject(), "error", aerr)
 				}
 				s.skipped.Add(1)
-				return
+				return OutcomeSkip, nil
 			}
-			s.fail(m, Permanent(err))
-			return
+			err = Permanent(err)
+			return s.fail(ctx, span, m, err), err
 		}
 	}
 	if s.cfg.DataValidator != nil {
@@ -412,49 +433,51 @@ func (s *Subscription) process(w *worker, m jetstream.Msg) {
 			if uri != "" {
 				err = fmt.Errorf("%w (schema %s)", err, uri)
 			}
-			s.fail(m, Permanent(err))
-			return
+			err = Permanent(err)
+			return s.fail(ctx, span, m, err), err
 		}
 	}
 	w.set(m)
-	err = s.call(e)
+	err = s.call(ctx, e)
 	w.set(nil)
 	if err == nil {
 		if aerr := m.Ack(); aerr != nil {
 			s.log.Warn("events: ack failed", "subject", m.Subject(), "error", aerr)
 		}
 		s.acked.Add(1)
-		return
+		return OutcomeAck, nil
 	}
-	s.fail(m, err)
+	return s.fail(ctx, span, m, err), err
 }
 
 // call runs the handler, turning a panic into an error.
-func (s *Subscription) call(e *Event) (err error) {
+func (s *Subscription) call(ctx context.Context, e *Event) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("%w: %v", ErrHandlerPanic, r)
 		}
 	}()
-	return s.handler(s.handlerCtx, e)
+	return s.handler(ctx, e)
 }
 
 // fail redelivers m after its backoff, or dead-letters it when err is
-// permanent or this was its last allowed delivery.
-func (s *Subscription) fail(m jetstream.Msg, err error) {
+// permanent or this was its last allowed delivery. It returns the outcome.
+func (s *Subscription) fail(ctx context.Context, span trace.Span, m jetstream.Msg, err error) string {
 	meta, merr := m.Metadata()
 	if merr != nil {
 		s.log.Error("events: message without JetStream metadata", "subject", m.Subject(), "error", merr)
 		_ = m.Term()
-		return
+		return OutcomeTerminate
 	}
 	last := s.maxDeliver > 0 && meta.NumDelivered >= uint64(s.maxDeliver)
 	if !last && !errors.Is(err, ErrPermanent) {
-		if nerr := m.NakWithDelay(s.delay(meta.NumDelivered)); nerr != nil {
+		delay := s.delay(meta.NumDelivered)
+		if nerr := m.NakWithDelay(delay); nerr != nil {
 			s.log.Warn("events: nak failed", "subject", m.Subject(), "error", nerr)
 		}
 		s.retried.Add(1)
-		return
+		s.tel.redelivery(span, meta.NumDelivered, delay, err)
+		return OutcomeRetry
 	}
 	reason := err.Error()
 	if last && !errors.Is(err, ErrPermanent) {
@@ -463,7 +486,7 @@ func (s *Subscription) fail(m jetstream.Msg, err error) {
 	if s.cfg.DisableDeadLetter {
 		_ = m.TermWithReason(headerSafe(reason))
 		s.terminated.Add(1)
-		return
+		return OutcomeTerminate
 	}
 	subject := s.cfg.DeadLetterSubject
 	if subject == "" {
@@ -474,8 +497,8 @@ func (s *Subscription) fail(m jetstream.Msg, err error) {
 		Sequence: meta.Sequence.Stream, Deliveries: meta.NumDelivered,
 		Reason: reason, Time: s.cfg.Clock.Now(),
 	})
-	ctx, cancel := context.WithTimeout(s.handlerCtx, DefaultPublishTimeout)
-	_, perr := s.js.PublishMsg(ctx, dl)
+	pctx, cancel := context.WithTimeout(ctx, DefaultPublishTimeout)
+	_, perr := s.js.PublishMsg(pctx, dl)
 	cancel()
 	if perr != nil {
 		// Not stored: leave the original to JetStream. Before the last
@@ -483,13 +506,17 @@ func (s *Subscription) fail(m jetstream.Msg, err error) {
 		// the operator dead-letter it.
 		s.log.Error("events: dead-letter publish failed", "subject", subject, "stream", meta.Stream,
 			"sequence", meta.Sequence.Stream, "error", publishError(subject, perr))
-		_ = m.NakWithDelay(s.delay(meta.NumDelivered))
-		return
+		delay := s.delay(meta.NumDelivered)
+		_ = m.NakWithDelay(delay)
+		s.tel.redelivery(span, meta.NumDelivered, delay, perr)
+		return OutcomeRetry
 	}
 	if terr := m.TermWithReason(headerSafe(TermReasonDeadLettered + ": " + reason)); terr != nil {
 		s.log.Warn("events: term failed", "subject", m.Subject(), "error", terr)
 	}
 	s.deadLettered.Add(1)
+	s.tel.deadLetter(ctx, span, m.Subject(), s.name, subject, reason, meta.NumDelivered)
+	return OutcomeDeadLetter
 }
 
 // delay is the redelivery delay after the n-th delivery failed.

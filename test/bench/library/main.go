@@ -15,6 +15,13 @@
 // fresh target stream, same batches of async publishes waited for per
 // batch): the target is replay/raw ≥ 0.8.
 //
+// A fourth table measures the library's OpenTelemetry instrumentation: sync
+// publish, async publish and consume + ack with telemetry off (no provider
+// given: otel's global ones, which record nothing), with explicit no-op
+// providers, and with the SDK on (every span sampled and batched to an
+// exporter that discards it; metrics aggregated by a manual reader), and
+// the ratios to off.
+//
 // A second table measures schema validation: the library's sync and async
 // publish with a schema registry (events.WithDataValidator, the seed's
 // user.created schema) against the same publish without, same events built
@@ -48,6 +55,11 @@ import (
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/giia/eventstream-operator/pkg/events"
 	"github.com/giia/eventstream-operator/pkg/events/eventstest"
@@ -268,6 +280,7 @@ func main() {
 	}
 	_ = tw.Flush()
 	b.validationTable()
+	b.telemetryTable(url)
 	b.replayTable()
 }
 
@@ -510,7 +523,9 @@ func (b *bench) libAsyncWith(pub *events.Publisher) float64 {
 	return rate(start)
 }
 
-func (b *bench) libConsume() float64 {
+func (b *bench) libConsume() float64 { return b.libConsumeWith(events.SubscriberConfig{}) }
+
+func (b *bench) libConsumeWith(cfg events.SubscriberConfig) float64 {
 	b.fill()
 	var count atomic.Int64
 	done := make(chan struct{})
@@ -525,7 +540,7 @@ func (b *bench) libConsume() float64 {
 			close(done)
 		}
 		return nil
-	}, events.SubscriberConfig{})
+	}, cfg)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -873,4 +888,71 @@ func (b *bench) rawReplay() float64 {
 	r := rate(start)
 	b.checkReplayTarget()
 	return r
+}
+
+// telemetryTable prints the library with telemetry off (otel's global
+// providers, no SDK installed), with explicit no-op providers and with the
+// SDK recording, and the ratios to off: medians of -runs runs in rotating
+// order, each variant on its own connection.
+func (b *bench) telemetryTable(url string) {
+	if !slices.Contains(strings.Split(*sidesFlag, ","), "library") {
+		return
+	}
+	if *only != "" && !strings.Contains("telemetry", *only) {
+		return
+	}
+	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(tracetest.NewNoopExporter()))
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
+	defer func() { _ = tp.Shutdown(context.Background()); _ = mp.Shutdown(context.Background()) }()
+	type variant struct {
+		name string
+		pub  *events.Publisher
+		cfg  events.SubscriberConfig
+	}
+	newPub := func(name string, opts ...events.PublisherOption) *events.Publisher {
+		nc, err := nats.Connect(url, nats.Name("bench-telemetry-"+name))
+		if err != nil {
+			log.Fatal(err)
+		}
+		pub, err := events.NewPublisher(nc, opts...)
+		if err != nil {
+			log.Fatal(err)
+		}
+		return pub
+	}
+	variants := []variant{
+		{"off", newPub("off"), events.SubscriberConfig{}},
+		{"no-op", newPub("noop", events.WithTracerProvider(tracenoop.NewTracerProvider()), events.WithMeterProvider(metricnoop.NewMeterProvider())),
+			events.SubscriberConfig{TracerProvider: tracenoop.NewTracerProvider(), MeterProvider: metricnoop.NewMeterProvider()}},
+		{"SDK", newPub("sdk", events.WithTracerProvider(tp), events.WithMeterProvider(mp)),
+			events.SubscriberConfig{TracerProvider: tp, MeterProvider: mp}},
+	}
+	rows := []struct {
+		name string
+		run  func(v variant) float64
+	}{
+		{"sync publish", func(v variant) float64 { return b.libSyncWith(v.pub) }},
+		{"async publish", func(v variant) float64 { return b.libAsyncWith(v.pub) }},
+		{"consume + ack", func(v variant) float64 { return b.libConsumeWith(v.cfg) }},
+	}
+	fmt.Println()
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+	_, _ = fmt.Fprintln(tw, "telemetry	off msgs/s	no-op msgs/s	SDK msgs/s	no-op/off	SDK/off	CPU µs/msg off / no-op / SDK	")
+	for _, r := range rows {
+		rates, cpus := make([][]float64, len(variants)), make([][]float64, len(variants))
+		for i := 0; i < *runs; i++ {
+			for j := range variants {
+				k := (i + j) % len(variants)
+				rates[k] = append(rates[k], r.run(variants[k]))
+				cpus[k] = append(cpus[k], float64(lastCPU)/1e3)
+			}
+		}
+		if *verbose {
+			fmt.Printf("telemetry %s: off %.0f, no-op %.0f, SDK %.0f msgs/s per run\n", r.name, rates[0], rates[1], rates[2])
+		}
+		off, noop, sdk := median(rates[0]), median(rates[1]), median(rates[2])
+		_, _ = fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%.0f\t%.2f\t%.2f\t%.1f / %.1f / %.1f\t\n", r.name, off, noop, sdk, noop/off, sdk/off,
+			median(cpus[0]), median(cpus[1]), median(cpus[2]))
+	}
+	_ = tw.Flush()
 }
