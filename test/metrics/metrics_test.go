@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -107,22 +106,6 @@ func failing(ms managerproc.Metrics, checks []check) []string {
 		}
 	}
 	return bad
-}
-
-// buildManager compiles ./cmd into dir (make test does not build bin/manager).
-func buildManager(t *testing.T, dir string) string {
-	t.Helper()
-	root, err := repo.Root()
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(dir, "manager")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building the manager: %v\n%s", err, out)
-	}
-	return bin
 }
 
 // applySamples creates in ns every resource config/samples/kustomization.yaml
@@ -235,7 +218,10 @@ func TestManagerMetricsAfterTheSamples(t *testing.T) {
 		streamsTotal = 7
 	)
 	dir := t.TempDir()
-	bin := buildManager(t, dir)
+	bin, err := managerproc.Build(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
 	plane, err := controlplane.Start(controlplane.Options{Dir: filepath.Join(dir, "kube"), CRDs: true})
 	if err != nil {
 		t.Fatal(err)

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -14,24 +13,7 @@ import (
 	"github.com/giia/eventstream-operator/internal/testutil/controlplane"
 	"github.com/giia/eventstream-operator/internal/testutil/freeport"
 	"github.com/giia/eventstream-operator/internal/testutil/natsproc"
-	"github.com/giia/eventstream-operator/internal/testutil/repo"
 )
-
-// buildManager compiles ./cmd into dir (make test does not build bin/manager).
-func buildManager(t *testing.T, dir string) string {
-	t.Helper()
-	root, err := repo.Root()
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(dir, "manager")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building the manager: %v\n%s", err, out)
-	}
-	return bin
-}
 
 // The real manager, on a real control plane and nats-server: Start returns
 // once /readyz passes, the manager runs its controllers (Leading), and its
@@ -39,7 +21,10 @@ func buildManager(t *testing.T, dir string) string {
 // Ready.
 func TestManagerReadiness(t *testing.T) {
 	dir := t.TempDir()
-	bin := buildManager(t, dir)
+	bin, err := Build(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
 	plane, err := controlplane.Start(controlplane.Options{Dir: filepath.Join(dir, "kube"), CRDs: true})
 	if err != nil {
 		t.Fatal(err)
