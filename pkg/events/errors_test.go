@@ -4,6 +4,7 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -74,5 +75,14 @@ func TestValidationErrorsArePermanent(t *testing.T) {
 		if errors.Is(err, ErrValidation) {
 			t.Errorf("%v matches ErrValidation", err)
 		}
+	}
+}
+
+// A full reconnect buffer means the connection is down: retry later, as for
+// any other outage (the publisher and Replay both rely on this).
+func TestReconnectBufferFullIsAConnectionProblem(t *testing.T) {
+	err := wrap("publish", "S", nats.ErrReconnectBufExceeded)
+	if !errors.Is(err, ErrConnection) || !IsTransient(err) || !errors.Is(err, nats.ErrReconnectBufExceeded) {
+		t.Fatalf("%v: want ErrConnection, transient, wrapping nats.ErrReconnectBufExceeded", err)
 	}
 }

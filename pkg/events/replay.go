@@ -659,9 +659,6 @@ func (r *replayer) publish(ctx context.Context, batch []replayItem) error {
 		return firstErr
 	}
 	if sendErr != nil {
-		if errors.Is(sendErr, nats.ErrReconnectBufExceeded) {
-			return &OpError{Op: "replay: publish", Name: r.targetStream, Kind: ErrConnection, Err: sendErr}
-		}
 		return wrap("replay: publish", r.targetStream, sendErr)
 	}
 	return nil
