@@ -55,8 +55,11 @@ type Placement struct {
 	Tags []string `json:"tags,omitempty"`
 }
 
-// StreamSource names another stream (in the same JetStream account) to
-// mirror or source messages from.
+// StreamSource names another stream to mirror or source messages from: in
+// the same JetStream account and domain, or, with domain or external, in
+// another JetStream domain (a leaf node's) or account.
+// +kubebuilder:validation:XValidation:rule="!has(self.domain) || !has(self.external)",message="set domain or external, not both: domain is a shorthand for external.apiPrefix $JS.<domain>.API"
+// +kubebuilder:validation:XValidation:rule="!has(self.optStartSeq) || !has(self.optStartTime)",message="set optStartSeq or optStartTime, not both"
 type StreamSource struct {
 	// Name of the JetStream stream.
 	// +kubebuilder:validation:MinLength=1
@@ -72,6 +75,75 @@ type StreamSource struct {
 	// +optional
 	// +kubebuilder:validation:Minimum=0
 	OptStartSeq int64 `json:"optStartSeq,omitempty"`
+	// OptStartTime starts at the first message at or after this time.
+	// +optional
+	OptStartTime *metav1.Time `json:"optStartTime,omitempty"`
+	// SubjectTransforms take only messages matching one of the sources and
+	// rewrite their subjects (not with filterSubject).
+	// +optional
+	// +kubebuilder:validation:MaxItems=64
+	SubjectTransforms []SubjectTransform `json:"subjectTransforms,omitempty"`
+	// Domain is the JetStream domain (a leaf node's) the stream lives in: a
+	// shorthand for external.apiPrefix "$JS.<domain>.API".
+	// +optional
+	// +kubebuilder:validation:MaxLength=255
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[A-Za-z0-9_-]+$')",message="must be a JetStream domain name: only letters, digits, '_' and '-'"
+	Domain string `json:"domain,omitempty"`
+	// External reaches the stream through another account's or domain's
+	// JetStream API prefix.
+	// +optional
+	External *ExternalStream `json:"external,omitempty"`
+}
+
+// SubjectTransform rewrites subjects that match Source into Destination,
+// with NATS subject-mapping functions ({{wildcard(1)}}, {{partition(3,1)}}).
+type SubjectTransform struct {
+	// Source subject filter (wildcards allowed); empty matches every subject.
+	// +optional
+	// +kubebuilder:validation:MaxLength=255
+	// +kubebuilder:validation:Pattern=`^[^\s]*$`
+	Source string `json:"source,omitempty"`
+	// Destination subject, with mapping functions.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=255
+	// +kubebuilder:validation:Pattern=`^[^\s]+$`
+	Destination string `json:"destination"`
+}
+
+// ExternalStream is another account's or domain's JetStream API.
+type ExternalStream struct {
+	// APIPrefix is the subject prefix of that JetStream API, such as
+	// "$JS.leaf.API".
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=255
+	// +kubebuilder:validation:Pattern=`^[^\s*>]+$`
+	APIPrefix string `json:"apiPrefix"`
+	// DeliverPrefix is the subject prefix messages are delivered on across
+	// the account boundary.
+	// +optional
+	// +kubebuilder:validation:MaxLength=255
+	// +kubebuilder:validation:Pattern=`^[^\s*>]+$`
+	DeliverPrefix string `json:"deliverPrefix,omitempty"`
+}
+
+// Republish publishes a copy of every stored message (or only its headers)
+// on another subject, for clients that watch without a consumer.
+type Republish struct {
+	// Source subject filter of the messages republished (default: all).
+	// +optional
+	// +kubebuilder:validation:MaxLength=255
+	// +kubebuilder:validation:Pattern=`^[^\s]*$`
+	Source string `json:"source,omitempty"`
+	// Destination subject, with mapping functions; it must not overlap the
+	// stream's own subjects.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=255
+	// +kubebuilder:validation:Pattern=`^[^\s]+$`
+	Destination string `json:"destination"`
+	// HeadersOnly republishes headers (and the message size) without the
+	// payload.
+	// +optional
+	HeadersOnly bool `json:"headersOnly,omitempty"`
 }
 
 // EventStreamSpec declares a JetStream stream. Unset fields take the house

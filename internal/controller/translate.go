@@ -103,8 +103,29 @@ func retention(r eventsv1.RetentionPolicy) (jetstream.RetentionPolicy, error) {
 	return 0, &events.ValidationError{Field: "retention", Reason: fmt.Sprintf("unknown retention policy %q", r)}
 }
 
+// streamSource translates a mirror or source (of a stream or a KeyValue
+// bucket).
 func streamSource(s eventsv1.StreamSource) events.StreamSource {
-	return events.StreamSource{Name: s.Name, FilterSubject: s.FilterSubject, OptStartSeq: uint64(max(s.OptStartSeq, 0))}
+	out := events.StreamSource{Name: s.Name, FilterSubject: s.FilterSubject, OptStartSeq: uint64(max(s.OptStartSeq, 0)), Domain: s.Domain}
+	if s.OptStartTime != nil {
+		t := s.OptStartTime.UTC()
+		out.OptStartTime = &t
+	}
+	for _, t := range s.SubjectTransforms {
+		out.SubjectTransforms = append(out.SubjectTransforms, jetstream.SubjectTransformConfig{Source: t.Source, Destination: t.Destination})
+	}
+	if s.External != nil {
+		out.External = &jetstream.ExternalStream{APIPrefix: s.External.APIPrefix, DeliverPrefix: s.External.DeliverPrefix}
+	}
+	return out
+}
+
+// republish translates a republish rule (of a stream or a KeyValue bucket).
+func republish(r *eventsv1.Republish) *jetstream.RePublish {
+	if r == nil {
+		return nil
+	}
+	return &jetstream.RePublish{Source: r.Source, Destination: r.Destination, HeadersOnly: r.HeadersOnly}
 }
 
 // consumerConfig translates an EventConsumer into the library's

@@ -30,11 +30,17 @@ const (
 	Unlimited = -1
 )
 
-// StreamSource names another stream a stream mirrors or sources from.
+// StreamSource names another stream a stream mirrors or sources from. Domain
+// is a shorthand for External with APIPrefix "$JS.<domain>.API"; set one or
+// the other.
 type StreamSource struct {
-	Name          string
-	FilterSubject string
-	OptStartSeq   uint64
+	Name              string
+	FilterSubject     string
+	OptStartSeq       uint64
+	OptStartTime      *time.Time
+	SubjectTransforms []jetstream.SubjectTransformConfig
+	Domain            string
+	External          *jetstream.ExternalStream
 }
 
 // StreamConfig is a JetStream stream as this project declares it. Start from
@@ -267,16 +273,31 @@ func (c StreamConfig) JetStream() jetstream.StreamConfig {
 		cfg.Placement = &p
 	}
 	if c.Mirror != nil {
-		cfg.Mirror = c.Mirror.jetStream()
+		cfg.Mirror = c.Mirror.JetStream()
 	}
 	for _, s := range c.Sources {
-		cfg.Sources = append(cfg.Sources, s.jetStream())
+		cfg.Sources = append(cfg.Sources, s.JetStream())
 	}
 	return cfg
 }
 
-func (s StreamSource) jetStream() *jetstream.StreamSource {
-	return &jetstream.StreamSource{Name: s.Name, FilterSubject: s.FilterSubject, OptStartSeq: s.OptStartSeq}
+// JetStream translates the source to nats.go's, Domain resolved into
+// External as the server stores it.
+func (s StreamSource) JetStream() *jetstream.StreamSource {
+	out := &jetstream.StreamSource{Name: s.Name, FilterSubject: s.FilterSubject, OptStartSeq: s.OptStartSeq,
+		SubjectTransforms: slices.Clone(s.SubjectTransforms)}
+	if s.OptStartTime != nil {
+		t := s.OptStartTime.UTC()
+		out.OptStartTime = &t
+	}
+	switch {
+	case s.External != nil:
+		e := *s.External
+		out.External = &e
+	case s.Domain != "":
+		out.External = &jetstream.ExternalStream{APIPrefix: "$JS." + s.Domain + ".API"}
+	}
+	return out
 }
 
 func orUnlimited(v int64) int64 {

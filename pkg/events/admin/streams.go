@@ -77,8 +77,23 @@ func normaliseStream(c jetstream.StreamConfig) managedStream {
 	return m
 }
 
+// normaliseSource keeps what a mirror or source declares, in the form the
+// server echoes it (times in UTC to the microsecond, empty lists nil, an
+// empty External none).
 func normaliseSource(s jetstream.StreamSource) jetstream.StreamSource {
-	return jetstream.StreamSource{Name: s.Name, FilterSubject: s.FilterSubject, OptStartSeq: s.OptStartSeq}
+	out := jetstream.StreamSource{Name: s.Name, FilterSubject: s.FilterSubject, OptStartSeq: s.OptStartSeq}
+	if s.OptStartTime != nil {
+		t := s.OptStartTime.UTC().Truncate(time.Microsecond)
+		out.OptStartTime = &t
+	}
+	if len(s.SubjectTransforms) > 0 {
+		out.SubjectTransforms = s.SubjectTransforms
+	}
+	if s.External != nil && (s.External.APIPrefix != "" || s.External.DeliverPrefix != "") {
+		e := *s.External
+		out.External = &e
+	}
+	return out
 }
 
 func limit(v int64) int64 {
