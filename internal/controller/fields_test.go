@@ -1,10 +1,15 @@
 package controller
 
 import (
+	"bytes"
+	"fmt"
+	"os"
 	"reflect"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Every field of nats.go's JetStream configuration structs
@@ -120,4 +125,85 @@ func jsonField(t reflect.Type, name string) (reflect.StructField, bool) {
 		}
 	}
 	return reflect.StructField{}, false
+}
+
+// The table of every JetStream setting in docs/design.md is generated from
+// the field tables, between these markers; UPDATE_DESIGN_TABLE=1 go test
+// -run TestDesignTableMatchesFieldTables ./internal/controller rewrites it.
+const (
+	designTableBegin = "<!-- jetstream-settings: generated from internal/controller/fields_*_test.go; do not edit -->\n"
+	designTableEnd   = "<!-- end of jetstream-settings -->\n"
+)
+
+func TestEveryJetStreamConfigHasAFieldTable(t *testing.T) {
+	for _, want := range []reflect.Type{
+		reflect.TypeFor[jetstream.StreamConfig](), reflect.TypeFor[jetstream.ConsumerConfig](),
+		reflect.TypeFor[jetstream.KeyValueConfig](), reflect.TypeFor[jetstream.ObjectStoreConfig](),
+	} {
+		if !slices.ContainsFunc(fieldTables, func(ft fieldTable) bool { return ft.config == want }) {
+			t.Errorf("no field table for jetstream.%s", want.Name())
+		}
+	}
+}
+
+func TestDesignTableMatchesFieldTables(t *testing.T) {
+	const path = "../../docs/design.md"
+	doc, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	begin := bytes.Index(doc, []byte(designTableBegin))
+	end := bytes.Index(doc, []byte(designTableEnd))
+	if begin < 0 || end < begin {
+		t.Fatalf("%s has no generated JetStream settings table (markers %q … %q)", path, designTableBegin, designTableEnd)
+	}
+	want := renderDesignTable()
+	got := string(doc[begin+len(designTableBegin) : end])
+	if got == want {
+		return
+	}
+	if os.Getenv("UPDATE_DESIGN_TABLE") == "1" {
+		out := slices.Concat(doc[:begin+len(designTableBegin)], []byte(want), doc[end:])
+		if err := os.WriteFile(path, out, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("rewrote the table in %s", path)
+		return
+	}
+	t.Errorf("the JetStream settings table in %s is out of date with the field tables; run UPDATE_DESIGN_TABLE=1 go test -run TestDesignTableMatchesFieldTables ./internal/controller", path)
+}
+
+// renderDesignTable writes one Markdown table per configuration struct, its
+// fields in nats.go's order.
+func renderDesignTable() string {
+	tables := slices.Clone(fieldTables)
+	order := []string{"StreamConfig", "ConsumerConfig", "KeyValueConfig", "ObjectStoreConfig"}
+	slices.SortFunc(tables, func(a, b fieldTable) int {
+		return slices.Index(order, a.config.Name()) - slices.Index(order, b.config.Name())
+	})
+	var b strings.Builder
+	cell := func(s string) string { return strings.ReplaceAll(s, "|", `\|`) }
+	for _, ft := range tables {
+		kind := reflect.TypeOf(ft.resource).Elem().Name()
+		fmt.Fprintf(&b, "\n**`jetstream.%s`** — declared by `%s`\n\n", ft.config.Name(), kind)
+		b.WriteString("| JetStream setting | declared at | default | changes in place |\n|---|---|---|---|\n")
+		for i := range ft.config.NumField() {
+			f := ft.config.Field(i)
+			d, ok := ft.fields[f.Name]
+			if !f.IsExported() || !ok {
+				continue
+			}
+			name := f.Name
+			if tag, _, _ := strings.Cut(f.Tag.Get("json"), ","); tag != "" && tag != "-" {
+				name += " (`" + tag + "`)"
+			}
+			if d.path == "" {
+				fmt.Fprintf(&b, "| %s | not declared: %s | | |\n", name, cell(d.omitted))
+				continue
+			}
+			fmt.Fprintf(&b, "| %s | `%s` | %s | %s |\n", name, d.path, cell(d.def), cell(d.inPlace))
+		}
+	}
+	b.WriteString("\n")
+	return b.String()
 }
