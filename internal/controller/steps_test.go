@@ -228,7 +228,7 @@ func TestReconcileConnectionStep(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			evs := tc.evs
-			js, err := tc.r.reconcileConnection(ctx, evs.Namespace, evs.Spec.Connection, userKey("EventStream", evs))
+			js, err := tc.r.reconcileConnection(ctx, evs.Namespace, evs.Spec.Connection, evs.Spec.Domain, userKey("EventStream", evs))
 			if got := kindOf(t, err); got != tc.want {
 				t.Fatalf("outcome %s (%v), want %s", got, err, tc.want)
 			}
