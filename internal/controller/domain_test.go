@@ -262,4 +262,3 @@ var _ = Describe("JetStream domains the administrator did not allow", Ordered, f
 		Expect(inJetStream(net.leafJS["leaf"], evs.JetStreamName())()).To(MatchError(jetstream.ErrStreamNotFound))
 	})
 })
-
