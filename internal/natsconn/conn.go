@@ -164,7 +164,8 @@ func ValidDomain(d string) bool {
 	}
 	for _, r := range d {
 		letter := (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z')
-		if !letter && !(r >= '0' && r <= '9') && r != '_' && r != '-' {
+		digit := r >= '0' && r <= '9'
+		if !letter && !digit && r != '_' && r != '-' {
 			return false
 		}
 	}
