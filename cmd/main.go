@@ -119,6 +119,11 @@ func run(o options) error {
 	if _, err := natsconn.ParseHostPatterns(splitList(o.resourceConnURLs)); err != nil {
 		return fmt.Errorf("--resource-connection-urls: %w", err)
 	}
+	for _, d := range splitList(o.jetStreamDomains) {
+		if d != "*" && !natsconn.ValidDomain(d) {
+			return fmt.Errorf("--jetstream-domains: %q is not a JetStream domain name (letters, digits, '_' and '-') or \"*\"", d)
+		}
+	}
 	metricsOpts, metricsCerts, err := metricsOptions(o)
 	if err != nil {
 		return err
