@@ -2,6 +2,7 @@ package controller_test
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -174,6 +175,29 @@ var _ = Describe("JetStream domains", Ordered, func() {
 		took := time.Since(start)
 		Expect(deleted()).To(BeZero(), "no advisory of the blind leaf reached the hub")
 		AddReportEntry("blind leaf stream deleted out of band, recreated after", took.String())
+	})
+
+	It("replays a leaf stream's messages in the leaf: an EventReplay uses its source EventStream's domain", func() {
+		base := uniqueName("leaf-replay")
+		src := newStream(base, withDomain("leaf"))
+		tgt := newStream(base+"-t", withDomain("leaf"))
+		for _, evs := range []*eventsv1.EventStream{src, tgt} {
+			Expect(k8s.Create(ctx, evs)).To(Succeed())
+			DeferCleanup(deleteAndWait, evs)
+			expectReady(evs)
+		}
+		for i := 1; i <= 5; i++ {
+			_, err := net.leafJS["leaf"].Publish(ctx, fmt.Sprintf("%s.n%d", base, i), []byte(fmt.Sprint(i)))
+			Expect(err).NotTo(HaveOccurred())
+		}
+		evr := newReplay(base, "default", src.Name, toSubject(base+"-t.all"))
+		Expect(k8s.Create(ctx, evr)).To(Succeed())
+		DeferCleanup(deleteReplayAndWait, evr)
+		Eventually(replayPhase(evr)).Should(Equal(eventsv1.ReplaySucceeded))
+		Expect(getReplay(evr).Status.Replayed).To(BeEquivalentTo(5))
+		st, err := net.leafJS["leaf"].Stream(ctx, tgt.JetStreamName())
+		Expect(err).NotTo(HaveOccurred())
+		Expect(st.CachedInfo().State.Msgs).To(BeEquivalentTo(5), "the replayed messages are in the leaf's target stream")
 	})
 
 	It("keeps one stream name apart per domain: two namespaces, one in the hub and one in the leaf; a third claiming the leaf's is refused", func() {
