@@ -349,7 +349,7 @@ func Example_readmeDomains() {
 		if err != nil {
 			return err
 		}
-		defer sub.Stop(ctx)
+		defer func() { _ = sub.Stop(ctx) }()
 		pub, _ := events.NewPublisher(nc)
 		defer pub.Close()
 		err = pub.Publish(ctx, "sensors.t1", e) // stored in the leaf's SENSORS; dead letters in the leaf's DLQ_EVENTS
