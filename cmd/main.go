@@ -60,6 +60,7 @@ type options struct {
 	allowResourceConns      bool
 	adoptNamespaces         string
 	resourceConnURLs        string
+	jetStreamDomains        string
 }
 
 func main() {
@@ -99,6 +100,7 @@ func bindFlags(fs *flag.FlagSet, o *options) {
 	fs.StringVar(&o.metricsCertName, "metrics-cert-name", "tls.crt", "Certificate file name in --metrics-cert-path.")
 	fs.StringVar(&o.metricsCertKey, "metrics-cert-key", "tls.key", "Key file name in --metrics-cert-path.")
 	fs.StringVar(&o.adoptNamespaces, "adopt-namespaces", ownNamespace(), "Comma-separated namespaces whose EventStreams and EventConsumers may adopt, with the annotation events.giia.io/adopt: \"true\", a JetStream stream or consumer that no resource manages (made by hand or by scripts); \"*\" allows every namespace, \"\" none. Default: the operator's own namespace (POD_NAMESPACE, or its service account's namespace in a pod).")
+	fs.StringVar(&o.jetStreamDomains, "jetstream-domains", "", "Comma-separated JetStream domains (e.g. leaf nodes' JetStream) that EventStreams on the operator's own NATS connection may name in spec.domain; \"*\" allows any, \"\" none (the default: resources then use the connection's own JetStream only). A resource with its own spec.connection may name any domain its Secret's credentials reach.")
 	fs.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints (/readyz: caches synced, controllers started or standing by for the leader election lease, NATS connected).")
 	fs.StringVar(&o.pprofAddr, "pprof-bind-address", "0", "Address of Go's /debug/pprof endpoints, for profiling (e.g. 127.0.0.1:6060); \"0\" disables them. Unauthenticated: bind it to loopback.")
 }
@@ -116,6 +118,11 @@ func run(o options) error {
 	// Checked again by controller.Setup; here so that a typo fails at once.
 	if _, err := natsconn.ParseHostPatterns(splitList(o.resourceConnURLs)); err != nil {
 		return fmt.Errorf("--resource-connection-urls: %w", err)
+	}
+	for _, d := range splitList(o.jetStreamDomains) {
+		if d != "*" && !natsconn.ValidDomain(d) {
+			return fmt.Errorf("--jetstream-domains: %q is not a JetStream domain name (letters, digits, '_' and '-') or \"*\"", d)
+		}
 	}
 	metricsOpts, metricsCerts, err := metricsOptions(o)
 	if err != nil {
@@ -172,6 +179,7 @@ func run(o options) error {
 		AllowResourceConnections: o.allowResourceConns,
 		AdoptNamespaces:          splitList(o.adoptNamespaces),
 		ResourceConnectionURLs:   splitList(o.resourceConnURLs),
+		JetStreamDomains:         splitList(o.jetStreamDomains),
 		SchemaBucket:             o.schemaBucket,
 	}); err != nil {
 		return err
@@ -183,7 +191,8 @@ func run(o options) error {
 	}
 	log.Info("starting manager", "nats", admin.RedactURL(o.nats.URL), "resync", o.resyncInterval,
 		"workers", o.maxConcurrentReconciles, "namespaces", o.watchNamespaces, "adoptNamespaces", o.adoptNamespaces,
-		"resourceConnections", o.allowResourceConns, "resourceConnectionURLs", o.resourceConnURLs)
+		"resourceConnections", o.allowResourceConns, "resourceConnectionURLs", o.resourceConnURLs,
+		"jetStreamDomains", o.jetStreamDomains)
 	return mgr.Start(ctrl.SetupSignalHandler())
 }
 

@@ -129,10 +129,28 @@ func TestFlagDefaults(t *testing.T) {
 	if o.metricsAddr != ":8443" || !o.secureMetrics {
 		t.Errorf("metrics %q secure=%v, want :8443 secure", o.metricsAddr, o.secureMetrics)
 	}
+	if o.jetStreamDomains != "" {
+		t.Errorf("--jetstream-domains defaults to %q, want none allowed", o.jetStreamDomains)
+	}
 	if o.adoptNamespaces != "eventstream-system" {
 		t.Errorf("--adopt-namespaces defaults to %q, want the operator's namespace", o.adoptNamespaces)
 	}
 	if o.maxConcurrentReconciles != 8 || o.resyncInterval != time.Minute {
 		t.Errorf("workers %d, resync %s", o.maxConcurrentReconciles, o.resyncInterval)
+	}
+}
+
+// A --jetstream-domains entry that is no domain name stops the manager at
+// once, naming the flag (before any connection is made).
+func TestJetStreamDomainsFlagIsChecked(t *testing.T) {
+	fs := flag.NewFlagSet("manager", flag.ContinueOnError)
+	var o options
+	bindFlags(fs, &o)
+	if err := fs.Parse([]string{"--jetstream-domains=leaf,edge.1"}); err != nil {
+		t.Fatal(err)
+	}
+	err := run(o)
+	if err == nil || !strings.Contains(err.Error(), "--jetstream-domains") || !strings.Contains(err.Error(), `"edge.1"`) {
+		t.Fatalf("run = %v, want an error naming --jetstream-domains and \"edge.1\"", err)
 	}
 }

@@ -80,8 +80,10 @@ const (
 	// ReasonConnectionNotAllowed: spec.connection names a NATS server the
 	// operator may not dial: per-resource connections are off
 	// (--allow-resource-connections=false), or the Secret's url matches none
-	// of --resource-connection-urls. Nothing was dialled; it is checked again
-	// when the resource or its Secret is reconciled next.
+	// of --resource-connection-urls; or spec.domain names a JetStream domain
+	// that --jetstream-domains does not allow on the operator's own
+	// connection. Nothing was dialled or sent; it is checked again when the
+	// resource or its Secret is reconciled next.
 	ReasonConnectionNotAllowed = "ConnectionNotAllowed"
 	// ReasonInsufficientResources: JetStream has no room for the object (API
 	// errors 10047 and 10028: max bytes beyond the server's or account's

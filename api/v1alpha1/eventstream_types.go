@@ -153,6 +153,7 @@ type Republish struct {
 // +kubebuilder:validation:XValidation:rule="(has(self.subjects) && size(self.subjects) > 0) || has(self.mirror) || (has(self.sources) && size(self.sources) > 0)",message="at least one subject is required unless the stream is a mirror or has sources",fieldPath=".subjects"
 // +kubebuilder:validation:XValidation:rule="!has(self.mirror) || !has(self.subjects) || size(self.subjects) == 0",message="a mirror stream cannot have subjects of its own",fieldPath=".subjects"
 // +kubebuilder:validation:XValidation:rule="has(self.connection) == has(oldSelf.connection) && (!has(self.connection) || self.connection == oldSelf.connection)",message="connection is immutable: the stream would be left behind on the old server; create a new EventStream instead",fieldPath=".connection"
+// +kubebuilder:validation:XValidation:rule="has(self.domain) == has(oldSelf.domain) && (!has(self.domain) || self.domain == oldSelf.domain)",message="domain is immutable: the stream would be left behind in the old JetStream domain; create a new EventStream instead",fieldPath=".domain"
 // +kubebuilder:validation:XValidation:rule="has(self.mirror) == has(oldSelf.mirror) && (!has(self.mirror) || self.mirror == oldSelf.mirror)",message="mirror is immutable: JetStream cannot change a stream's mirror after creation",fieldPath=".mirror"
 type EventStreamSpec struct {
 	// Name of the JetStream stream. Defaults to metadata.name upper-cased with
@@ -284,6 +285,18 @@ type EventStreamSpec struct {
 	// stream's EventConsumers use the same connection. Immutable.
 	// +optional
 	Connection *ConnectionSpec `json:"connection,omitempty"`
+
+	// Domain is the JetStream domain the stream lives in, e.g. a leaf
+	// node's (the API prefix $JS.<domain>.API); empty is the connection's
+	// own JetStream (or the "domain" key of spec.connection's Secret). On
+	// the operator's own connection only the domains the administrator
+	// allows (--jetstream-domains) may be named. The stream's
+	// EventConsumers use the same domain. Immutable.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=255
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[A-Za-z0-9_-]+$')",message="must be a JetStream domain name: only letters, digits, '_' and '-'"
+	Domain string `json:"domain,omitempty"`
 }
 
 // EventStreamState is a summary of the stream's state, refreshed at each

@@ -38,6 +38,7 @@ type ConnectionSpec struct {
 	// comma-separated for a cluster), and optionally "creds" (a credentials
 	// file's content), "nkey" (an nkey seed), "user" and "password", "token",
 	// "ca.crt" (CA of the server's certificate), "tls.crt" and "tls.key"
-	// (client certificate).
+	// (client certificate), "domain" (the JetStream domain to use on that
+	// server, e.g. a leaf node's, when the resource's spec.domain is empty).
 	SecretRef LocalObjectReference `json:"secretRef"`
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -31,10 +32,12 @@ import (
 	"github.com/giia/eventstream-operator/internal/natsconn"
 )
 
-// JetStreamProvider hands out the JetStream context of a connection, or an
-// events.ErrConnection error when NATS is not reachable right now.
+// JetStreamProvider hands out the JetStream contexts of a connection (its
+// own JetStream, or that of a JetStream domain), or an events.ErrConnection
+// error when NATS is not reachable right now.
 type JetStreamProvider interface {
 	JetStream() (jetstream.JetStream, error)
+	JetStreamIn(domain string) (jetstream.JetStream, error)
 }
 
 // OwnWrites is told before the operator writes a JetStream object, so that
@@ -67,6 +70,9 @@ type reconciler struct {
 	// Adopt lists the namespaces whose resources may adopt JetStream objects
 	// no resource manages (--adopt-namespaces).
 	Adopt adoptPolicy
+	// Domains lists the JetStream domains resources on the default
+	// connection may name (--jetstream-domains).
+	Domains domainPolicy
 	// Clock stamps the conditions' lastTransitionTime; nil is the real
 	// clock (tests inject k8s.io/utils/clock/testing).
 	Clock clock.PassiveClock
@@ -78,10 +84,18 @@ type reconciler struct {
 
 // jetStreamFor returns the JetStream context a resource in namespace uses:
 // the operator's default connection, or the one its connection Secret
-// describes. user identifies the resource to the connection pool.
-func (r *reconciler) jetStreamFor(ctx context.Context, namespace string, conn *eventsv1.ConnectionSpec, user string) (jetstream.JetStream, error) {
+// describes, in JetStream domain domain (empty: on the default connection
+// its own JetStream, on a Secret's the Secret's "domain" key). A domain
+// on the default connection must be allowed by --jetstream-domains; a
+// Secret's credentials bound what its connection reaches. user identifies
+// the resource to the connection pool.
+func (r *reconciler) jetStreamFor(ctx context.Context, namespace string, conn *eventsv1.ConnectionSpec, domain, user string) (jetstream.JetStream, error) {
 	if conn == nil {
-		return r.NATS.JetStream()
+		if domain != "" && !r.Domains.allows(domain) {
+			// Refused before anything is sent to that domain.
+			return nil, &connectionNotAllowedError{domain: domain, domains: r.Domains}
+		}
+		return r.NATS.JetStreamIn(domain)
 	}
 	if r.Connections == nil {
 		// Refused before the Secret is even read.
@@ -104,32 +118,44 @@ func (r *reconciler) jetStreamFor(ctx context.Context, namespace string, conn *e
 	if err != nil {
 		return nil, err
 	}
-	return c.JetStream()
+	if domain == "" {
+		domain = c.Domain()
+	}
+	return c.JetStreamIn(domain)
 }
 
 // reconcileConnection is the step that resolves the NATS connection a
 // resource uses (jetStreamFor); its failures are classified: a missing or
 // bad Secret is InvalidSpec and a refused server ConnectionNotAllowed, both
 // terminal; NATS unreachable is transient.
-func (r *reconciler) reconcileConnection(ctx context.Context, namespace string, conn *eventsv1.ConnectionSpec, user string) (jetstream.JetStream, error) {
-	js, err := r.jetStreamFor(ctx, namespace, conn, user)
+func (r *reconciler) reconcileConnection(ctx context.Context, namespace string, conn *eventsv1.ConnectionSpec, domain, user string) (jetstream.JetStream, error) {
+	js, err := r.jetStreamFor(ctx, namespace, conn, domain, user)
 	if err != nil {
 		return nil, classify(err)
 	}
 	return js, nil
 }
 
-// connectionNotAllowedError is a spec.connection the operator refuses to
-// dial: per-resource connections are off (refused is nil), or the Secret's
-// url is not allowed by --resource-connection-urls. Reported as
-// ConnectionNotAllowed; only the administrator or the Secret can change it.
+// connectionNotAllowedError is a connection the operator refuses to use:
+// per-resource connections are off (secret set, refused nil), the Secret's
+// url is not allowed by --resource-connection-urls (refused set), or a
+// JetStream domain on the operator's own connection is not allowed by
+// --jetstream-domains (domain set). Reported as ConnectionNotAllowed; only
+// the administrator or the resource can change it.
 type connectionNotAllowedError struct {
 	secret  string
 	refused *natsconn.URLNotAllowedError
+	domain  string
+	domains domainPolicy
 }
 
 func (e *connectionNotAllowedError) Error() string {
-	if e.refused == nil {
+	switch {
+	case e.domain != "":
+		return fmt.Sprintf("spec.domain %q is not a JetStream domain this operator may use on its own NATS connection "+
+			"(--jetstream-domains: %s), so nothing was sent; remove spec.domain, ask the administrator to allow the domain, "+
+			"or name a server whose credentials reach it in spec.connection", e.domain, e.domains)
+	case e.refused == nil:
 		return fmt.Sprintf("per-resource connections are disabled in this operator (--allow-resource-connections=false), "+
 			"so spec.connection (Secret %q) was not used and nothing was dialled; remove spec.connection to use the operator's NATS, "+
 			"or ask the administrator to enable them", e.secret)
@@ -143,6 +169,28 @@ func (e *connectionNotAllowedError) Unwrap() error {
 		return nil
 	}
 	return e.refused
+}
+
+// domainPolicy lists the JetStream domains resources on the operator's own
+// connection may name (--jetstream-domains): "*" allows any, none allows
+// none (resources then use the connection's own JetStream only).
+type domainPolicy []string
+
+func (p domainPolicy) allows(domain string) bool {
+	for _, d := range p {
+		if d == "*" || d == domain {
+			return true
+		}
+	}
+	return false
+}
+
+// String lists the allowed domains for messages.
+func (p domainPolicy) String() string {
+	if len(p) == 0 {
+		return "none"
+	}
+	return strings.Join(p, ",")
 }
 
 // connectionUnresolvable reports an error of jetStreamFor that says where a

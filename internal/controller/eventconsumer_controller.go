@@ -100,7 +100,7 @@ func (r *EventConsumerReconciler) steps(ctx context.Context, evc *eventsv1.Event
 	if err != nil {
 		return stepResult{}, err
 	}
-	js, err := r.reconcileConnection(ctx, evs.Namespace, evs.Spec.Connection, userKey("EventConsumer", evc))
+	js, err := r.reconcileConnection(ctx, evs.Namespace, evs.Spec.Connection, evs.Spec.Domain, userKey("EventConsumer", evc))
 	if err != nil {
 		return stepResult{}, err
 	}
@@ -281,18 +281,20 @@ func deadLetterStored(ctx context.Context, js jetstream.JetStream, evc *eventsv1
 }
 
 // release deletes or releases (by the deletion policy) the consumer of a
-// deleted EventConsumer. The consumer lives where its stream does; with the
-// EventStream gone, that is the default connection or nowhere.
+// deleted EventConsumer. The consumer lives where its stream does (its
+// connection and JetStream domain); with the EventStream gone, that is the
+// default connection's own JetStream or nowhere.
 func (r *EventConsumerReconciler) release(ctx context.Context, evc *eventsv1.EventConsumer) error {
 	if evc.Status.StreamName == "" || evc.Status.ConsumerName == "" {
 		return nil // never created
 	}
 	var conn *eventsv1.ConnectionSpec
+	domain := ""
 	evs := &eventsv1.EventStream{}
 	if err := r.Get(ctx, types.NamespacedName{Namespace: evc.Namespace, Name: evc.Spec.StreamRef.Name}, evs); err == nil {
-		conn = evs.Spec.Connection
+		conn, domain = evs.Spec.Connection, evs.Spec.Domain
 	}
-	js, err := r.jetStreamFor(ctx, evc.Namespace, conn, userKey("EventConsumer", evc))
+	js, err := r.jetStreamFor(ctx, evc.Namespace, conn, domain, userKey("EventConsumer", evc))
 	if err != nil {
 		return err
 	}

@@ -205,15 +205,15 @@ func (r *EventReplayReconciler) replaySource(ctx context.Context, evr *eventsv1.
 }
 
 // replayConnections resolves the source's JetStream (the EventStream's
-// connection) and the target's (spec.target.connection; nil means the
-// source's).
+// connection and domain) and the target's (spec.target.connection, in its
+// Secret's "domain" if it has one; nil means the source's).
 func (r *EventReplayReconciler) replayConnections(ctx context.Context, evr *eventsv1.EventReplay, evs *eventsv1.EventStream) (src, tgt jetstream.JetStream, err error) {
 	user := userKey("EventReplay", evr)
-	if src, err = r.reconcileConnection(ctx, evs.Namespace, evs.Spec.Connection, user); err != nil {
+	if src, err = r.reconcileConnection(ctx, evs.Namespace, evs.Spec.Connection, evs.Spec.Domain, user); err != nil {
 		return nil, nil, err
 	}
 	if evr.Spec.Target.Connection != nil {
-		if tgt, err = r.reconcileConnection(ctx, evr.Namespace, evr.Spec.Target.Connection, user); err != nil {
+		if tgt, err = r.reconcileConnection(ctx, evr.Namespace, evr.Spec.Target.Connection, "", user); err != nil {
 			return nil, nil, err
 		}
 	}

@@ -75,7 +75,7 @@ func (r *EventSchemaReconciler) kind() kind[*eventsv1.EventSchema] {
 			return statusRef{&es.Status.Conditions, &es.Status.ObservedGeneration}
 		},
 		steps: func(ctx context.Context, es *eventsv1.EventSchema) (stepResult, error) {
-			js, err := r.reconcileConnection(ctx, es.Namespace, es.Spec.Connection, userKey("EventSchema", es))
+			js, err := r.reconcileConnection(ctx, es.Namespace, es.Spec.Connection, "", userKey("EventSchema", es))
 			if err != nil {
 				return stepResult{}, err
 			}
@@ -386,7 +386,7 @@ func (r *EventSchemaReconciler) releaseRecord(ctx context.Context, es *eventsv1.
 	if es.Status.Key == "" {
 		return nil // never written
 	}
-	js, err := r.jetStreamFor(ctx, es.Namespace, es.Spec.Connection, userKey("EventSchema", es))
+	js, err := r.jetStreamFor(ctx, es.Namespace, es.Spec.Connection, "", userKey("EventSchema", es))
 	if err != nil {
 		return err
 	}

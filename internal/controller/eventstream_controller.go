@@ -43,7 +43,7 @@ func (r *EventStreamReconciler) kind() kind[*eventsv1.EventStream] {
 			return statusRef{&evs.Status.Conditions, &evs.Status.ObservedGeneration}
 		},
 		steps: func(ctx context.Context, evs *eventsv1.EventStream) (stepResult, error) {
-			js, err := r.reconcileConnection(ctx, evs.Namespace, evs.Spec.Connection, userKey("EventStream", evs))
+			js, err := r.reconcileConnection(ctx, evs.Namespace, evs.Spec.Connection, evs.Spec.Domain, userKey("EventStream", evs))
 			if err != nil {
 				return stepResult{}, err
 			}
@@ -59,7 +59,7 @@ func (r *EventStreamReconciler) kind() kind[*eventsv1.EventStream] {
 					// been reachable.
 					return nil
 				}
-				js, err := r.jetStreamFor(ctx, evs.Namespace, evs.Spec.Connection, userKey("EventStream", evs))
+				js, err := r.jetStreamFor(ctx, evs.Namespace, evs.Spec.Connection, evs.Spec.Domain, userKey("EventStream", evs))
 				if err != nil {
 					return err
 				}

@@ -61,6 +61,11 @@ func streamConnection(secret string) streamOpt {
 	}
 }
 
+// streamDomain sets spec.domain.
+func streamDomain(domain string) streamOpt {
+	return func(s *eventsv1.EventStream) { s.Spec.Domain = domain }
+}
+
 // streamSeen marks the stream as seen to exist (status.streamName), as a
 // reconcile that created it leaves it.
 func streamSeen() streamOpt {

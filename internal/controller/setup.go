@@ -28,6 +28,11 @@ type Options struct {
 	// name (natsconn.HostPatterns: host, host:port, *.domain[:port]); empty
 	// allows any.
 	ResourceConnectionURLs []string
+	// JetStreamDomains lists the JetStream domains (e.g. leaf nodes')
+	// that resources on the operator's own connection may name in
+	// spec.domain; "*" allows any, none allows none. Resources with their
+	// own spec.connection may name any domain.
+	JetStreamDomains []string
 	// SchemaBucket is the schema registry's KeyValue bucket
 	// (--schema-bucket); empty is schemas.DefaultBucket.
 	SchemaBucket string
@@ -40,6 +45,11 @@ func Setup(mgr ctrl.Manager, nc *natsconn.Conn, o Options) error {
 	allowed, err := natsconn.ParseHostPatterns(o.ResourceConnectionURLs)
 	if err != nil {
 		return fmt.Errorf("--resource-connection-urls: %w", err)
+	}
+	for _, d := range o.JetStreamDomains {
+		if d != "*" && !natsconn.ValidDomain(d) {
+			return fmt.Errorf("--jetstream-domains: %q is not a JetStream domain name (letters, digits, '_' and '-') or \"*\"", d)
+		}
 	}
 	triggers := NewTriggers(nc.NATS(), mgr.GetLogger().WithName("advisories"))
 	nc.OnReconnect(triggers.ResyncAll)
@@ -55,6 +65,7 @@ func Setup(mgr ctrl.Manager, nc *natsconn.Conn, o Options) error {
 		MaxConcurrentReconciles: o.MaxConcurrentReconciles,
 		OwnWrites:               triggers,
 		Adopt:                   adoptPolicy(o.AdoptNamespaces),
+		Domains:                 domainPolicy(o.JetStreamDomains),
 	}
 	if o.AllowResourceConnections {
 		pool := natsconn.NewPool(mgr.GetLogger().WithName("nats-pool"), triggers.Attach, allowed)
@@ -63,7 +74,7 @@ func Setup(mgr ctrl.Manager, nc *natsconn.Conn, o Options) error {
 			return err
 		}
 	}
-	triggers.SetDeletionAudit(missingStreams(mgr.GetClient(), nc, base.Connections), 0)
+	triggers.SetDeletionAudit(missingStreams(mgr.GetClient(), nc, base.Connections, base.Domains), 0)
 	if err := (&EventStreamReconciler{reconciler: base, Triggers: triggers.Streams()}).SetupWithManager(mgr); err != nil {
 		return err
 	}
@@ -116,39 +127,50 @@ func (c closeOnStop) Start(ctx context.Context) error {
 }
 
 // missingStreams is the deletion audit: the streams of EventStreams that
-// were created (status.streamName) and are no longer in JetStream, on the
-// default connection and on every per-resource connection the pool holds
-// (a resource whose connection is not open yet has nothing to audit).
-func missingStreams(c client.Reader, nc *natsconn.Conn, pool *natsconn.Pool) StreamAudit {
+// were created (status.streamName) and are no longer in JetStream, for each
+// (connection, JetStream domain) they live in: the default connection (in
+// the domains --jetstream-domains allows) and every per-resource connection
+// the pool holds (a resource whose connection is not open yet has nothing to
+// audit). A leaf node's JetStream sends its advisories to the operator only
+// if the leaf node connection carries them; the audit does not depend on it.
+func missingStreams(c client.Reader, nc *natsconn.Conn, pool *natsconn.Pool, domains domainPolicy) StreamAudit {
+	type where struct{ conn, domain string } // conn: "" or the Secret's "namespace/name"
 	return func(ctx context.Context) ([]string, error) {
 		list := &eventsv1.EventStreamList{}
 		if err := c.List(ctx, list, client.UnsafeDisableDeepCopy); err != nil {
 			return nil, err
 		}
-		want := map[string][]string{} // by connection: "" or the Secret's "namespace/name"
+		want := map[where][]string{}
 		for i := range list.Items {
 			evs := &list.Items[i]
 			if !evs.DeletionTimestamp.IsZero() || evs.Status.StreamName == "" {
 				continue
 			}
-			key := ""
+			w := where{domain: evs.Spec.Domain}
 			if evs.Spec.Connection != nil {
-				key = evs.Namespace + "/" + evs.Spec.Connection.SecretRef.Name
+				w.conn = evs.Namespace + "/" + evs.Spec.Connection.SecretRef.Name
 			}
-			want[key] = append(want[key], evs.Status.StreamName)
+			want[w] = append(want[w], evs.Status.StreamName)
 		}
 		var missing []string
-		for key, names := range want {
-			conn := nc
-			if key != "" {
+		for w, names := range want {
+			conn, domain := nc, w.domain
+			if w.conn == "" {
+				if domain != "" && !domains.allows(domain) {
+					continue // nothing is sent to a domain the operator may not use
+				}
+			} else {
 				if pool == nil {
 					continue
 				}
-				if conn = pool.Lookup(key); conn == nil {
+				if conn = pool.Lookup(w.conn); conn == nil {
 					continue
 				}
+				if domain == "" {
+					domain = conn.Domain()
+				}
 			}
-			have, err := streamNames(ctx, conn)
+			have, err := streamNames(ctx, conn, domain)
 			if err != nil {
 				return nil, err
 			}
@@ -162,8 +184,8 @@ func missingStreams(c client.Reader, nc *natsconn.Conn, pool *natsconn.Pool) Str
 	}
 }
 
-func streamNames(ctx context.Context, conn *natsconn.Conn) (map[string]bool, error) {
-	js, err := conn.JetStream()
+func streamNames(ctx context.Context, conn *natsconn.Conn, domain string) (map[string]bool, error) {
+	js, err := conn.JetStreamIn(domain)
 	if err != nil {
 		return nil, err
 	}

@@ -195,6 +195,8 @@ func TestReconcileConnectionStep(t *testing.T) {
 	}
 	t.Cleanup(dead.Close)
 	down.NATS = dead
+	leafAllowed, anyDomain := *up, *up
+	leafAllowed.Domains, anyDomain.Domains = domainPolicy{"leaf"}, domainPolicy{"*"}
 	pooled := *up
 	allowed, err := natsconn.ParseHostPatterns(nil)
 	if err != nil {
@@ -224,11 +226,17 @@ func TestReconcileConnectionStep(t *testing.T) {
 			want: wantTerminal, reason: eventsv1.ReasonInvalidSpec, contains: `spec.connection.secretRef: Secret "missing" not found`},
 		{name: "spec.connection naming a Secret without url", r: &pooled, evs: genStream("conn-bad", streamConnection("no-url")),
 			want: wantTerminal, reason: eventsv1.ReasonInvalidSpec, contains: "url"},
+		{name: "spec.domain on the default connection without --jetstream-domains", r: up, evs: genStream("domain-off", streamDomain("leaf")),
+			want: wantTerminal, reason: eventsv1.ReasonConnectionNotAllowed, contains: `spec.domain "leaf" is not a JetStream domain this operator may use on its own NATS connection (--jetstream-domains: none)`},
+		{name: "spec.domain that --jetstream-domains does not list", r: &leafAllowed, evs: genStream("domain-other", streamDomain("edge")),
+			want: wantTerminal, reason: eventsv1.ReasonConnectionNotAllowed, contains: "(--jetstream-domains: leaf)"},
+		{name: "spec.domain that --jetstream-domains lists", r: &leafAllowed, evs: genStream("domain-leaf", streamDomain("leaf")), want: wantReady},
+		{name: "any spec.domain with --jetstream-domains=*", r: &anyDomain, evs: genStream("domain-any", streamDomain("edge")), want: wantReady},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			evs := tc.evs
-			js, err := tc.r.reconcileConnection(ctx, evs.Namespace, evs.Spec.Connection, userKey("EventStream", evs))
+			js, err := tc.r.reconcileConnection(ctx, evs.Namespace, evs.Spec.Connection, evs.Spec.Domain, userKey("EventStream", evs))
 			if got := kindOf(t, err); got != tc.want {
 				t.Fatalf("outcome %s (%v), want %s", got, err, tc.want)
 			}

@@ -103,6 +103,7 @@ type managerConfig struct {
 	adoptNamespaces          []string
 	resourceConnectionURLs   []string // --resource-connection-urls
 	namespaces               []string // --watch-namespaces; none: all
+	jetStreamDomains         []string // --jetstream-domains
 }
 
 func startManagerWith(mc managerConfig) (stop func()) {
@@ -127,6 +128,7 @@ func startManagerWith(mc managerConfig) (stop func()) {
 		ResyncInterval: mc.resync, MaxConcurrentReconciles: 4, AllowResourceConnections: mc.allowResourceConnections,
 		AdoptNamespaces:        mc.adoptNamespaces,
 		ResourceConnectionURLs: mc.resourceConnectionURLs,
+		JetStreamDomains:       mc.jetStreamDomains,
 	})).To(Succeed())
 
 	ctx, cancel := context.WithCancel(context.Background())

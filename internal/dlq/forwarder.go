@@ -195,6 +195,10 @@ type Forwarder struct {
 	counted, countDups, notCounted                                     atomic.Uint64
 
 	ledgerStream jetstream.Stream // set by setup when counting
+	// domain is the JetStream domain of the forwarder's connection (set by
+	// setup): advisories of another domain (a leaf node's, which cross a
+	// leaf node connection) name streams this connection does not see.
+	domain string
 	// storedUncounted holds the ledger IDs of dead letters stored whose
 	// count failed transiently: their retry only counts. Only the Start
 	// goroutine uses it.
@@ -509,6 +513,11 @@ func (f *Forwarder) setup(ctx context.Context, js jetstream.JetStream) (jetstrea
 	if err != nil {
 		return nil, fmt.Errorf("dlq: create consumer %q on %q: %w", f.o.consumer, cfg.Name, err)
 	}
+	acct, err := js.AccountInfo(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("dlq: reading the JetStream domain: %w", err)
+	}
+	f.domain = acct.Domain
 	if f.o.ledger != nil {
 		// Counting never holds up dead-lettering: a bucket that cannot be
 		// set up now is tried again at the first count.
@@ -573,6 +582,7 @@ type advisory struct {
 	StreamSeq   uint64 `json:"stream_seq"`
 	Deliveries  uint64 `json:"deliveries"`
 	Reason      string `json:"reason"`
+	Domain      string `json:"domain"`
 }
 
 // parseAdvisory decodes an advisory received on subject.
@@ -619,6 +629,15 @@ func (f *Forwarder) handle(ctx context.Context, js jetstream.JetStream, m jetstr
 	log = log.WithValues("originStream", adv.Stream, "originConsumer", adv.Consumer, "sequence", adv.StreamSeq)
 	if adv.Stream == f.o.stream {
 		f.unmanaged.Add(1)
+		f.ack(m)
+		return
+	}
+	if adv.Domain != f.domain {
+		// A leaf node's JetStream: its stream of that name is not the one
+		// this connection reads, so forwarding by sequence would send
+		// another message.
+		f.unmanaged.Add(1)
+		log.V(1).Info("advisory from another JetStream domain; skipping", "domain", adv.Domain)
 		f.ack(m)
 		return
 	}

@@ -805,3 +805,36 @@ func TestTargetSubject(t *testing.T) {
 		t.Error("second Start returned nil")
 	}
 }
+
+// A leaf node's consumer gives up on a message: its MAX_DELIVERIES advisory
+// crosses the leaf node connection into the hub's capture stream, but names
+// a stream of the leaf's JetStream domain. The forwarder on the hub skips
+// it rather than forward the hub's message of the same stream name and
+// sequence.
+func TestAdvisoriesOfAnotherDomainAreNotForwarded(t *testing.T) {
+	hub := eventstest.RunJetStream(t, eventstest.WithLeafNodes())
+	leaf := eventstest.RunLeaf(t, hub, "leaf")
+	e := &env{srv: hub, nc: hub.Conn(t), js: hub.JetStream(t)}
+	e.orders(t)
+	e.dlq(t)
+	e.publishOrder(t, "orders.hub") // the hub's ORDERS seq 1, which must not be dead-lettered
+	h := &hooks{}
+	r := start(t, e.nc, billingResolver, false, h.options()...)
+
+	l := &env{srv: leaf, nc: leaf.Conn(t), js: leaf.JetStream(t)}
+	c := l.orders(t)
+	l.publishOrder(t, "orders.leaf")
+	neverAck(t, c)
+
+	eventually(t, 10*time.Second, "the leaf's advisory reached the hub's forwarder", func() bool {
+		st := r.f.Stats()
+		return st.Unmanaged+st.Forwarded+st.OriginalGone >= 1
+	})
+	advisoriesDone(t, e.js)
+	if n := eventstest.StreamMsgs(t, e.js, dlqStream); n != 0 {
+		t.Fatalf("the hub's DLQ holds %d messages, want none", n)
+	}
+	if fwd, _, _ := h.snapshot(); len(fwd) != 0 {
+		t.Fatalf("forwarded %v, want nothing", fwd)
+	}
+}

@@ -28,14 +28,19 @@ type Options struct {
 	Name      string
 }
 
-// Conn is a NATS connection with its JetStream context.
+// Conn is a NATS connection with its JetStream contexts: the connection's
+// own JetStream and, made on first use, one per JetStream domain asked for.
 type Conn struct {
 	nc  *nats.Conn
 	js  jetstream.JetStream
 	log logr.Logger
+	// domain is the JetStream domain a connection Secret named ("domain"
+	// key); empty for the default connection.
+	domain string
 
 	mu          sync.Mutex
 	onReconnect []func()
+	domains     map[string]jetstream.JetStream
 }
 
 // Connect starts connecting to NATS and returns at once: if the server is
@@ -117,6 +122,54 @@ func (c *Conn) JetStream() (jetstream.JetStream, error) {
 			Err: errors.New(msg)}
 	}
 	return c.js, nil
+}
+
+// JetStreamIn is JetStream for the JetStream domain domain (the API prefix
+// $JS.<domain>.API, e.g. a leaf node's JetStream); an empty domain is the
+// connection's own JetStream. The context is made once per domain and
+// shared.
+func (c *Conn) JetStreamIn(domain string) (jetstream.JetStream, error) {
+	if domain == "" {
+		return c.JetStream()
+	}
+	if _, err := c.JetStream(); err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if js, ok := c.domains[domain]; ok {
+		return js, nil
+	}
+	js, err := jetstream.NewWithDomain(c.nc, domain)
+	if err != nil {
+		return nil, &events.ValidationError{Field: "domain", Reason: err.Error()}
+	}
+	if c.domains == nil {
+		c.domains = map[string]jetstream.JetStream{}
+	}
+	c.domains[domain] = js
+	return js, nil
+}
+
+// Domain is the JetStream domain the connection's Secret named (its
+// "domain" key), which resources use when they name none; empty for the
+// default connection and for Secrets without the key.
+func (c *Conn) Domain() string { return c.domain }
+
+// ValidDomain reports whether d is a JetStream domain name: letters,
+// digits, '_' and '-' (the rule spec.domain is admitted with).
+func ValidDomain(d string) bool {
+	if d == "" {
+		return false
+	}
+	for _, r := range d {
+		letter := (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z')
+		digit := r >= '0' && r <= '9'
+		if !letter && !digit && r != '_' && r != '-' {
+			return false
+		}
+	}
+	return true
 }
 
 // OnReconnect registers fn to run each time the connection is (re-)established,

@@ -24,6 +24,7 @@ const (
 	KeyCA       = "ca.crt"
 	KeyCert     = "tls.crt"
 	KeyKey      = "tls.key"
+	KeyDomain   = "domain"
 )
 
 // Pool holds the connections to NATS servers that resources name through a
@@ -142,6 +143,11 @@ func (p *Pool) connectFromSecret(data map[string][]byte, log logr.Logger) (*Conn
 	if err := p.allowed.Check(url); err != nil {
 		return nil, err
 	}
+	domain := strings.TrimSpace(string(data[KeyDomain]))
+	if _, set := data[KeyDomain]; set && !ValidDomain(domain) {
+		return nil, &events.ValidationError{Field: "connection.secretRef: domain",
+			Reason: "the Secret's \"domain\" key must be a JetStream domain name: only letters, digits, '_' and '-'"}
+	}
 	natsOpts := []nats.Option{nats.RetryOnFailedConnect(true), nats.IgnoreAuthErrorAbort(), asyncErrors(log)}
 	if p.allowed.Restricted() {
 		// A server announces the other servers of its cluster, and nats.go
@@ -179,5 +185,5 @@ func (p *Pool) connectFromSecret(data map[string][]byte, log logr.Logger) (*Conn
 		return nil, err
 	}
 	log.Info("connecting to a per-resource NATS server", "url", admin.RedactURL(url))
-	return &Conn{nc: nc, js: js, log: log}, nil
+	return &Conn{nc: nc, js: js, log: log, domain: domain}, nil
 }

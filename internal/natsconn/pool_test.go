@@ -195,6 +195,8 @@ func TestPoolRefusesBadSecretData(t *testing.T) {
 		{"certificate without key", secretData("url", srv.URL(), "ca.crt", string(pki.CAPEM), "tls.crt", string(pki.ClientCertPEM)), "connection.secretRef: tls"},
 		{"key of another certificate", secretData("url", srv.URL(), "ca.crt", string(pki.CAPEM),
 			"tls.crt", string(pki.ClientCertPEM), "tls.key", string(otherCA.ClientKeyPEM)), "connection.secretRef: tls.cert"},
+		{"domain that is no domain name", secretData("url", srv.URL(), "domain", "leaf.one"), "connection.secretRef: domain"},
+		{"empty domain", secretData("url", srv.URL(), "domain", " "), "connection.secretRef: domain"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -302,3 +302,67 @@ func Example_readmeClientLibrary() {
 	// Output:
 	// {UserID:u-1 Email:ada@example.com FirstName:Ada LastName:Lovelace Status:active}
 }
+
+// pkg/events/README.md, "JetStream domains": a service connected to the hub
+// uses a stream in a leaf node's JetStream domain.
+func Example_readmeDomains() {
+	hub, err := eventstest.StartJetStream("", eventstest.WithLeafNodes())
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer hub.Close()
+	leaf, err := eventstest.StartLeaf(hub, "edge", "")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer leaf.Close()
+	nc, err := events.Connect(hub.URL())
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer nc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	handled := make(chan struct{})
+	handler := func(_ context.Context, e *events.Event) error {
+		fmt.Println("handled", e.Type)
+		close(handled)
+		return nil
+	}
+	e, _ := events.NewEvent("sensor.reading", "sensors", "org-42", time.Now(), map[string]any{"celsius": 21.5})
+	run := func() error {
+		edge, err := jetstream.NewWithDomain(nc, "edge")
+		if err != nil {
+			return err
+		}
+		cfg := events.NewStreamConfig("SENSORS", "sensors.>")
+		cfg.Storage, cfg.MaxBytes = jetstream.MemoryStorage, 64<<20
+		if _, err := events.CreateStream(ctx, edge, cfg); err != nil {
+			return err
+		}
+
+		js, _ := jetstream.NewWithDomain(nc, "edge") // API requests to $JS.edge.API
+		sub, err := events.SubscribeDurable(ctx, js, "SENSORS", "billing", handler, events.SubscriberConfig{})
+		if err != nil {
+			return err
+		}
+		defer func() { _ = sub.Stop(ctx) }()
+		pub, _ := events.NewPublisher(nc)
+		defer pub.Close()
+		err = pub.Publish(ctx, "sensors.t1", e) // stored in the leaf's SENSORS; dead letters in the leaf's DLQ_EVENTS
+
+		if err != nil {
+			return err
+		}
+		<-handled
+		return nil
+	}
+	if err := run(); err != nil {
+		fmt.Println(err)
+	}
+	// Output:
+	// handled sensor.reading
+}

@@ -665,6 +665,24 @@ func TestAdoptNamespaces(t *testing.T) {
 	}
 }
 
+// No JetStream domain is allowed by default; the listed ones become
+// --jetstream-domains, and a value that is no domain name is refused.
+func TestJetStreamDomains(t *testing.T) {
+	c := managerContainer(t, only[appsv1.Deployment](t, render(t), "Deployment"))
+	for _, a := range c.Args {
+		if strings.HasPrefix(a, "--jetstream-domains") {
+			t.Errorf("by default no domain is allowed, but the args hold %q", a)
+		}
+	}
+	c = managerContainer(t, only[appsv1.Deployment](t, render(t, "jetStreamDomains={leaf,edge-1}"), "Deployment"))
+	if !slices.Contains(c.Args, "--jetstream-domains=leaf,edge-1") {
+		t.Errorf("args %q lack --jetstream-domains=leaf,edge-1", c.Args)
+	}
+	if out, err := helm(t, "template", release, chartRel, "--set", "jetStreamDomains={a.b}"); err == nil {
+		t.Errorf("an invalid domain in jetStreamDomains was accepted:\n%s", out)
+	}
+}
+
 // Per-resource connections are off by default; on, the allowed host
 // patterns become --resource-connection-urls.
 func TestResourceConnections(t *testing.T) {

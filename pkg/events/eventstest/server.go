@@ -5,7 +5,9 @@ package eventstest
 
 import (
 	"context"
+	"errors"
 	"net"
+	"net/url"
 	"os"
 	"strconv"
 	"sync"
@@ -278,4 +280,86 @@ func GetMsg(t testing.TB, js jetstream.JetStream, stream string, seq uint64) *je
 		t.Fatalf("eventstest: get %s/%d: %v", stream, seq, err)
 	}
 	return m
+}
+
+// WithJetStreamDomain puts the server's JetStream in domain: clients
+// connected elsewhere reach it through the API prefix $JS.<domain>.API
+// (jetstream.NewWithDomain).
+func WithJetStreamDomain(domain string) Option {
+	return func(o *server.Options) { o.JetStreamDomain = domain }
+}
+
+// WithLeafNodes makes the server accept leaf node connections on a free
+// local port, so that StartLeaf can attach a leaf node to it.
+func WithLeafNodes() Option {
+	return func(o *server.Options) {
+		o.LeafNode.Host = "127.0.0.1"
+		o.LeafNode.Port = freePort()
+	}
+}
+
+// freePort returns a local TCP port that was free a moment ago (nats-server
+// does not report the port of a random leaf node listener).
+func freePort() int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return server.RANDOM_PORT
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// LeafURL is the address leaf nodes dial, nats-leaf://127.0.0.1:port; empty
+// unless the server was started WithLeafNodes.
+func (s *Server) LeafURL() string {
+	if s.opts.LeafNode.Port <= 0 {
+		return ""
+	}
+	return "nats-leaf://" + s.opts.LeafNode.Host + ":" + strconv.Itoa(s.opts.LeafNode.Port)
+}
+
+// StartLeaf starts a leaf node of hub (which was started WithLeafNodes)
+// whose JetStream is its own, in domain, and returns once the leaf node
+// connection is up. Clients of either server reach the leaf's JetStream
+// with jetstream.NewWithDomain(nc, domain). storeDir is as in
+// StartJetStream; the caller calls Close.
+func StartLeaf(hub *Server, domain, storeDir string, opts ...Option) (*Server, error) {
+	hubURL, err := url.Parse(hub.LeafURL())
+	if err != nil || hub.LeafURL() == "" {
+		return nil, errors.New("eventstest: the hub was not started WithLeafNodes")
+	}
+	hubSrv := hub.NATSServer()
+	before := 0
+	if hubSrv != nil {
+		before = hubSrv.NumLeafNodes()
+	}
+	all := append([]Option{WithJetStreamDomain(domain), func(o *server.Options) {
+		o.LeafNode.Remotes = []*server.RemoteLeafOpts{{URLs: []*url.URL{hubURL}}}
+		o.LeafNode.ReconnectInterval = 100 * time.Millisecond
+	}}, opts...)
+	leaf, err := StartJetStream(storeDir, all...)
+	if err != nil {
+		return nil, err
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if hubSrv != nil && hubSrv.NumLeafNodes() > before {
+			return leaf, nil
+		}
+		if time.Now().After(deadline) {
+			leaf.Close()
+			return nil, errors.New("eventstest: the leaf node did not connect to the hub within 10s")
+		}
+	}
+}
+
+// RunLeaf is StartLeaf for a test: the store is in t.TempDir() and the
+// leaf is shut down when the test ends.
+func RunLeaf(t testing.TB, hub *Server, domain string, opts ...Option) *Server {
+	t.Helper()
+	leaf, err := StartLeaf(hub, domain, t.TempDir(), opts...)
+	if err != nil {
+		t.Fatalf("eventstest: start leaf node: %v", err)
+	}
+	t.Cleanup(leaf.Shutdown)
+	return leaf
 }
