@@ -51,7 +51,7 @@ type Triggers struct {
 	epoch atomic.Uint64
 
 	qmu    sync.Mutex
-	queued triggerSet       // not yet handed to the controllers
+	queued triggerSet              // not yet handed to the controllers
 	wake   [numKinds]chan struct{} // by kind; capacity 1: a pending wake-up is enough
 
 	ownMu sync.Mutex

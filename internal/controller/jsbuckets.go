@@ -32,7 +32,9 @@ func (keyValueType) delete(ctx context.Context, js jetstream.JetStream, id jsID)
 func (keyValueType) setMetadata(ctx context.Context, js jetstream.JetStream, id jsID, set map[string]string, remove ...string) error {
 	return admin.UpdateStreamMetadata(ctx, js, id.stream, set, remove...)
 }
-func (keyValueType) metadata(info *jetstream.StreamInfo) map[string]string { return info.Config.Metadata }
+func (keyValueType) metadata(info *jetstream.StreamInfo) map[string]string {
+	return info.Config.Metadata
+}
 func (keyValueType) diff(desired admin.KeyValueConfig, info *jetstream.StreamInfo) []string {
 	return admin.DiffKeyValue(desired, info.Config)
 }
