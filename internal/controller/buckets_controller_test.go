@@ -204,7 +204,7 @@ var _ = Describe("Bucket controllers", Ordered, func() {
 				Expect(k.use(ctx, name)).To(Succeed())
 				Eventually(objectEventReasons(k.kind, obj)).Should(ContainElement(eventsv1.ReasonCreated))
 				deleteObjectAndWait(obj)
-				Eventually(streamExists(k.prefix + name)).Should(BeFalse(), "deletionPolicy Delete (the default) deletes the bucket")
+				Eventually(streamExists(k.prefix+name)).Should(BeFalse(), "deletionPolicy Delete (the default) deletes the bucket")
 			})
 
 			It("updates the bucket in place when the spec changes", func() {
@@ -223,7 +223,7 @@ var _ = Describe("Bucket controllers", Ordered, func() {
 					g.Expect(cfg.MaxAge).To(Equal(time.Hour))
 				}).Should(Succeed())
 				Eventually(bucketReady(k, obj)).Should(Equal("True/" + eventsv1.ReasonUpdated))
-				Expect(mustStreamInfo(k.prefix + name).State.Msgs).To(BeNumerically(">", 0), "the update keeps the contents")
+				Expect(mustStreamInfo(k.prefix+name).State.Msgs).To(BeNumerically(">", 0), "the update keeps the contents")
 				deleteObjectAndWait(obj)
 			})
 
@@ -295,7 +295,7 @@ var _ = Describe("Bucket controllers", Ordered, func() {
 				Expect(info.State.Msgs).To(BeNumerically(">", 0), "adoption keeps the contents")
 
 				deleteObjectAndWait(b)
-				Expect(streamExists(k.prefix + bucket)()).To(BeTrue(), "deleting the refused resource leaves the bucket")
+				Expect(streamExists(k.prefix+bucket)()).To(BeTrue(), "deleting the refused resource leaves the bucket")
 				deleteObjectAndWait(d)
 				Eventually(streamExists(k.prefix + bucket)).Should(BeFalse())
 			})

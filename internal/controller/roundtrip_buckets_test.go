@@ -77,7 +77,9 @@ func keyValueRoundTrips() map[string]bucketCase[*eventsv1.EventKeyValue] {
 		}, check: func(i info) error {
 			return want("republish", i.Config.RePublish, &jetstream.RePublish{Source: "$KV.rt-republish.>", Destination: "rt.republish.>", HeadersOnly: true})
 		}},
-		"Mirror": {set: func(o kv) { o.Spec.Mirror = &eventsv1.StreamSource{Name: "RT_ORIGIN", FilterSubject: "$KV.RT_ORIGIN.a.>"} }, check: func(i info) error {
+		"Mirror": {set: func(o kv) {
+			o.Spec.Mirror = &eventsv1.StreamSource{Name: "RT_ORIGIN", FilterSubject: "$KV.RT_ORIGIN.a.>"}
+		}, check: func(i info) error {
 			if i.Config.Mirror == nil {
 				return fmt.Errorf("no mirror")
 			}
