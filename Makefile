@@ -202,6 +202,8 @@ test-fuzz: ## Run every fuzz target for its execution budget (event decoder, spe
 	$(call fuzz,pkg/events,FuzzDecode,170000x)
 	$(call fuzz,internal/controller,FuzzStreamConfig,8000x)
 	$(call fuzz,internal/controller,FuzzConsumerConfig,7500x)
+	$(call fuzz,internal/controller,FuzzKeyValueConfig,5000x)
+	$(call fuzz,internal/controller,FuzzObjectStoreConfig,4000x)
 
 ##@ Chaos
 

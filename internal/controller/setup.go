@@ -10,6 +10,7 @@ import (
 
 	eventsv1 "github.com/giia/eventstream-operator/api/v1alpha1"
 	"github.com/giia/eventstream-operator/internal/natsconn"
+	"github.com/giia/eventstream-operator/pkg/events/admin"
 	"github.com/giia/eventstream-operator/pkg/events/schemas"
 )
 
@@ -91,6 +92,12 @@ func Setup(mgr ctrl.Manager, nc *natsconn.Conn, o Options) error {
 	}).SetupWithManager(mgr); err != nil {
 		return err
 	}
+	if err := (&EventKeyValueReconciler{reconciler: base, Triggers: triggers.KeyValues()}).SetupWithManager(mgr); err != nil {
+		return err
+	}
+	if err := (&EventObjectStoreReconciler{reconciler: base, Triggers: triggers.ObjectStores()}).SetupWithManager(mgr); err != nil {
+		return err
+	}
 	if err := setupSchemas(mgr, nc, base, o.SchemaBucket); err != nil {
 		return err
 	}
@@ -127,30 +134,54 @@ func (c closeOnStop) Start(ctx context.Context) error {
 }
 
 // missingStreams is the deletion audit: the streams of EventStreams that
-// were created (status.streamName) and are no longer in JetStream, for each
-// (connection, JetStream domain) they live in: the default connection (in
-// the domains --jetstream-domains allows) and every per-resource connection
-// the pool holds (a resource whose connection is not open yet has nothing to
-// audit). A leaf node's JetStream sends its advisories to the operator only
-// if the leaf node connection carries them; the audit does not depend on it.
+// were created (status.streamName), and of buckets (EventKeyValues,
+// EventObjectStores: status.bucketName), that are no longer in JetStream,
+// for each (connection, JetStream domain) they live in: the default
+// connection (in the domains --jetstream-domains allows) and every
+// per-resource connection the pool holds (a resource whose connection is
+// not open yet has nothing to audit). A leaf node's JetStream sends its
+// advisories to the operator only if the leaf node connection carries
+// them; the audit does not depend on it.
 func missingStreams(c client.Reader, nc *natsconn.Conn, pool *natsconn.Pool, domains domainPolicy) StreamAudit {
 	type where struct{ conn, domain string } // conn: "" or the Secret's "namespace/name"
 	return func(ctx context.Context) ([]string, error) {
+		want := map[where][]string{}
+		add := func(obj client.Object, conn *eventsv1.ConnectionSpec, domain, stream string) {
+			if !obj.GetDeletionTimestamp().IsZero() {
+				return
+			}
+			w := where{domain: domain}
+			if conn != nil {
+				w.conn = obj.GetNamespace() + "/" + conn.SecretRef.Name
+			}
+			want[w] = append(want[w], stream)
+		}
 		list := &eventsv1.EventStreamList{}
 		if err := c.List(ctx, list, client.UnsafeDisableDeepCopy); err != nil {
 			return nil, err
 		}
-		want := map[where][]string{}
 		for i := range list.Items {
-			evs := &list.Items[i]
-			if !evs.DeletionTimestamp.IsZero() || evs.Status.StreamName == "" {
-				continue
+			if evs := &list.Items[i]; evs.Status.StreamName != "" {
+				add(evs, evs.Spec.Connection, evs.Spec.Domain, evs.Status.StreamName)
 			}
-			w := where{domain: evs.Spec.Domain}
-			if evs.Spec.Connection != nil {
-				w.conn = evs.Namespace + "/" + evs.Spec.Connection.SecretRef.Name
+		}
+		kvs := &eventsv1.EventKeyValueList{}
+		if err := c.List(ctx, kvs, client.UnsafeDisableDeepCopy); err != nil {
+			return nil, err
+		}
+		for i := range kvs.Items {
+			if kv := &kvs.Items[i]; kv.Status.BucketName != "" {
+				add(kv, kv.Spec.Connection, kv.Spec.Domain, admin.KeyValueStreamPrefix+kv.Status.BucketName)
 			}
-			want[w] = append(want[w], evs.Status.StreamName)
+		}
+		objs := &eventsv1.EventObjectStoreList{}
+		if err := c.List(ctx, objs, client.UnsafeDisableDeepCopy); err != nil {
+			return nil, err
+		}
+		for i := range objs.Items {
+			if o := &objs.Items[i]; o.Status.BucketName != "" {
+				add(o, o.Spec.Connection, o.Spec.Domain, admin.ObjectStoreStreamPrefix+o.Status.BucketName)
+			}
 		}
 		var missing []string
 		for w, names := range want {
