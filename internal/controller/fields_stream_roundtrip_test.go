@@ -28,19 +28,25 @@ type streamRoundTrip struct {
 // streamRoundTrips has a case for every field streamFieldTable declares.
 var streamRoundTrips = map[string]streamRoundTrip{
 	"Name": {
-		set:   func(s *eventsv1.EventStreamSpec, _ string) { s.Name = "RT_EXPLICIT_NAME" },
-		check: func(c jetstream.StreamConfig, _ *jetstream.StreamInfo, _ string) bool { return c.Name == "RT_EXPLICIT_NAME" }},
+		set: func(s *eventsv1.EventStreamSpec, _ string) { s.Name = "RT_EXPLICIT_NAME" },
+		check: func(c jetstream.StreamConfig, _ *jetstream.StreamInfo, _ string) bool {
+			return c.Name == "RT_EXPLICIT_NAME"
+		}},
 	"Description": {
-		set:   func(s *eventsv1.EventStreamSpec, _ string) { s.Description = "declared" },
-		check: func(c jetstream.StreamConfig, _ *jetstream.StreamInfo, _ string) bool { return c.Description == "declared" }},
+		set: func(s *eventsv1.EventStreamSpec, _ string) { s.Description = "declared" },
+		check: func(c jetstream.StreamConfig, _ *jetstream.StreamInfo, _ string) bool {
+			return c.Description == "declared"
+		}},
 	"Subjects": {
 		set: func(s *eventsv1.EventStreamSpec, n string) { s.Subjects = []string{n + ".a.*", n + ".b.>"} },
 		check: func(c jetstream.StreamConfig, _ *jetstream.StreamInfo, n string) bool {
 			return reflect.DeepEqual(c.Subjects, []string{n + ".a.*", n + ".b.>"})
 		}},
 	"Retention": {
-		set:   func(s *eventsv1.EventStreamSpec, _ string) { s.Retention = eventsv1.RetentionInterest },
-		check: func(c jetstream.StreamConfig, _ *jetstream.StreamInfo, _ string) bool { return c.Retention == jetstream.InterestPolicy }},
+		set: func(s *eventsv1.EventStreamSpec, _ string) { s.Retention = eventsv1.RetentionInterest },
+		check: func(c jetstream.StreamConfig, _ *jetstream.StreamInfo, _ string) bool {
+			return c.Retention == jetstream.InterestPolicy
+		}},
 	"MaxConsumers": {
 		set:   func(s *eventsv1.EventStreamSpec, _ string) { s.MaxConsumers = ptr.To[int32](5) },
 		check: func(c jetstream.StreamConfig, _ *jetstream.StreamInfo, _ string) bool { return c.MaxConsumers == 5 }},
@@ -51,8 +57,10 @@ var streamRoundTrips = map[string]streamRoundTrip{
 		set:   func(s *eventsv1.EventStreamSpec, _ string) { s.MaxBytes = ptrQuantity("2Mi") },
 		check: func(c jetstream.StreamConfig, _ *jetstream.StreamInfo, _ string) bool { return c.MaxBytes == 2<<20 }},
 	"Discard": {
-		set:   func(s *eventsv1.EventStreamSpec, _ string) { s.Discard = eventsv1.DiscardNew },
-		check: func(c jetstream.StreamConfig, _ *jetstream.StreamInfo, _ string) bool { return c.Discard == jetstream.DiscardNew }},
+		set: func(s *eventsv1.EventStreamSpec, _ string) { s.Discard = eventsv1.DiscardNew },
+		check: func(c jetstream.StreamConfig, _ *jetstream.StreamInfo, _ string) bool {
+			return c.Discard == jetstream.DiscardNew
+		}},
 	"DiscardNewPerSubject": {
 		set: func(s *eventsv1.EventStreamSpec, _ string) {
 			s.Discard, s.MaxMsgsPerSubject, s.DiscardNewPerSubject = eventsv1.DiscardNew, ptr.To[int64](3), true
@@ -62,14 +70,18 @@ var streamRoundTrips = map[string]streamRoundTrip{
 		set:   func(s *eventsv1.EventStreamSpec, _ string) { s.MaxAge = "1h" },
 		check: func(c jetstream.StreamConfig, _ *jetstream.StreamInfo, _ string) bool { return c.MaxAge == time.Hour }},
 	"MaxMsgsPerSubject": {
-		set:   func(s *eventsv1.EventStreamSpec, _ string) { s.MaxMsgsPerSubject = ptr.To[int64](5) },
-		check: func(c jetstream.StreamConfig, _ *jetstream.StreamInfo, _ string) bool { return c.MaxMsgsPerSubject == 5 }},
+		set: func(s *eventsv1.EventStreamSpec, _ string) { s.MaxMsgsPerSubject = ptr.To[int64](5) },
+		check: func(c jetstream.StreamConfig, _ *jetstream.StreamInfo, _ string) bool {
+			return c.MaxMsgsPerSubject == 5
+		}},
 	"MaxMsgSize": {
 		set:   func(s *eventsv1.EventStreamSpec, _ string) { s.MaxMsgSize = ptr.To[int32](1024) },
 		check: func(c jetstream.StreamConfig, _ *jetstream.StreamInfo, _ string) bool { return c.MaxMsgSize == 1024 }},
 	"Storage": {
-		set:   func(s *eventsv1.EventStreamSpec, _ string) { s.Storage = eventsv1.StorageMemory },
-		check: func(c jetstream.StreamConfig, _ *jetstream.StreamInfo, _ string) bool { return c.Storage == jetstream.MemoryStorage }},
+		set: func(s *eventsv1.EventStreamSpec, _ string) { s.Storage = eventsv1.StorageMemory },
+		check: func(c jetstream.StreamConfig, _ *jetstream.StreamInfo, _ string) bool {
+			return c.Storage == jetstream.MemoryStorage
+		}},
 	"Replicas": {
 		note:  "more than one replica needs a JetStream cluster; the embedded server is one node, so the case declares 1 explicitly",
 		set:   func(s *eventsv1.EventStreamSpec, _ string) { s.Replicas = 1 },
@@ -78,8 +90,10 @@ var streamRoundTrips = map[string]streamRoundTrip{
 		set:   func(s *eventsv1.EventStreamSpec, _ string) { s.NoAck = true },
 		check: func(c jetstream.StreamConfig, _ *jetstream.StreamInfo, _ string) bool { return c.NoAck }},
 	"Duplicates": {
-		set:   func(s *eventsv1.EventStreamSpec, _ string) { s.DuplicateWindow = "30s" },
-		check: func(c jetstream.StreamConfig, _ *jetstream.StreamInfo, _ string) bool { return c.Duplicates == 30*time.Second }},
+		set: func(s *eventsv1.EventStreamSpec, _ string) { s.DuplicateWindow = "30s" },
+		check: func(c jetstream.StreamConfig, _ *jetstream.StreamInfo, _ string) bool {
+			return c.Duplicates == 30*time.Second
+		}},
 	"Placement": {
 		set: func(s *eventsv1.EventStreamSpec, _ string) { s.Placement = &eventsv1.Placement{Tags: []string{"ssd"}} },
 		check: func(c jetstream.StreamConfig, _ *jetstream.StreamInfo, _ string) bool {
@@ -93,7 +107,9 @@ var streamRoundTrips = map[string]streamRoundTrip{
 			return c.Mirror != nil && c.Mirror.Name == rtOrigin && c.Mirror.FilterSubject == "rtorigin.a.>"
 		}},
 	"Sources": {
-		set: func(s *eventsv1.EventStreamSpec, _ string) { s.Sources = []eventsv1.StreamSource{{Name: rtOrigin, OptStartSeq: 2}} },
+		set: func(s *eventsv1.EventStreamSpec, _ string) {
+			s.Sources = []eventsv1.StreamSource{{Name: rtOrigin, OptStartSeq: 2}}
+		},
 		check: func(c jetstream.StreamConfig, _ *jetstream.StreamInfo, _ string) bool {
 			return len(c.Sources) == 1 && c.Sources[0].Name == rtOrigin && c.Sources[0].OptStartSeq == 2
 		}},
@@ -112,8 +128,10 @@ var streamRoundTrips = map[string]streamRoundTrip{
 		set:   func(s *eventsv1.EventStreamSpec, _ string) { s.AllowRollup = true },
 		check: func(c jetstream.StreamConfig, _ *jetstream.StreamInfo, _ string) bool { return c.AllowRollup }},
 	"Compression": {
-		set:   func(s *eventsv1.EventStreamSpec, _ string) { s.Compression = eventsv1.CompressionS2 },
-		check: func(c jetstream.StreamConfig, _ *jetstream.StreamInfo, _ string) bool { return c.Compression == jetstream.S2Compression }},
+		set: func(s *eventsv1.EventStreamSpec, _ string) { s.Compression = eventsv1.CompressionS2 },
+		check: func(c jetstream.StreamConfig, _ *jetstream.StreamInfo, _ string) bool {
+			return c.Compression == jetstream.S2Compression
+		}},
 	"FirstSeq": {
 		set: func(s *eventsv1.EventStreamSpec, _ string) { s.FirstSequence = 100 },
 		check: func(c jetstream.StreamConfig, info *jetstream.StreamInfo, _ string) bool {
@@ -145,8 +163,10 @@ var streamRoundTrips = map[string]streamRoundTrip{
 			return c.ConsumerLimits == jetstream.StreamConsumerLimits{InactiveThreshold: time.Hour, MaxAckPending: 100}
 		}},
 	"Metadata": {
-		set:   func(s *eventsv1.EventStreamSpec, _ string) { s.Metadata = map[string]string{"team": "platform"} },
-		check: func(c jetstream.StreamConfig, _ *jetstream.StreamInfo, _ string) bool { return c.Metadata["team"] == "platform" }},
+		set: func(s *eventsv1.EventStreamSpec, _ string) { s.Metadata = map[string]string{"team": "platform"} },
+		check: func(c jetstream.StreamConfig, _ *jetstream.StreamInfo, _ string) bool {
+			return c.Metadata["team"] == "platform"
+		}},
 	"AllowMsgTTL": {
 		set:   func(s *eventsv1.EventStreamSpec, _ string) { s.AllowMsgTTL = true },
 		check: func(c jetstream.StreamConfig, _ *jetstream.StreamInfo, _ string) bool { return c.AllowMsgTTL }},
@@ -167,8 +187,10 @@ var streamRoundTrips = map[string]streamRoundTrip{
 		set:   func(s *eventsv1.EventStreamSpec, _ string) { s.AllowRollup, s.AllowMsgSchedules = true, true },
 		check: func(c jetstream.StreamConfig, _ *jetstream.StreamInfo, _ string) bool { return c.AllowMsgSchedules }},
 	"PersistMode": {
-		set:   func(s *eventsv1.EventStreamSpec, _ string) { s.PersistMode = eventsv1.PersistAsync },
-		check: func(c jetstream.StreamConfig, _ *jetstream.StreamInfo, _ string) bool { return c.PersistMode == jetstream.AsyncPersistMode }},
+		set: func(s *eventsv1.EventStreamSpec, _ string) { s.PersistMode = eventsv1.PersistAsync },
+		check: func(c jetstream.StreamConfig, _ *jetstream.StreamInfo, _ string) bool {
+			return c.PersistMode == jetstream.AsyncPersistMode
+		}},
 	"AllowBatchPublish": {
 		set:   func(s *eventsv1.EventStreamSpec, _ string) { s.AllowBatchPublish = true },
 		check: func(c jetstream.StreamConfig, _ *jetstream.StreamInfo, _ string) bool { return c.AllowBatchPublish }},
