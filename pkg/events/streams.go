@@ -569,6 +569,10 @@ func UpdateStream(ctx context.Context, js jetstream.StreamManager, cfg StreamCon
 				return nil, &ImmutableFieldError{Kind: "stream", Name: cfg.Name, Field: field, Reason: apiErr.Description}
 			}
 		}
+		if errors.As(err, &apiErr) && apiErr.ErrorCode == codeStreamUpdate && strings.Contains(apiErr.Description, "violates consumers") {
+			return nil, &ValidationError{Field: "consumerLimits", Reason: apiErr.Description +
+				" (their inactiveThreshold or maxAckPending is above the new limit: lower theirs first, or keep the limit)"}
+		}
 		return nil, wrap("update stream", cfg.Name, err)
 	}
 	return s.CachedInfo(), nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -281,5 +282,31 @@ func TestStreamValidateNamesTheFieldOfARefusedCombination(t *testing.T) {
 				t.Fatalf("JetStream accepts what Validate refuses (%v)", verr)
 			}
 		})
+	}
+}
+
+// Lowering the consumer limits below what a consumer of the stream declares
+// is refused by JetStream; the error names consumerLimits.
+func TestConsumerLimitsBelowAConsumersAreAValidationErrorNamingTheField(t *testing.T) {
+	srv := eventstest.RunJetStream(t)
+	js := srv.JetStream(t)
+	ctx := context.Background()
+	cfg := events.NewStreamConfig("LIMITS", "limits.>")
+	if _, err := events.CreateStream(ctx, js, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateConsumer(ctx, cfg.Name, jetstream.ConsumerConfig{Durable: "greedy", MaxAckPending: 500,
+		AckPolicy: jetstream.AckExplicitPolicy}); err != nil {
+		t.Fatal(err)
+	}
+	cfg.ConsumerLimits.MaxAckPending = 10
+	_, err := events.UpdateStream(ctx, js, cfg)
+	var verr *events.ValidationError
+	if !errors.As(err, &verr) || verr.Field != "consumerLimits" || !strings.Contains(verr.Reason, "greedy") {
+		t.Fatalf("UpdateStream = %v, want a ValidationError naming consumerLimits and the consumer", err)
+	}
+	cfg.ConsumerLimits.MaxAckPending = 1000
+	if _, err := events.UpdateStream(ctx, js, cfg); err != nil {
+		t.Fatalf("a limit above the consumer's: %v", err)
 	}
 }
