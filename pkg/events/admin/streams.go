@@ -191,11 +191,11 @@ func CheckStreamUpdate(desired events.StreamConfig, actual jetstream.StreamConfi
 		want, have bool
 		reason     string
 	}{
-		{"sealed", want.Sealed, actual.Sealed, "a sealed stream cannot be unsealed"},
-		{"denyDelete", want.DenyDelete, actual.DenyDelete, "denyDelete cannot be turned off once set"},
-		{"denyPurge", want.DenyPurge, actual.DenyPurge, "denyPurge cannot be turned off once set"},
-		{"allowMsgTTL", want.AllowMsgTTL, actual.AllowMsgTTL, "message TTLs cannot be turned off once allowed"},
-		{"allowMsgSchedules", want.AllowMsgSchedules, actual.AllowMsgSchedules, "message schedules cannot be turned off once allowed"},
+		{"sealed", want.Sealed, actual.Sealed, "a sealed stream cannot be unsealed: set sealed back to true, or recreate the stream"},
+		{"denyDelete", want.DenyDelete, actual.DenyDelete, "denyDelete cannot be turned off once set: set it back to true, or recreate the stream"},
+		{"denyPurge", want.DenyPurge, actual.DenyPurge, "denyPurge cannot be turned off once set: set it back to true, or recreate the stream"},
+		{"allowMsgTTL", want.AllowMsgTTL, actual.AllowMsgTTL, "message TTLs cannot be turned off once allowed: set allowMsgTTL back to true, or recreate the stream"},
+		{"allowMsgSchedules", want.AllowMsgSchedules, actual.AllowMsgSchedules, "message schedules cannot be turned off once allowed: set allowMsgSchedules back to true, or recreate the stream"},
 	} {
 		if f.have && !f.want {
 			return immutable(f.field, f.reason)
