@@ -131,7 +131,9 @@ func TestEveryStreamSettingIsStoredAsSentAndDiffsEmpty(t *testing.T) {
 				t.Fatal(err)
 			}
 
-			// Created plain, then changed.
+			// Created plain, then changed (under another name: JetStream
+			// may still be removing the deleted stream's store).
+			cfg.Name += "_UPDATED"
 			plain := events.NewStreamConfig(cfg.Name, cfg.Subjects...)
 			before, err := events.CreateStream(ctx, js, plain)
 			if err != nil {
