@@ -146,6 +146,31 @@ type Republish struct {
 	HeadersOnly bool `json:"headersOnly,omitempty"`
 }
 
+// PersistMode is when JetStream acknowledges a publish: after the write is
+// flushed (Default) or before (Async: faster, but a crash can lose
+// acknowledged messages).
+// +kubebuilder:validation:Enum=Default;Async
+type PersistMode string
+
+const (
+	PersistDefault PersistMode = "Default"
+	PersistAsync   PersistMode = "Async"
+)
+
+// StreamConsumerLimits are defaults and maximums for every consumer of the
+// stream: a consumer that declares a larger value is refused.
+type StreamConsumerLimits struct {
+	// InactiveThreshold removes a consumer inactive this long (the default,
+	// and the most a consumer may declare).
+	// +optional
+	InactiveThreshold Duration `json:"inactiveThreshold,omitempty"`
+	// MaxAckPending is the most unacknowledged messages a consumer may
+	// have (the default, and the most it may declare); 0 is no limit.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	MaxAckPending int32 `json:"maxAckPending,omitempty"`
+}
+
 // EventStreamSpec declares a JetStream stream. Unset fields take the house
 // defaults: file storage, limits retention, 7 days, 1 GiB, discard old,
 // a 2-minute duplicate window, one replica.
@@ -155,6 +180,21 @@ type Republish struct {
 // +kubebuilder:validation:XValidation:rule="has(self.connection) == has(oldSelf.connection) && (!has(self.connection) || self.connection == oldSelf.connection)",message="connection is immutable: the stream would be left behind on the old server; create a new EventStream instead",fieldPath=".connection"
 // +kubebuilder:validation:XValidation:rule="has(self.domain) == has(oldSelf.domain) && (!has(self.domain) || self.domain == oldSelf.domain)",message="domain is immutable: the stream would be left behind in the old JetStream domain; create a new EventStream instead",fieldPath=".domain"
 // +kubebuilder:validation:XValidation:rule="has(self.mirror) == has(oldSelf.mirror) && (!has(self.mirror) || self.mirror == oldSelf.mirror)",message="mirror is immutable: JetStream cannot change a stream's mirror after creation",fieldPath=".mirror"
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.sealed) || !oldSelf.sealed || (has(self.sealed) && self.sealed)",message="sealed cannot be unset: JetStream cannot unseal a stream; create a new EventStream instead",fieldPath=".sealed"
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.denyDelete) || !oldSelf.denyDelete || (has(self.denyDelete) && self.denyDelete)",message="denyDelete cannot be turned off once set: JetStream refuses it; create a new EventStream instead",fieldPath=".denyDelete"
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.denyPurge) || !oldSelf.denyPurge || (has(self.denyPurge) && self.denyPurge)",message="denyPurge cannot be turned off once set: JetStream refuses it; create a new EventStream instead",fieldPath=".denyPurge"
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.allowMsgTTL) || !oldSelf.allowMsgTTL || (has(self.allowMsgTTL) && self.allowMsgTTL)",message="allowMsgTTL cannot be turned off once set: JetStream refuses it; create a new EventStream instead",fieldPath=".allowMsgTTL"
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.allowMsgSchedules) || !oldSelf.allowMsgSchedules || (has(self.allowMsgSchedules) && self.allowMsgSchedules)",message="allowMsgSchedules cannot be turned off once set: JetStream refuses it; create a new EventStream instead",fieldPath=".allowMsgSchedules"
+// +kubebuilder:validation:XValidation:rule="(has(self.allowMsgCounter) && self.allowMsgCounter) == (has(oldSelf.allowMsgCounter) && oldSelf.allowMsgCounter)",message="allowMsgCounter is immutable: a stream is a counter stream or not from its creation; create a new EventStream instead",fieldPath=".allowMsgCounter"
+// +kubebuilder:validation:XValidation:rule="(has(self.persistMode) ? self.persistMode : 'Default') == (has(oldSelf.persistMode) ? oldSelf.persistMode : 'Default')",message="persistMode is immutable: JetStream fixes it at creation; create a new EventStream instead",fieldPath=".persistMode"
+// +kubebuilder:validation:XValidation:rule="(has(self.firstSequence) ? self.firstSequence : 0) == (has(oldSelf.firstSequence) ? oldSelf.firstSequence : 0)",message="firstSequence is immutable: it applies only when the stream is created",fieldPath=".firstSequence"
+// +kubebuilder:validation:XValidation:rule="!(has(self.allowRollup) && self.allowRollup) || !(has(self.denyPurge) && self.denyPurge)",message="allowRollup cannot be combined with denyPurge: a roll-up purges older messages; unset one of them",fieldPath=".allowRollup"
+// +kubebuilder:validation:XValidation:rule="!(has(self.discardNewPerSubject) && self.discardNewPerSubject) || (self.discard == 'New' && has(self.maxMsgsPerSubject) && self.maxMsgsPerSubject > 0)",message="discardNewPerSubject needs discard: New and maxMsgsPerSubject above 0",fieldPath=".discardNewPerSubject"
+// +kubebuilder:validation:XValidation:rule="!has(self.subjectDeleteMarkerTTL) || self.subjectDeleteMarkerTTL == '0' || ((has(self.allowMsgTTL) && self.allowMsgTTL) && (has(self.allowRollup) && self.allowRollup) && !has(self.mirror))",message="subjectDeleteMarkerTTL needs allowMsgTTL and allowRollup set, and cannot be set on a mirror",fieldPath=".subjectDeleteMarkerTTL"
+// +kubebuilder:validation:XValidation:rule="!(has(self.allowMsgCounter) && self.allowMsgCounter) || (self.discard != 'New' && self.retention == 'Limits' && !(has(self.allowMsgTTL) && self.allowMsgTTL) && !(has(self.allowMsgSchedules) && self.allowMsgSchedules))",message="allowMsgCounter needs retention Limits and discard Old, without allowMsgTTL or allowMsgSchedules",fieldPath=".allowMsgCounter"
+// +kubebuilder:validation:XValidation:rule="!(has(self.allowMsgSchedules) && self.allowMsgSchedules) || (self.discard != 'New' && has(self.allowRollup) && self.allowRollup && (!has(self.sources) || size(self.sources) == 0))",message="allowMsgSchedules needs allowRollup and discard Old, and a stream with sources cannot schedule messages",fieldPath=".allowMsgSchedules"
+// +kubebuilder:validation:XValidation:rule="!has(self.persistMode) || self.persistMode != 'Async' || (self.storage == 'File' && self.replicas <= 1 && !(has(self.allowAtomicPublish) && self.allowAtomicPublish))",message="persistMode Async needs file storage and one replica, without allowAtomicPublish",fieldPath=".persistMode"
+// +kubebuilder:validation:XValidation:rule="!has(self.mirror) || (!has(self.firstSequence) && !(has(self.allowMsgCounter) && self.allowMsgCounter) && !(has(self.allowAtomicPublish) && self.allowAtomicPublish) && !(has(self.allowBatchPublish) && self.allowBatchPublish) && !(has(self.allowMsgSchedules) && self.allowMsgSchedules))",message="a mirror cannot set firstSequence, allowMsgCounter, allowAtomicPublish, allowBatchPublish or allowMsgSchedules: it copies the origin stream as it is",fieldPath=".mirror"
 type EventStreamSpec struct {
 	// Name of the JetStream stream. Defaults to metadata.name upper-cased with
 	// '-' replaced by '_' (auth-events → AUTH_EVENTS). Immutable.
@@ -273,6 +313,88 @@ type EventStreamSpec struct {
 	// +optional
 	// +kubebuilder:validation:XValidation:rule="self.all(k, !k.startsWith('events.giia.io/') && !k.startsWith('_nats.'))",message="keys starting with events.giia.io/ or _nats. are reserved"
 	Metadata map[string]string `json:"metadata,omitempty"`
+
+	// SubjectTransform rewrites the subjects of incoming messages before
+	// they are stored.
+	// +optional
+	SubjectTransform *SubjectTransform `json:"subjectTransform,omitempty"`
+
+	// Republish publishes a copy of every stored message on another subject
+	// (which must not overlap the stream's subjects).
+	// +optional
+	Republish *Republish `json:"republish,omitempty"`
+
+	// Sealed stops the stream for good: no message in or out, no delete,
+	// no purge, no expiry (JetStream then reports maxAge 0, discard New,
+	// denyDelete and denyPurge). It cannot be unset.
+	// +optional
+	Sealed bool `json:"sealed,omitempty"`
+
+	// AllowRollup lets publishers replace a subject's (or the whole
+	// stream's) messages with a Nats-Rollup header. Not with denyPurge.
+	// +optional
+	AllowRollup bool `json:"allowRollup,omitempty"`
+
+	// DiscardNewPerSubject refuses a new message on a subject that already
+	// has maxMsgsPerSubject messages (needs discard New).
+	// +optional
+	DiscardNewPerSubject bool `json:"discardNewPerSubject,omitempty"`
+
+	// FirstSequence is the sequence of the stream's first message. Only at
+	// creation; immutable.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	FirstSequence int64 `json:"firstSequence,omitempty"`
+
+	// AllowMsgTTL lets publishers give a message its own TTL (Nats-TTL
+	// header). It cannot be turned off again.
+	// +optional
+	AllowMsgTTL bool `json:"allowMsgTTL,omitempty"`
+
+	// SubjectDeleteMarkerTTL leaves a delete marker, kept this long, when
+	// maxAge removes a subject's last message (at least 1s; needs
+	// allowMsgTTL and allowRollup).
+	// +optional
+	SubjectDeleteMarkerTTL Duration `json:"subjectDeleteMarkerTTL,omitempty"`
+
+	// ConsumerLimits are defaults and maximums for the stream's consumers.
+	// +optional
+	ConsumerLimits *StreamConsumerLimits `json:"consumerLimits,omitempty"`
+
+	// NoAck: publishes to the stream are not acknowledged.
+	// +optional
+	NoAck bool `json:"noAck,omitempty"`
+
+	// MaxConsumers is the most consumers the stream takes; -1 (the
+	// default) is unlimited.
+	// +optional
+	// +kubebuilder:validation:Minimum=-1
+	MaxConsumers *int32 `json:"maxConsumers,omitempty"`
+
+	// AllowMsgCounter makes the stream a counter stream: publishes with a
+	// Nats-Incr header add to the subject's value. Immutable.
+	// +optional
+	AllowMsgCounter bool `json:"allowMsgCounter,omitempty"`
+
+	// AllowAtomicPublish allows atomic batch publishing.
+	// +optional
+	AllowAtomicPublish bool `json:"allowAtomicPublish,omitempty"`
+
+	// AllowMsgSchedules allows scheduled messages (Nats-Schedule header).
+	// Needs allowRollup; cannot be turned off again.
+	// +optional
+	AllowMsgSchedules bool `json:"allowMsgSchedules,omitempty"`
+
+	// AllowBatchPublish allows fast (non-atomic) batch publishing.
+	// +optional
+	AllowBatchPublish bool `json:"allowBatchPublish,omitempty"`
+
+	// PersistMode Async acknowledges a publish before it is flushed to
+	// disk: faster, but a crash can lose acknowledged messages (file
+	// storage, one replica, no allowAtomicPublish). Default when unset.
+	// Immutable.
+	// +optional
+	PersistMode PersistMode `json:"persistMode,omitempty"`
 
 	// DeletionPolicy: Delete removes the JetStream stream (and its messages)
 	// with this resource; Retain keeps it.

@@ -82,6 +82,9 @@ func streamConfig(evs *eventsv1.EventStream) (events.StreamConfig, error) {
 	for _, src := range s.Sources {
 		cfg.Sources = append(cfg.Sources, streamSource(src))
 	}
+	if err := streamFeatures(s, &cfg); err != nil {
+		return cfg, err
+	}
 	cfg.Metadata = maps.Clone(s.Metadata)
 	if cfg.Metadata == nil {
 		cfg.Metadata = map[string]string{}
@@ -89,6 +92,42 @@ func streamConfig(evs *eventsv1.EventStream) (events.StreamConfig, error) {
 	cfg.Metadata[eventsv1.OwnerMetadataKey] = evs.OwnerMarker()
 	cfg.Metadata[eventsv1.UIDMetadataKey] = string(evs.UID)
 	return cfg, cfg.Validate()
+}
+
+// streamFeatures translates the settings beyond limits and placement.
+func streamFeatures(s eventsv1.EventStreamSpec, cfg *events.StreamConfig) error {
+	if t := s.SubjectTransform; t != nil {
+		cfg.SubjectTransform = &jetstream.SubjectTransformConfig{Source: t.Source, Destination: t.Destination}
+	}
+	cfg.RePublish = republish(s.Republish)
+	cfg.Sealed, cfg.AllowRollup, cfg.DiscardNewPerSubject = s.Sealed, s.AllowRollup, s.DiscardNewPerSubject
+	cfg.FirstSequence = uint64(max(s.FirstSequence, 0))
+	cfg.AllowMsgTTL = s.AllowMsgTTL
+	var err error
+	if cfg.SubjectDeleteMarkerTTL, err = s.SubjectDeleteMarkerTTL.Get(); err != nil {
+		return &events.ValidationError{Field: "subjectDeleteMarkerTTL", Reason: err.Error()}
+	}
+	if l := s.ConsumerLimits; l != nil {
+		if cfg.ConsumerLimits.InactiveThreshold, err = l.InactiveThreshold.Get(); err != nil {
+			return &events.ValidationError{Field: "consumerLimits.inactiveThreshold", Reason: err.Error()}
+		}
+		cfg.ConsumerLimits.MaxAckPending = int(l.MaxAckPending)
+	}
+	cfg.NoAck = s.NoAck
+	if s.MaxConsumers != nil {
+		cfg.MaxConsumers = int(*s.MaxConsumers)
+	}
+	cfg.AllowMsgCounter, cfg.AllowAtomicPublish = s.AllowMsgCounter, s.AllowAtomicPublish
+	cfg.AllowMsgSchedules, cfg.AllowBatchPublish = s.AllowMsgSchedules, s.AllowBatchPublish
+	switch s.PersistMode {
+	case eventsv1.PersistDefault, "":
+		cfg.PersistMode = jetstream.DefaultPersistMode
+	case eventsv1.PersistAsync:
+		cfg.PersistMode = jetstream.AsyncPersistMode
+	default:
+		return &events.ValidationError{Field: "persistMode", Reason: fmt.Sprintf("unknown persist mode %q", s.PersistMode)}
+	}
+	return nil
 }
 
 func retention(r eventsv1.RetentionPolicy) (jetstream.RetentionPolicy, error) {

@@ -74,6 +74,25 @@ const (
 	fzsDenyPurge
 )
 
+// Bits of the stream fuzzer's features argument (the settings beyond
+// limits and placement).
+const (
+	fzfSealed = 1 << iota
+	fzfAllowRollup
+	fzfDiscardNewPerSubject
+	fzfAllowMsgTTL
+	fzfNoAck
+	fzfAllowMsgCounter
+	fzfAllowAtomicPublish
+	fzfAllowMsgSchedules
+	fzfAllowBatchPublish
+	fzfSubjectTransform
+	fzfRepublish
+	fzfRepublishHeadersOnly
+	fzfConsumerLimits
+	fzfMaxConsumers
+)
+
 // fzStreamFields are the spec fields a stream ValidationError may name (the
 // part before any index or sub-field).
 var fzStreamFields = map[string]bool{
@@ -81,6 +100,11 @@ var fzStreamFields = map[string]bool{
 	"duplicateWindow": true, "maxBytes": true, "maxMsgs": true, "maxMsgSize": true,
 	"maxMsgsPerSubject": true, "storage": true, "discard": true, "compression": true,
 	"replicas": true, "placement": true, "mirror": true, "sources": true, "metadata": true,
+	"subjectTransform": true, "republish": true, "sealed": true, "allowRollup": true,
+	"discardNewPerSubject": true, "firstSequence": true, "allowMsgTTL": true,
+	"subjectDeleteMarkerTTL": true, "consumerLimits": true, "noAck": true, "maxConsumers": true,
+	"allowMsgCounter": true, "allowAtomicPublish": true, "allowMsgSchedules": true,
+	"allowBatchPublish": true, "persistMode": true,
 }
 
 var fzConsumerFields = map[string]bool{
@@ -145,11 +169,15 @@ func FuzzStreamConfig(f *testing.F) {
 	// and edge cases; one more here keeps the argument list documented.
 	f.Add("auth-events", "", "Authentication events", "auth.>", "Limits", "168h", "2m", "1Gi",
 		int64(-1), int32(-1), int64(-1), "File", "Old", "None", int32(1), "", "", "", int64(0), "team=auth",
-		uint16(fzsMaxBytes))
+		uint16(fzsMaxBytes),
+		uint16(fzfAllowRollup|fzfAllowMsgTTL|fzfRepublish|fzfConsumerLimits), "auth.in.*|auth.out.{{wildcard(1)}}",
+		"auth.>|copy.auth.>", int64(0), "10m", "1h", int32(100), int32(10), "Default")
 
 	f.Fuzz(func(t *testing.T, name, specName, description, subjects, retention, maxAge, dupWindow, maxBytes string,
 		maxMsgs int64, maxMsgSize int32, maxMsgsPerSubject int64, storage, discard, compression string,
 		replicas int32, placement, mirror, sources string, sourceSeq int64, metadata string, flags uint16,
+		features uint16, transform, republish string, firstSequence int64, deleteMarkerTTL, consumerInactive string,
+		consumerMaxAckPending, maxConsumers int32, persistMode string,
 	) {
 		evs := &eventsv1.EventStream{
 			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "tenant", UID: types.UID("uid-" + name)},
@@ -196,6 +224,32 @@ func FuzzStreamConfig(f *testing.F) {
 		for _, src := range fzSplit(sources, ";") {
 			s.Sources = append(s.Sources, fzSource(src, sourceSeq))
 		}
+		s.Sealed = features&fzfSealed != 0
+		s.AllowRollup = features&fzfAllowRollup != 0
+		s.DiscardNewPerSubject = features&fzfDiscardNewPerSubject != 0
+		s.AllowMsgTTL = features&fzfAllowMsgTTL != 0
+		s.NoAck = features&fzfNoAck != 0
+		s.AllowMsgCounter = features&fzfAllowMsgCounter != 0
+		s.AllowAtomicPublish = features&fzfAllowAtomicPublish != 0
+		s.AllowMsgSchedules = features&fzfAllowMsgSchedules != 0
+		s.AllowBatchPublish = features&fzfAllowBatchPublish != 0
+		if features&fzfSubjectTransform != 0 {
+			src, dst, _ := strings.Cut(transform, "|")
+			s.SubjectTransform = &eventsv1.SubjectTransform{Source: src, Destination: dst}
+		}
+		if features&fzfRepublish != 0 {
+			src, dst, _ := strings.Cut(republish, "|")
+			s.Republish = &eventsv1.Republish{Source: src, Destination: dst, HeadersOnly: features&fzfRepublishHeadersOnly != 0}
+		}
+		if features&fzfConsumerLimits != 0 {
+			s.ConsumerLimits = &eventsv1.StreamConsumerLimits{InactiveThreshold: eventsv1.Duration(consumerInactive), MaxAckPending: consumerMaxAckPending}
+		}
+		if features&fzfMaxConsumers != 0 {
+			s.MaxConsumers = &maxConsumers
+		}
+		s.FirstSequence = firstSequence
+		s.SubjectDeleteMarkerTTL = eventsv1.Duration(deleteMarkerTTL)
+		s.PersistMode = eventsv1.PersistMode(persistMode)
 
 		fzCheckStream(t, evs, false)
 		// The same spec as the operator gets it from the API server (JSON:

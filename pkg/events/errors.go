@@ -143,6 +143,7 @@ const (
 	codeStreamNameInUse       = 10058 // JSStreamNameExistErr
 	codeStreamSubjectOverlap  = 10065 // JSStreamSubjectOverlapErr
 	codeStreamNotFound        = 10059 // JSStreamNotFoundErr
+	codeStreamUpdate          = 10069 // JSStreamUpdateErrF
 	codeConsumerNotFound      = 10014 // JSConsumerNotFoundErr
 )
 

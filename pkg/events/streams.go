@@ -68,6 +68,56 @@ type StreamConfig struct {
 	Mirror            *StreamSource
 	Sources           []StreamSource
 	Metadata          map[string]string
+
+	// SubjectTransform rewrites the subjects of incoming messages before
+	// they are stored.
+	SubjectTransform *jetstream.SubjectTransformConfig
+	// RePublish publishes a copy of every stored message on another subject.
+	// An empty Source means every subject (">"), as the server stores it.
+	RePublish *jetstream.RePublish
+	// Sealed stops the stream for good: no message in or out, no delete, no
+	// purge, no expiry. JetStream cannot create a sealed stream, so
+	// CreateStream creates it and seals it in a second request; it cannot be
+	// unsealed. A sealed stream reads as maxAge 0, discard New, denyDelete
+	// and denyPurge, no allowRollup (JetStream stores it so).
+	Sealed bool
+	// AllowRollup lets publishers replace a subject's (or the stream's)
+	// messages with the Nats-Rollup header; not with DenyPurge.
+	AllowRollup bool
+	// DiscardNewPerSubject refuses a new message on a subject that has
+	// MaxMsgsPerSubject messages (needs Discard New).
+	DiscardNewPerSubject bool
+	// FirstSequence is the sequence of the first message; only at creation.
+	FirstSequence uint64
+	// AllowMsgTTL lets publishers set a per-message TTL (Nats-TTL header);
+	// it cannot be turned off again.
+	AllowMsgTTL bool
+	// SubjectDeleteMarkerTTL leaves a delete marker with this TTL when
+	// MaxAge removes a subject's last message (at least 1s; needs
+	// AllowMsgTTL and AllowRollup).
+	SubjectDeleteMarkerTTL time.Duration
+	// ConsumerLimits are the defaults and maximums for the stream's
+	// consumers (inactive threshold, max ack pending).
+	ConsumerLimits jetstream.StreamConsumerLimits
+	// NoAck: publishes are not acknowledged.
+	NoAck bool
+	// MaxConsumers is the most consumers the stream takes; 0 or -1: no
+	// limit.
+	MaxConsumers int
+	// AllowMsgCounter makes the stream a counter stream (Nats-Incr
+	// header); fixed at creation.
+	AllowMsgCounter bool
+	// AllowAtomicPublish allows atomic batch publishing.
+	AllowAtomicPublish bool
+	// AllowMsgSchedules allows scheduled messages (Nats-Schedule header);
+	// it cannot be turned off again and needs AllowRollup.
+	AllowMsgSchedules bool
+	// AllowBatchPublish allows fast (non-atomic) batch publishing.
+	AllowBatchPublish bool
+	// PersistMode Async acknowledges a publish before it is flushed to
+	// disk (file storage, one replica, no atomic publish); fixed at
+	// creation.
+	PersistMode jetstream.PersistModeType
 }
 
 // NewStreamConfig returns a stream with the house defaults: file storage,
@@ -182,6 +232,9 @@ func (c StreamConfig) Validate() error {
 			}
 		}
 	}
+	if err := c.validateFeatures(invalid); err != nil {
+		return err
+	}
 	for i, s := range c.Sources {
 		if err := ValidateName(s.Name); err != nil {
 			return invalid(fmt.Sprintf("sources[%d].name", i), "%v", err)
@@ -193,6 +246,133 @@ func (c StreamConfig) Validate() error {
 		}
 	}
 	return nil
+}
+
+// validateFeatures checks the settings beyond the limits, in the
+// combinations JetStream refuses (nats-server's checkStreamCfg), so that the
+// error names the field and says what to do instead.
+func (c StreamConfig) validateFeatures(invalid func(field, format string, args ...any) error) error {
+	if c.AllowRollup && c.DenyPurge {
+		return invalid("allowRollup", "a roll-up purges the subject's older messages, so it cannot be allowed together with denyPurge; unset one of them")
+	}
+	if c.DiscardNewPerSubject {
+		if c.Discard != jetstream.DiscardNew {
+			return invalid("discardNewPerSubject", "needs discard New (the stream discards Old)")
+		}
+		if c.MaxMsgsPerSubject <= 0 {
+			return invalid("discardNewPerSubject", "needs a maxMsgsPerSubject limit above 0")
+		}
+	}
+	if c.SubjectDeleteMarkerTTL < 0 {
+		return invalid("subjectDeleteMarkerTTL", "must not be negative")
+	}
+	if c.SubjectDeleteMarkerTTL > 0 {
+		switch {
+		case c.SubjectDeleteMarkerTTL < time.Second:
+			return invalid("subjectDeleteMarkerTTL", "must be at least 1s, got %s", c.SubjectDeleteMarkerTTL)
+		case !c.AllowMsgTTL:
+			return invalid("subjectDeleteMarkerTTL", "delete markers carry a message TTL: set allowMsgTTL too")
+		case !c.AllowRollup:
+			return invalid("subjectDeleteMarkerTTL", "delete markers are roll-ups: set allowRollup too")
+		case c.Mirror != nil:
+			return invalid("subjectDeleteMarkerTTL", "a mirror cannot place delete markers; set it on the origin stream")
+		}
+	}
+	if c.AllowMsgCounter {
+		switch {
+		case c.Discard == jetstream.DiscardNew:
+			return invalid("allowMsgCounter", "a counter stream cannot use discard New")
+		case c.AllowMsgTTL:
+			return invalid("allowMsgCounter", "a counter stream cannot use message TTLs (allowMsgTTL)")
+		case c.AllowMsgSchedules:
+			return invalid("allowMsgCounter", "a counter stream cannot use message schedules (allowMsgSchedules)")
+		case c.Retention != jetstream.LimitsPolicy:
+			return invalid("allowMsgCounter", "a counter stream can only use Limits retention")
+		}
+	}
+	if c.AllowMsgSchedules {
+		switch {
+		case c.Discard == jetstream.DiscardNew:
+			return invalid("allowMsgSchedules", "message schedules cannot use discard New")
+		case !c.AllowRollup:
+			return invalid("allowMsgSchedules", "a schedule rolls up its subject: set allowRollup too")
+		case len(c.Sources) > 0:
+			return invalid("allowMsgSchedules", "a stream with sources cannot schedule messages")
+		}
+	}
+	switch c.PersistMode {
+	case jetstream.DefaultPersistMode:
+	case jetstream.AsyncPersistMode:
+		switch {
+		case c.Storage != jetstream.FileStorage:
+			return invalid("persistMode", "Async persistence needs file storage")
+		case c.Replicas > 1:
+			return invalid("persistMode", "Async persistence is not supported on replicated streams (replicas %d)", c.Replicas)
+		case c.AllowAtomicPublish:
+			return invalid("persistMode", "Async persistence cannot be combined with allowAtomicPublish")
+		}
+	default:
+		return invalid("persistMode", "unknown persist mode %d", c.PersistMode)
+	}
+	if c.MaxConsumers < Unlimited {
+		return invalid("maxConsumers", "must be -1 (unlimited) or more, got %d", c.MaxConsumers)
+	}
+	if c.ConsumerLimits.InactiveThreshold < 0 {
+		return invalid("consumerLimits.inactiveThreshold", "must not be negative")
+	}
+	if c.ConsumerLimits.MaxAckPending < 0 {
+		return invalid("consumerLimits.maxAckPending", "must not be negative (0: no limit)")
+	}
+	if c.Mirror != nil {
+		for field, set := range map[string]bool{"firstSequence": c.FirstSequence > 0, "allowMsgCounter": c.AllowMsgCounter,
+			"allowAtomicPublish": c.AllowAtomicPublish, "allowBatchPublish": c.AllowBatchPublish, "allowMsgSchedules": c.AllowMsgSchedules} {
+			if set {
+				return invalid(field, "a mirror cannot set it: it copies the origin stream's messages as they are")
+			}
+		}
+	}
+	if t := c.SubjectTransform; t != nil {
+		if t.Source != "" {
+			if err := validateSubject(t.Source, true); err != nil {
+				return invalid("subjectTransform.source", "%v", err)
+			}
+		}
+		if err := validateSubject(t.Destination, true); err != nil {
+			return invalid("subjectTransform.destination", "%v", err)
+		}
+	}
+	if r := c.RePublish; r != nil {
+		if r.Source != "" {
+			if err := validateSubject(r.Source, true); err != nil {
+				return invalid("republish.source", "%v", err)
+			}
+		}
+		if err := validateSubject(r.Destination, true); err != nil {
+			return invalid("republish.destination", "%v", err)
+		}
+		for _, s := range c.Subjects {
+			if subjectsCollide(r.Destination, s) {
+				return invalid("republish.destination", "%q overlaps the stream's subject %q: republished messages would be stored again", r.Destination, s)
+			}
+		}
+	}
+	return nil
+}
+
+// subjectsCollide reports whether some subject matches both a and b
+// (wildcards allowed).
+func subjectsCollide(a, b string) bool {
+	at, bt := strings.Split(a, "."), strings.Split(b, ".")
+	for i := 0; i < len(at) && i < len(bt); i++ {
+		switch {
+		case at[i] == ">" || bt[i] == ">":
+			return true
+		case at[i] == "*" || bt[i] == "*" || at[i] == bt[i]:
+		default:
+			return false
+		}
+	}
+	return len(at) == len(bt)
 }
 
 // ValidateName checks a stream or consumer name against JetStream's rules:
@@ -245,7 +425,6 @@ func (c StreamConfig) JetStream() jetstream.StreamConfig {
 		Description:       c.Description,
 		Subjects:          slices.Clone(c.Subjects),
 		Retention:         c.Retention,
-		MaxConsumers:      Unlimited,
 		MaxMsgs:           orUnlimited(c.MaxMsgs),
 		MaxBytes:          orUnlimited(c.MaxBytes),
 		Discard:           c.Discard,
@@ -260,6 +439,37 @@ func (c StreamConfig) JetStream() jetstream.StreamConfig {
 		DenyDelete:        c.DenyDelete,
 		DenyPurge:         c.DenyPurge,
 		Metadata:          maps.Clone(c.Metadata),
+
+		MaxConsumers:           int(orUnlimited(int64(c.MaxConsumers))),
+		Sealed:                 c.Sealed,
+		AllowRollup:            c.AllowRollup,
+		DiscardNewPerSubject:   c.DiscardNewPerSubject,
+		FirstSeq:               c.FirstSequence,
+		AllowMsgTTL:            c.AllowMsgTTL,
+		SubjectDeleteMarkerTTL: c.SubjectDeleteMarkerTTL,
+		ConsumerLimits:         c.ConsumerLimits,
+		NoAck:                  c.NoAck,
+		AllowMsgCounter:        c.AllowMsgCounter,
+		AllowAtomicPublish:     c.AllowAtomicPublish,
+		AllowMsgSchedules:      c.AllowMsgSchedules,
+		AllowBatchPublish:      c.AllowBatchPublish,
+		PersistMode:            c.PersistMode,
+	}
+	if c.SubjectTransform != nil {
+		t := *c.SubjectTransform
+		cfg.SubjectTransform = &t
+	}
+	if c.RePublish != nil {
+		r := *c.RePublish
+		if r.Source == "" {
+			r.Source = ">" // as the server stores it
+		}
+		cfg.RePublish = &r
+	}
+	if c.Sealed {
+		// What JetStream makes of a sealed stream (configUpdateCheck).
+		cfg.MaxAge, cfg.Discard = 0, jetstream.DiscardNew
+		cfg.DenyDelete, cfg.DenyPurge, cfg.AllowRollup = true, true, false
 	}
 	if cfg.Duplicates == 0 {
 		cfg.Duplicates = DefaultDuplicateWindow
@@ -327,9 +537,19 @@ func CreateStream(ctx context.Context, js jetstream.StreamManager, cfg StreamCon
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s, err := js.CreateStream(ctx, cfg.JetStream())
+	jcfg := cfg.JetStream()
+	if cfg.Sealed {
+		// JetStream cannot create a sealed stream: create it open, then seal it.
+		open := cfg
+		open.Sealed = false
+		jcfg = open.JetStream()
+	}
+	s, err := js.CreateStream(ctx, jcfg)
 	if err != nil {
 		return nil, wrap("create stream", cfg.Name, err)
+	}
+	if cfg.Sealed {
+		return UpdateStream(ctx, js, cfg)
 	}
 	return s.CachedInfo(), nil
 }
@@ -349,6 +569,10 @@ func UpdateStream(ctx context.Context, js jetstream.StreamManager, cfg StreamCon
 				return nil, &ImmutableFieldError{Kind: "stream", Name: cfg.Name, Field: field, Reason: apiErr.Description}
 			}
 		}
+		if errors.As(err, &apiErr) && apiErr.ErrorCode == codeStreamUpdate && strings.Contains(apiErr.Description, "violates consumers") {
+			return nil, &ValidationError{Field: "consumerLimits", Reason: apiErr.Description +
+				" (their inactiveThreshold or maxAckPending is above the new limit: lower theirs first, or keep the limit)"}
+		}
 		return nil, wrap("update stream", cfg.Name, err)
 	}
 	return s.CachedInfo(), nil
@@ -359,10 +583,18 @@ func UpdateStream(ctx context.Context, js jetstream.StreamManager, cfg StreamCon
 func immutableFieldFromMessage(msg string) string {
 	m := strings.ToLower(msg)
 	if !strings.Contains(m, "can not change") && !strings.Contains(m, "cannot change") &&
-		!strings.Contains(m, "can not be changed") && !strings.Contains(m, "can not be updated") {
+		!strings.Contains(m, "can not be changed") && !strings.Contains(m, "can not be updated") &&
+		!strings.Contains(m, "can not unseal") && !strings.Contains(m, "can not cancel") &&
+		!strings.Contains(m, "can not be disabled") {
 		return ""
 	}
 	for _, f := range []struct{ needle, field string }{
+		{"unseal", "sealed"},
+		{"deny message delete", "denyDelete"},
+		{"message ttl", "allowMsgTTL"},
+		{"message counter", "allowMsgCounter"},
+		{"message schedules", "allowMsgSchedules"},
+		{"persist mode", "persistMode"},
 		{"storage", "storage"},
 		{"retention", "retention"},
 		{"mirror", "mirror"},

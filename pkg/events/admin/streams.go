@@ -38,6 +38,23 @@ type managedStream struct {
 	Mirror            jetstream.StreamSource
 	Sources           []jetstream.StreamSource
 	Metadata          map[string]string
+
+	SubjectTransform       jetstream.SubjectTransformConfig
+	Republish              jetstream.RePublish
+	Sealed                 bool
+	AllowRollup            bool
+	DiscardNewPerSubject   bool
+	FirstSequence          uint64
+	AllowMsgTTL            bool
+	SubjectDeleteMarkerTTL time.Duration
+	ConsumerLimits         jetstream.StreamConsumerLimits
+	NoAck                  bool
+	MaxConsumers           int64
+	AllowMsgCounter        bool
+	AllowAtomicPublish     bool
+	AllowMsgSchedules      bool
+	AllowBatchPublish      bool
+	PersistMode            jetstream.PersistModeType
 }
 
 func normaliseStream(c jetstream.StreamConfig) managedStream {
@@ -59,6 +76,30 @@ func normaliseStream(c jetstream.StreamConfig) managedStream {
 		DenyDelete:        c.DenyDelete,
 		DenyPurge:         c.DenyPurge,
 		Metadata:          userMetadata(c.Metadata),
+
+		Sealed:                 c.Sealed,
+		AllowRollup:            c.AllowRollup,
+		DiscardNewPerSubject:   c.DiscardNewPerSubject,
+		FirstSequence:          c.FirstSeq,
+		AllowMsgTTL:            c.AllowMsgTTL,
+		SubjectDeleteMarkerTTL: c.SubjectDeleteMarkerTTL,
+		ConsumerLimits:         c.ConsumerLimits,
+		NoAck:                  c.NoAck,
+		MaxConsumers:           limit(int64(c.MaxConsumers)),
+		AllowMsgCounter:        c.AllowMsgCounter,
+		AllowAtomicPublish:     c.AllowAtomicPublish,
+		AllowMsgSchedules:      c.AllowMsgSchedules,
+		AllowBatchPublish:      c.AllowBatchPublish,
+		PersistMode:            c.PersistMode,
+	}
+	if c.SubjectTransform != nil {
+		m.SubjectTransform = *c.SubjectTransform
+	}
+	if c.RePublish != nil {
+		m.Republish = *c.RePublish
+		if m.Republish.Source == "" {
+			m.Republish.Source = ">" // the server stores an empty source so
+		}
 	}
 	if len(m.Subjects) == 0 {
 		m.Subjects = nil
@@ -136,10 +177,38 @@ func DiffStream(desired events.StreamConfig, actual jetstream.StreamConfig) []st
 
 // CheckStreamUpdate returns an *events.ImmutableFieldError when JetStream
 // cannot change the stream from actual to desired in place: its storage
-// type, a retention change to or from WorkQueue, or its mirror.
+// type, a retention change to or from WorkQueue, its mirror, its first
+// sequence, its counter and persist mode, and the one-way switches (sealed,
+// denyDelete, denyPurge, allowMsgTTL, allowMsgSchedules cannot be turned
+// off again).
 func CheckStreamUpdate(desired events.StreamConfig, actual jetstream.StreamConfig) error {
 	immutable := func(field, reason string) error {
 		return &events.ImmutableFieldError{Kind: "stream", Name: desired.Name, Field: field, Reason: reason}
+	}
+	want := desired.JetStream()
+	for _, f := range []struct {
+		field      string
+		want, have bool
+		reason     string
+	}{
+		{"sealed", want.Sealed, actual.Sealed, "a sealed stream cannot be unsealed: set sealed back to true, or recreate the stream"},
+		{"denyDelete", want.DenyDelete, actual.DenyDelete, "denyDelete cannot be turned off once set: set it back to true, or recreate the stream"},
+		{"denyPurge", want.DenyPurge, actual.DenyPurge, "denyPurge cannot be turned off once set: set it back to true, or recreate the stream"},
+		{"allowMsgTTL", want.AllowMsgTTL, actual.AllowMsgTTL, "message TTLs cannot be turned off once allowed: set allowMsgTTL back to true, or recreate the stream"},
+		{"allowMsgSchedules", want.AllowMsgSchedules, actual.AllowMsgSchedules, "message schedules cannot be turned off once allowed: set allowMsgSchedules back to true, or recreate the stream"},
+	} {
+		if f.have && !f.want {
+			return immutable(f.field, f.reason)
+		}
+	}
+	if want.AllowMsgCounter != actual.AllowMsgCounter {
+		return immutable("allowMsgCounter", fmt.Sprintf("a stream is a counter stream or not from its creation (stream has allowMsgCounter %t)", actual.AllowMsgCounter))
+	}
+	if want.PersistMode != actual.PersistMode {
+		return immutable("persistMode", fmt.Sprintf("the persist mode is fixed at creation (stream has %s)", actual.PersistMode))
+	}
+	if want.FirstSeq != actual.FirstSeq {
+		return immutable("firstSequence", fmt.Sprintf("the first sequence applies only when the stream is created (stream has %d)", actual.FirstSeq))
 	}
 	if desired.Storage != actual.Storage {
 		return immutable("storage", fmt.Sprintf("the stream stores to %s; the storage type cannot change after creation", actual.Storage))
