@@ -1,6 +1,7 @@
 // Package v1alpha1 contains the API of eventstream-operator: EventStream (a
 // JetStream stream), EventConsumer (a durable consumer on one) and
-// EventSchema (an event type's JSON Schema in the schema registry).
+// EventSchema (an event type's JSON Schema in the schema registry),
+// EventReplay, and EventKeyValue and EventObjectStore (JetStream buckets).
 // +kubebuilder:object:generate=true
 // +groupName=events.giia.io
 package v1alpha1
@@ -28,6 +29,8 @@ func addKnownTypes(s *runtime.Scheme) error {
 		&EventConsumer{}, &EventConsumerList{},
 		&EventSchema{}, &EventSchemaList{},
 		&EventReplay{}, &EventReplayList{},
+		&EventKeyValue{}, &EventKeyValueList{},
+		&EventObjectStore{}, &EventObjectStoreList{},
 	)
 	metav1.AddToGroupVersion(s, GroupVersion)
 	return nil

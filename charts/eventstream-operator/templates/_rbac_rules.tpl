@@ -13,6 +13,8 @@ The manager's rules, shared by the ClusterRole and the per-namespace Roles.
   - events.giia.io
   resources:
   - eventconsumers
+  - eventkeyvalues
+  - eventobjectstores
   - eventreplays
   - eventschemas
   - eventstreams
@@ -26,6 +28,8 @@ The manager's rules, shared by the ClusterRole and the per-namespace Roles.
   - events.giia.io
   resources:
   - eventconsumers/finalizers
+  - eventkeyvalues/finalizers
+  - eventobjectstores/finalizers
   - eventreplays/finalizers
   - eventschemas/finalizers
   - eventstreams/finalizers
@@ -35,6 +39,8 @@ The manager's rules, shared by the ClusterRole and the per-namespace Roles.
   - events.giia.io
   resources:
   - eventconsumers/status
+  - eventkeyvalues/status
+  - eventobjectstores/status
   - eventreplays/status
   - eventschemas/status
   - eventstreams/status
