@@ -204,16 +204,28 @@ func editMetadata(md map[string]string, set map[string]string, remove []string) 
 }
 
 // diffFields lists the fields of two values of the same struct type that
-// differ, with their first letter lower-cased.
+// differ, with their first letter (or leading acronym: TTL) lower-cased.
 func diffFields(want, have any) []string {
 	var diff []string
 	wv, hv := reflect.ValueOf(want), reflect.ValueOf(have)
 	t := wv.Type()
 	for i := range t.NumField() {
 		if !reflect.DeepEqual(wv.Field(i).Interface(), hv.Field(i).Interface()) {
-			n := t.Field(i).Name
-			diff = append(diff, strings.ToLower(n[:1])+n[1:])
+			diff = append(diff, lowerFirst(t.Field(i).Name))
 		}
 	}
 	return diff
+}
+
+// lowerFirst lower-cases a Go field name's first word: MaxAge → maxAge, TTL
+// → ttl, LimitMarkerTTL → limitMarkerTTL.
+func lowerFirst(n string) string {
+	i := 0
+	for i < len(n) && n[i] >= 'A' && n[i] <= 'Z' {
+		i++
+	}
+	if i > 1 && i < len(n) {
+		i-- // the last capital starts the next word: URLPath → urlPath
+	}
+	return strings.ToLower(n[:i]) + n[i:]
 }
