@@ -7,13 +7,13 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	k8sevents "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	eventsv1 "github.com/giia/eventstream-operator/api/v1alpha1"
 	"github.com/giia/eventstream-operator/internal/testutil/fixtures"
+	"github.com/giia/eventstream-operator/pkg/events/admin"
 )
 
 // The bucket kinds. The scenario builds them as unstructured objects from
@@ -79,9 +79,9 @@ func bucketState(kind string) map[string]any {
 }
 
 // floorBuckets is the floor of n buckets of kind: n resources created, one
-// status write each (Ready, bucketName, state) and n CreateKeyValue /
-// CreateObjectStore calls of nats.go (what the library's admin functions
-// call: an account INFO then STREAM.CREATE each), one part after the other.
+// status write each (Ready, bucketName, state) and n admin.CreateKeyValue /
+// admin.CreateObjectStore calls (the operator's calls: one STREAM.CREATE of
+// the bucket's stream each), one part after the other.
 func (e *env) floorBuckets(ctx context.Context, kind string, n, parallel int) floorResult {
 	const ns = "floor"
 	prefix := fmt.Sprintf("fkv%d", n)
@@ -109,21 +109,23 @@ func (e *env) floorBuckets(ctx context.Context, kind string, n, parallel int) fl
 		u := objs[i].(*unstructured.Unstructured)
 		md := map[string]string{eventsv1.OwnerMetadataKey: ns + "/" + u.GetName(), eventsv1.UIDMetadataKey: string(u.GetUID())}
 		if kind == kvKind {
-			_, err := e.js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: u.GetName(), History: 1,
-				MaxBytes: fixtures.SmallMaxBytes.Value(), Storage: jetstream.FileStorage, Replicas: 1, Metadata: md})
+			cfg := admin.NewKeyValueConfig(u.GetName())
+			cfg.MaxBytes, cfg.Metadata = fixtures.SmallMaxBytes.Value(), md
+			_, err := admin.CreateKeyValue(ctx, e.js, cfg)
 			return err
 		}
-		_, err := e.js.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: u.GetName(),
-			MaxBytes: fixtures.SmallMaxBytes.Value(), Storage: jetstream.FileStorage, Replicas: 1, Metadata: md})
+		cfg := admin.NewObjectStoreConfig(u.GetName())
+		cfg.MaxBytes, cfg.Metadata = fixtures.SmallMaxBytes.Value(), md
+		_, err := admin.CreateObjectStore(ctx, e.js, cfg)
 		return err
 	}, parallel)
 	_, _, _ = parallelDo(n, parallel, func(i int) error {
 		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
 		if kind == kvKind {
-			return e.js.DeleteKeyValue(cctx, objs[i].GetName())
+			return admin.DeleteKeyValue(cctx, e.js, objs[i].GetName())
 		}
-		return e.js.DeleteObjectStore(cctx, objs[i].GetName())
+		return admin.DeleteObjectStore(cctx, e.js, objs[i].GetName())
 	})
 	return f
 }
@@ -236,6 +238,9 @@ func putBucketsSteady(v vals, s steadyResult) {
 		v["buckets steady STREAM.INFO per "+b.name+" per interval (max)"] = most
 		v["buckets steady "+b.name+"s without INFO in window"] = float64(b.n - seen)
 	}
+	if s.consumers > 0 {
+		v["buckets steady DIRECT.GET per ObjectStore per interval (mean)"] = float64(s.js["DIRECT.GET"]) / float64(s.consumers) / iv
+	}
 	for k, c := range s.js {
 		v["diag buckets steady: JetStream "+k+" /obj/interval"] = float64(c) / float64(max(s.streams+s.consumers, 1)) / iv
 	}
@@ -289,7 +294,7 @@ func reportBuckets(rs []vals, nKV, nOS int) {
 			row{"  create errors", k + ": create errors", "", "", nil},
 			row{"  floor: create CRs", "floor " + k + ": create CRs s", "s", "", nil},
 			row{"  floor: one status write each", "floor " + k + ": status writes s", "s", "", nil},
-			row{"  floor: JetStream creates (nats.go Create" + strings.TrimPrefix(kind[:len(kind)-1], "Event") + ")", "floor " + k + ": JetStream creates s", "s", "", nil},
+			row{"  floor: JetStream creates (admin.Create" + strings.TrimPrefix(kind[:len(kind)-1], "Event") + ")", "floor " + k + ": JetStream creates s", "s", "", nil},
 			row{"  floor (sum of the three)", "floor " + k + ": total s", "s", "", nil},
 			row{"  convergence / floor", "ratio " + k, "x", target, ok})
 	}
@@ -306,6 +311,7 @@ func reportBuckets(rs []vals, nKV, nOS int) {
 		row{"steady state: STREAM.INFO per ObjectStore per interval (mean)", "buckets steady STREAM.INFO per ObjectStore per interval (mean)", "", "≤ 1", le(1)},
 		row{"steady state: STREAM.INFO per ObjectStore per interval (max)", "buckets steady STREAM.INFO per ObjectStore per interval (max)", "", "", nil},
 		row{"steady state: ObjectStores without any INFO in the window", "buckets steady ObjectStores without INFO in window", "", "", nil},
+		row{"steady state: DIRECT.GET per ObjectStore per interval (mean; the object count)", "buckets steady DIRECT.GET per ObjectStore per interval (mean)", "", "", nil},
 		row{"manager peak RSS (VmHWM)", "buckets peak RSS MiB (VmHWM)", "MiB", "", nil},
 		row{"run wall time", "buckets run wall s", "s", "", nil},
 		row{"1-minute load average at run start", "buckets load1 at start", "x", "", nil},
