@@ -44,15 +44,15 @@ var advisorySubjects = []string{
 type Triggers struct {
 	nc  *nats.Conn
 	log logr.Logger
-	out [2]chan event.GenericEvent // by kind: streamKind, consumerKind
+	out [numKinds]chan event.GenericEvent // by kind: streamKind, consumerKind, ...
 
 	// epoch counts stream changes seen (created, updated, deleted), so that
 	// what depends on the set of streams can be cached until it moves.
 	epoch atomic.Uint64
 
 	qmu    sync.Mutex
-	queued triggerSet       // not yet handed to the controllers
-	wake   [2]chan struct{} // by kind; capacity 1: a pending wake-up is enough
+	queued triggerSet              // not yet handed to the controllers
+	wake   [numKinds]chan struct{} // by kind; capacity 1: a pending wake-up is enough
 
 	ownMu sync.Mutex
 	own   map[string]ownWrite // "stream" or "stream/consumer" the operator itself just wrote
@@ -80,21 +80,43 @@ type triggerSet struct {
 	allConsumers bool
 	consumers    map[consumerKey]struct{} // consumer All: every consumer of the stream
 	direct       map[types.NamespacedName]struct{}
+	// Bucket streams (KV_x, OBJ_x) by bucket kind (keyValueKind - bucketKinds, ...).
+	allBuckets [2]bool
+	buckets    [2]map[string]struct{}
 }
 
 type consumerKey struct{ stream, consumer string }
 
-// The two kinds of triggers, each with its own channel and dispatcher.
+// The kinds of triggers, each with its own channel and dispatcher. Stream
+// triggers for a bucket's stream (KV_x, OBJ_x) go to its bucket kind too.
 const (
 	streamKind = iota
 	consumerKind
+	keyValueKind
+	objectStoreKind
+	numKinds
+	bucketKinds = keyValueKind // the first bucket kind
 )
 
-var kindNames = [2]string{"eventstream", "eventconsumer"}
+var kindNames = [numKinds]string{"eventstream", "eventconsumer", "eventkeyvalue", "eventobjectstore"}
+
+// bucketStreamPrefixes are the stream name prefixes of the bucket kinds.
+var bucketStreamPrefixes = [2]string{"KV_", "OBJ_"}
 
 // take removes the triggers of one kind from the set and returns them.
 func (s *triggerSet) take(kind int) []event.GenericEvent {
 	var out []event.GenericEvent
+	if kind >= bucketKinds {
+		b := kind - bucketKinds
+		if s.allBuckets[b] {
+			out = append(out, streamTrigger(All))
+		}
+		for n := range s.buckets[b] {
+			out = append(out, streamTrigger(n))
+		}
+		s.allBuckets[b], s.buckets[b] = false, nil
+		return out
+	}
 	if kind == streamKind {
 		if s.allStreams {
 			out = append(out, streamTrigger(All))
@@ -119,6 +141,7 @@ func (s *triggerSet) take(kind int) []event.GenericEvent {
 }
 
 func (s *triggerSet) addStream(stream string) {
+	s.addBucket(stream)
 	switch {
 	case s.allStreams:
 	case stream == All:
@@ -128,6 +151,23 @@ func (s *triggerSet) addStream(stream string) {
 			s.streams = map[string]struct{}{}
 		}
 		s.streams[stream] = struct{}{}
+	}
+}
+
+// addBucket routes a stream trigger to the bucket kind whose stream it
+// names (or to every bucket kind for All).
+func (s *triggerSet) addBucket(stream string) {
+	for b, prefix := range bucketStreamPrefixes {
+		switch {
+		case s.allBuckets[b]:
+		case stream == All:
+			s.allBuckets[b], s.buckets[b] = true, nil
+		case strings.HasPrefix(stream, prefix):
+			if s.buckets[b] == nil {
+				s.buckets[b] = map[string]struct{}{}
+			}
+			s.buckets[b][stream] = struct{}{}
+		}
 	}
 }
 
@@ -215,6 +255,14 @@ func (t *Triggers) Streams() <-chan event.GenericEvent { return t.out[streamKind
 // Consumers is the source of triggers for the EventConsumer controller; see
 // consumerTrigger.
 func (t *Triggers) Consumers() <-chan event.GenericEvent { return t.out[consumerKind] }
+
+// KeyValues is the source of triggers for the EventKeyValue controller:
+// objects named after a bucket's stream, KV_<bucket> (or All).
+func (t *Triggers) KeyValues() <-chan event.GenericEvent { return t.out[keyValueKind] }
+
+// ObjectStores is the source of triggers for the EventObjectStore
+// controller: objects named after a bucket's stream, OBJ_<bucket> (or All).
+func (t *Triggers) ObjectStores() <-chan event.GenericEvent { return t.out[objectStoreKind] }
 
 // NeedLeaderElection: only the leader reacts to advisories.
 func (t *Triggers) NeedLeaderElection() bool { return true }

@@ -18,7 +18,7 @@ import (
 )
 
 // This file is the reconcile engine of every JetStream object the operator
-// manages. A kind (EventStream, EventConsumer, the kinds to come) supplies
+// manages. A kind (EventStream, EventConsumer, EventKeyValue, ...) supplies
 // only its translation (the desired configuration) and its naming (a jsID);
 // the engine reads the object, creates it, adopts or refuses it by its owner
 // marker (ownership.go), compares the whole managed configuration, checks
@@ -27,14 +27,21 @@ import (
 // notices of advisories.go.
 
 // jsID names one JetStream object: a stream (consumer empty) or a consumer
-// of a stream.
+// of a stream. A bucket is its stream (KV_CONFIG) with the bucket's kind
+// and name, which messages use instead.
 type jsID struct {
 	stream, consumer string
+	// bucket is the bucket's name and bucketKind "KeyValue bucket" or
+	// "ObjectStore bucket" when the stream is a bucket's.
+	bucket, bucketKind string
 }
 
 // String is the object as messages name it: `stream ORDERS`, `consumer
-// billing on stream ORDERS`.
+// billing on stream ORDERS`, `KeyValue bucket CONFIG`.
 func (id jsID) String() string {
+	if id.bucket != "" {
+		return id.bucketKind + " " + id.bucket
+	}
 	if id.consumer == "" {
 		return "stream " + id.stream
 	}
@@ -280,6 +287,10 @@ func observedGeneration(obj client.Object) int64 {
 	case *eventsv1.EventStream:
 		return o.Status.ObservedGeneration
 	case *eventsv1.EventConsumer:
+		return o.Status.ObservedGeneration
+	case *eventsv1.EventKeyValue:
+		return o.Status.ObservedGeneration
+	case *eventsv1.EventObjectStore:
 		return o.Status.ObservedGeneration
 	}
 	return -1

@@ -154,6 +154,10 @@ func resourceKind(obj client.Object) string {
 		return "EventSchema"
 	case *eventsv1.EventReplay:
 		return "EventReplay"
+	case *eventsv1.EventKeyValue:
+		return "EventKeyValue"
+	case *eventsv1.EventObjectStore:
+		return "EventObjectStore"
 	}
 	return fmt.Sprintf("%T", obj)
 }
@@ -168,6 +172,10 @@ func conditionsOf(obj client.Object) []metav1.Condition {
 	case *eventsv1.EventSchema:
 		return o.Status.Conditions
 	case *eventsv1.EventReplay:
+		return o.Status.Conditions
+	case *eventsv1.EventKeyValue:
+		return o.Status.Conditions
+	case *eventsv1.EventObjectStore:
 		return o.Status.Conditions
 	}
 	return nil

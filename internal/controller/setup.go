@@ -10,6 +10,7 @@ import (
 
 	eventsv1 "github.com/giia/eventstream-operator/api/v1alpha1"
 	"github.com/giia/eventstream-operator/internal/natsconn"
+	"github.com/giia/eventstream-operator/pkg/events/admin"
 	"github.com/giia/eventstream-operator/pkg/events/schemas"
 )
 
@@ -80,6 +81,12 @@ func Setup(mgr ctrl.Manager, nc *natsconn.Conn, o Options) error {
 	}).SetupWithManager(mgr); err != nil {
 		return err
 	}
+	if err := (&EventKeyValueReconciler{reconciler: base, Triggers: triggers.KeyValues()}).SetupWithManager(mgr); err != nil {
+		return err
+	}
+	if err := (&EventObjectStoreReconciler{reconciler: base, Triggers: triggers.ObjectStores()}).SetupWithManager(mgr); err != nil {
+		return err
+	}
 	if err := setupSchemas(mgr, nc, base, o.SchemaBucket); err != nil {
 		return err
 	}
@@ -116,26 +123,49 @@ func (c closeOnStop) Start(ctx context.Context) error {
 }
 
 // missingStreams is the deletion audit: the streams of EventStreams that
-// were created (status.streamName) and are no longer in JetStream, on the
-// default connection and on every per-resource connection the pool holds
-// (a resource whose connection is not open yet has nothing to audit).
+// were created (status.streamName), and of buckets (EventKeyValues,
+// EventObjectStores: status.bucketName), that are no longer in JetStream,
+// on the default connection and on every per-resource connection the pool
+// holds (a resource whose connection is not open yet has nothing to audit).
 func missingStreams(c client.Reader, nc *natsconn.Conn, pool *natsconn.Pool) StreamAudit {
 	return func(ctx context.Context) ([]string, error) {
+		want := map[string][]string{} // by connection: "" or the Secret's "namespace/name"
+		add := func(obj client.Object, conn *eventsv1.ConnectionSpec, stream string) {
+			if !obj.GetDeletionTimestamp().IsZero() {
+				return
+			}
+			key := ""
+			if conn != nil {
+				key = obj.GetNamespace() + "/" + conn.SecretRef.Name
+			}
+			want[key] = append(want[key], stream)
+		}
 		list := &eventsv1.EventStreamList{}
 		if err := c.List(ctx, list, client.UnsafeDisableDeepCopy); err != nil {
 			return nil, err
 		}
-		want := map[string][]string{} // by connection: "" or the Secret's "namespace/name"
 		for i := range list.Items {
-			evs := &list.Items[i]
-			if !evs.DeletionTimestamp.IsZero() || evs.Status.StreamName == "" {
-				continue
+			if evs := &list.Items[i]; evs.Status.StreamName != "" {
+				add(evs, evs.Spec.Connection, evs.Status.StreamName)
 			}
-			key := ""
-			if evs.Spec.Connection != nil {
-				key = evs.Namespace + "/" + evs.Spec.Connection.SecretRef.Name
+		}
+		kvs := &eventsv1.EventKeyValueList{}
+		if err := c.List(ctx, kvs, client.UnsafeDisableDeepCopy); err != nil {
+			return nil, err
+		}
+		for i := range kvs.Items {
+			if kv := &kvs.Items[i]; kv.Status.BucketName != "" {
+				add(kv, kv.Spec.Connection, admin.KeyValueStreamPrefix+kv.Status.BucketName)
 			}
-			want[key] = append(want[key], evs.Status.StreamName)
+		}
+		objs := &eventsv1.EventObjectStoreList{}
+		if err := c.List(ctx, objs, client.UnsafeDisableDeepCopy); err != nil {
+			return nil, err
+		}
+		for i := range objs.Items {
+			if o := &objs.Items[i]; o.Status.BucketName != "" {
+				add(o, o.Spec.Connection, admin.ObjectStoreStreamPrefix+o.Status.BucketName)
+			}
 		}
 		var missing []string
 		for key, names := range want {

@@ -34,13 +34,13 @@ var aggregatedRoles = []struct {
 	rules          []rbacv1.PolicyRule
 }{
 	{"config/rbac/eventstream_editor_role.yaml", "-eventstream-editor", []string{"admin", "edit"}, []rbacv1.PolicyRule{
-		{APIGroups: []string{"events.giia.io"}, Resources: []string{"eventconsumers", "eventreplays", "eventschemas", "eventstreams"},
+		{APIGroups: []string{"events.giia.io"}, Resources: []string{"eventconsumers", "eventkeyvalues", "eventobjectstores", "eventreplays", "eventschemas", "eventstreams"},
 			Verbs: []string{"create", "delete", "get", "list", "patch", "update", "watch"}},
-		{APIGroups: []string{"events.giia.io"}, Resources: []string{"eventconsumers/status", "eventreplays/status", "eventschemas/status", "eventstreams/status"}, Verbs: []string{"get"}},
+		{APIGroups: []string{"events.giia.io"}, Resources: []string{"eventconsumers/status", "eventkeyvalues/status", "eventobjectstores/status", "eventreplays/status", "eventschemas/status", "eventstreams/status"}, Verbs: []string{"get"}},
 	}},
 	{"config/rbac/eventstream_viewer_role.yaml", "-eventstream-viewer", []string{"view"}, []rbacv1.PolicyRule{
-		{APIGroups: []string{"events.giia.io"}, Resources: []string{"eventconsumers", "eventreplays", "eventschemas", "eventstreams"}, Verbs: []string{"get", "list", "watch"}},
-		{APIGroups: []string{"events.giia.io"}, Resources: []string{"eventconsumers/status", "eventreplays/status", "eventschemas/status", "eventstreams/status"}, Verbs: []string{"get"}},
+		{APIGroups: []string{"events.giia.io"}, Resources: []string{"eventconsumers", "eventkeyvalues", "eventobjectstores", "eventreplays", "eventschemas", "eventstreams"}, Verbs: []string{"get", "list", "watch"}},
+		{APIGroups: []string{"events.giia.io"}, Resources: []string{"eventconsumers/status", "eventkeyvalues/status", "eventobjectstores/status", "eventreplays/status", "eventschemas/status", "eventstreams/status"}, Verbs: []string{"get"}},
 	}},
 }
 
@@ -264,7 +264,7 @@ func TestAggregatedRolesInAPIServer(t *testing.T) {
 	}); err != nil {
 		t.Fatalf("the RoleBindings never took effect: %v", err)
 	}
-	for _, res := range []string{"eventstreams", "eventconsumers", "eventschemas", "eventreplays"} {
+	for _, res := range []string{"eventstreams", "eventconsumers", "eventschemas", "eventreplays", "eventkeyvalues", "eventobjectstores"} {
 		for _, verb := range []string{"create", "delete", "get", "list", "patch", "update", "watch"} {
 			if !allowed("alice", "team-a", verb, res, "") {
 				t.Errorf("editor: %s %s in team-a denied", verb, res)
