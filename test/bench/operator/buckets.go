@@ -8,6 +8,7 @@ import (
 	"time"
 
 	k8sevents "k8s.io/api/events/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -170,9 +171,14 @@ func bucketsRun(ctx context.Context, root, assets, dir string, nKV, nOS int) (va
 		putFloor(v, fmt.Sprintf("floor objectstores %d", nOS), e.floorBuckets(ctx, osKind, nOS, *parallel))
 	}
 
-	// Convergence.
+	// Convergence, once the manager has released the warm-up objects.
 	if err := e.startManager(ctx, *steadyResync, *workers); err != nil {
 		return v, err
+	}
+	for _, k := range []string{kvKind, osKind} {
+		if err := e.waitGone(ctx, k, warmNS, time.Minute); err != nil {
+			return v, err
+		}
 	}
 	loadAt("convergence")
 	if nKV > 0 {
@@ -199,6 +205,22 @@ func bucketsRun(ctx context.Context, root, assets, dir string, nKV, nOS int) (va
 	return v, nil
 }
 
+// waitGone waits until namespace ns has no resource of kind.
+func (e *env) waitGone(ctx context.Context, kind, ns string, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for {
+		l := unstructuredList(kind)()
+		err := e.c.List(ctx, l, client.InNamespace(ns))
+		if err == nil && meta.LenList(l) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("%s in namespace %s not gone within %s (list error: %v)", kind, ns, limit, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
 // putBucketsSteady records the steady state of the buckets scenario: s's
 // streams are the KeyValues, its consumers the ObjectStores.
 func putBucketsSteady(v vals, s steadyResult) {
@@ -222,7 +244,7 @@ func putBucketsSteady(v vals, s steadyResult) {
 	for _, b := range []struct {
 		name, prefix string
 		n            int
-	}{{"KeyValue", "$JS.API.STREAM.INFO.KV_", s.streams}, {"ObjectStore", "$JS.API.STREAM.INFO.OBJ_", s.consumers}} {
+	}{{"KeyValue", "$JS.API.STREAM.INFO.KV_kv-", s.streams}, {"ObjectStore", "$JS.API.STREAM.INFO.OBJ_os-", s.consumers}} {
 		if b.n == 0 {
 			continue
 		}
