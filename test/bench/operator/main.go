@@ -130,8 +130,17 @@ func main() {
 
 	began := time.Now()
 	if mainRun || has("burst") || has("buckets") {
-		fmt.Printf("eventstream-operator benchmark: %d run(s), sizes %v, %d consumers on %d streams, parallel %d, workers %d\n",
-			*runs, sizes, *nConsumers, *nConsStreams, *parallel, *workers)
+		fmt.Printf("eventstream-operator benchmark: scenarios %s, %d run(s), parallel %d, workers %d", *scenarios, *runs, *parallel, *workers)
+		if mainRun {
+			fmt.Printf(", sizes %v, %d consumers on %d streams", sizes, *nConsumers, *nConsStreams)
+		}
+		if has("buckets") {
+			fmt.Printf(", %d EventKeyValues and %d EventObjectStores (in %d run(s))", *nKeyValues, *nObjectStores, min(*bucketsRuns, *runs))
+		}
+		if has("burst") {
+			fmt.Printf(", a burst of %d (in %d run(s))", *burstSize, min(*burstRuns, *runs))
+		}
+		fmt.Println()
 	} else {
 		fmt.Printf("eventstream-operator benchmark: scenarios %s\n", *scenarios)
 	}
