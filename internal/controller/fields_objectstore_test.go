@@ -1,0 +1,25 @@
+package controller
+
+import (
+	"reflect"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	eventsv1 "github.com/giia/eventstream-operator/api/v1alpha1"
+)
+
+func init() {
+	fieldTables = append(fieldTables, fieldTable{
+		config: reflect.TypeFor[jetstream.ObjectStoreConfig](), resource: &eventsv1.EventObjectStore{},
+		fields: map[string]jsField{
+			"Bucket":      {path: "spec.bucket", def: "metadata.name", inPlace: "no: JetStream cannot rename a bucket (refused at admission)"},
+			"Description": {path: "spec.description", def: "none", inPlace: "yes"},
+			"TTL":         {path: "spec.ttl", def: "0 (objects kept until deleted)", inPlace: "yes"},
+			"MaxBytes":    {path: "spec.maxBytes", def: "1Gi", inPlace: "yes"},
+			"Storage":     {path: "spec.storage", def: "File", inPlace: "no: JetStream cannot move a bucket between file and memory (refused at admission)"},
+			"Replicas":    {path: "spec.replicas", def: "1", inPlace: "yes"},
+			"Placement":   {path: "spec.placement", def: "none", inPlace: "yes (JetStream moves the replicas)"},
+			"Compression": {path: "spec.compression", def: "None", inPlace: "yes (new blocks)"},
+			"Metadata":    {path: "spec.metadata", def: "none (plus the operator's owner marker)", inPlace: "yes"},
+		}})
+}
