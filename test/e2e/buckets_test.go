@@ -291,11 +291,27 @@ func columns(out string) (map[string]string, error) {
 }
 
 // bucketRepaired deletes b's bucket with nats.go and waits until the
-// operator has created it again, empty, with b's owner marker, and b is
-// Ready.
+// operator has created it again (JetStream's STREAM.CREATED advisory for the
+// bucket's stream, after the deletion), with b's owner marker, b Ready and
+// the bucket usable.
+//
+// What the recreated bucket holds is not checked: nats-server 2.15.2, given
+// a create of the same stream while it is still removing the deleted one's
+// files, can bring the deleted messages back (seen once in this test, an
+// ObjectStore back with its 2 messages, and reproduced about once in 30
+// delete + immediate re-create cycles outside the operator). The count is
+// logged.
 func (s *suite) bucketRepaired(ctx context.Context, b bucketSample) error {
+	created, err := s.nc.SubscribeSync("$JS.EVENT.ADVISORY.STREAM.CREATED." + b.stream())
+	if err != nil {
+		return err
+	}
+	defer func() { _ = created.Unsubscribe() }()
+	if err := s.nc.Flush(); err != nil {
+		return err
+	}
+	begin := time.Now()
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	var err error
 	if b.kind == "EventKeyValue" {
 		err = s.js.DeleteKeyValue(dctx, b.bucket)
 	} else {
@@ -305,27 +321,21 @@ func (s *suite) bucketRepaired(ctx context.Context, b bucketSample) error {
 	if err != nil {
 		return fmt.Errorf("%s: deleting the bucket out of band: %w", b, err)
 	}
-	begin := time.Now()
-	err = poll(ctx, 30*time.Second, 100*time.Millisecond, fmt.Sprintf("the operator to recreate %s", b.stream()), func() error {
-		info, err := s.streamInfo(ctx, b.stream())
-		if err != nil {
-			return err
-		}
-		if got := info.Config.Metadata[ownerKey]; got != samplesNS+"/"+b.name {
-			return fmt.Errorf("recreated %s has %s=%q", b.stream(), ownerKey, got)
-		}
-		if info.State.Msgs != 0 {
-			return fmt.Errorf("recreated %s has %d messages: not the deleted bucket's successor", b.stream(), info.State.Msgs)
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("%s deleted out of band: %w", b, err)
+	if _, err := created.NextMsg(30 * time.Second); err != nil {
+		return fmt.Errorf("%s deleted out of band: no STREAM.CREATED advisory for %s within 30s: %w", b, b.stream(), err)
 	}
 	took := time.Since(begin)
+	info, err := s.streamInfo(ctx, b.stream())
+	if err != nil {
+		return fmt.Errorf("%s: recreated %s: %w", b, b.stream(), err)
+	}
+	if got := info.Config.Metadata[ownerKey]; got != samplesNS+"/"+b.name {
+		return fmt.Errorf("%s: recreated %s has %s=%q, want %q", b, b.stream(), ownerKey, got, samplesNS+"/"+b.name)
+	}
 	if _, err := s.kubectl(90*time.Second, "wait", "--for=condition=Ready", b.short+"/"+b.name, "-n", samplesNS, "--timeout=60s"); err != nil {
 		return err
 	}
-	logf(s.t, s.start, "%s: bucket deleted out of band, recreated by the operator in %s", b, took.Round(time.Millisecond))
-	return nil
+	logf(s.t, s.start, "%s: bucket deleted out of band, recreated by the operator %s after the delete request (%d messages in it)",
+		b, took.Round(time.Millisecond), info.State.Msgs)
+	return s.putAndGet(ctx, b)
 }
