@@ -424,3 +424,45 @@ func TestDeletionAuditFindsStreamsWhoseAdvisoryWasLost(t *testing.T) {
 		t.Errorf("LOST deleted a second time: triggers %v, want LOST once", got)
 	}
 }
+
+// A bucket is a stream: the advisories of KV_<bucket> and OBJ_<bucket>, and
+// the deletion audit's findings, also reach the bucket kinds' channels (and
+// only theirs: a plain stream's never does), the operator's own writes
+// excepted; a resync reaches every kind.
+func TestBucketStreamsTriggerTheBucketKinds(t *testing.T) {
+	srv := eventstest.RunJetStream(t)
+	const every = 200 * time.Millisecond
+	var audited atomic.Bool
+	tr, _ := startTriggers(t, srv, func(tr *Triggers) {
+		tr.SetDeletionAudit(func(context.Context) ([]string, error) {
+			if audited.Load() {
+				return []string{"KV_LOST", "OBJ_GONE"}, nil
+			}
+			return nil, nil
+		}, every)
+	})
+	pub := srv.Conn(t)
+
+	tr.ExpectOwnWrite("KV_MINE", "")
+	publish(t, pub, "$JS.EVENT.ADVISORY.STREAM.UPDATED.KV_CONFIG", "$JS.EVENT.ADVISORY.STREAM.DELETED.OBJ_FILES",
+		"$JS.EVENT.ADVISORY.STREAM.CREATED.ORDERS", "$JS.EVENT.ADVISORY.STREAM.CREATED.KV_MINE")
+	kvs, objs := drain(tr.KeyValues(), 300*time.Millisecond), drain(tr.ObjectStores(), 300*time.Millisecond)
+	if fmt.Sprint(kvs) != fmt.Sprint(map[string]int{"KV_CONFIG": 1}) {
+		t.Errorf("KeyValue triggers %v, want KV_CONFIG once (not ORDERS, not the own write KV_MINE)", kvs)
+	}
+	if fmt.Sprint(objs) != fmt.Sprint(map[string]int{"OBJ_FILES": 1}) {
+		t.Errorf("ObjectStore triggers %v, want OBJ_FILES once", objs)
+	}
+
+	audited.Store(true)
+	kvs, objs = drain(tr.KeyValues(), 5*every), drain(tr.ObjectStores(), 5*every)
+	if kvs["KV_LOST"] != 1 || objs["OBJ_GONE"] != 1 {
+		t.Errorf("audit findings: KeyValue %v, ObjectStore %v; want KV_LOST and OBJ_GONE", kvs, objs)
+	}
+
+	tr.ResyncAll()
+	kvs, objs = drain(tr.KeyValues(), 300*time.Millisecond), drain(tr.ObjectStores(), 300*time.Millisecond)
+	if kvs[All] != 1 || objs[All] != 1 {
+		t.Errorf("a resync: KeyValue %v, ObjectStore %v; want All for both", kvs, objs)
+	}
+}

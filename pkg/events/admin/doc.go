@@ -9,6 +9,12 @@
 //   - declared durable consumers (ConsumerConfig, CreateConsumer,
 //     UpdateConsumer, DeleteConsumer, GetConsumerInfo); a service binds to
 //     or creates its consumer with events.SubscribeDurable instead;
+//   - declared KeyValue and ObjectStore buckets (KeyValueConfig,
+//     ObjectStoreConfig: Validate, Stream — the bucket's stream exactly as
+//     nats.go builds it — CreateKeyValue, UpdateKeyValue, DiffKeyValue,
+//     CheckKeyValueUpdate, GetKeyValueInfo, DeleteKeyValue and the same for
+//     ObjectStores, CountObjects); a service opens a bucket with nats.go's
+//     js.KeyValue or js.ObjectStore;
 //   - editing only the metadata of a stream or consumer
 //     (UpdateStreamMetadata, UpdateConsumerMetadata);
 //   - RedactURL, for logging NATS URLs without their credentials.
