@@ -206,11 +206,11 @@ func main() {
 	if len(results) > 0 {
 		report(results, sizes)
 	}
-	if len(buckets) > 0 {
-		reportBuckets(buckets, *nKeyValues, *nObjectStores)
-	}
 	if len(bursts) > 0 {
 		reportBurst(bursts)
+	}
+	if len(buckets) > 0 {
+		reportBuckets(buckets, *nKeyValues, *nObjectStores)
 	}
 	if has("library") && ctx.Err() == nil {
 		library(ctx, root)
