@@ -6,7 +6,8 @@
 #   nats-server -js         bin/nats-server (make nats-server); data in .local/run/nats
 #   bin/manager             the operator (make build), against both
 #   config/samples          the seven default EventStreams, three EventConsumers and
-#                           the seed's four EventSchemas, waited for until Ready
+#                           the seed's four EventSchemas, a KeyValue bucket and an
+#                           ObjectStore, waited for until Ready
 #
 # Then it prints the streams, the kubeconfig and commands to try, and runs until
 # Ctrl-C (SIGINT) or SIGTERM, which stop everything. The data directories are
@@ -263,14 +264,14 @@ for attempt in $(seq 1 30); do
   [ "$attempt" = 30 ] && { printf '%s\n' "$out" >&2; die "applying config/samples failed"; }
   sleep 2
 done
-# EventConsumers and EventSchemas too, when their CRDs are there and there are some.
+# EventConsumers, EventSchemas, EventKeyValues and EventObjectStores too, when
+# their CRDs are there and there are some.
 kinds=evs
-if kubectl get crd eventconsumers.events.giia.io >/dev/null 2>&1 && [ -n "$(kubectl get evc -A -o name)" ]; then
-  kinds=$kinds,evc
-fi
-if kubectl get crd eventschemas.events.giia.io >/dev/null 2>&1 && [ -n "$(kubectl get evsc -A -o name)" ]; then
-  kinds=$kinds,evsc
-fi
+for k in evc:eventconsumers evsc:eventschemas evkv:eventkeyvalues evos:eventobjectstores; do
+  if kubectl get crd "${k#*:}.events.giia.io" >/dev/null 2>&1 && [ -n "$(kubectl get "${k%%:*}" -A -o name)" ]; then
+    kinds=$kinds,${k%%:*}
+  fi
+done
 ready=1
 for kind in ${kinds//,/ }; do
   kubectl wait --for=condition=Ready "$kind" --all -A --timeout="$ready_timeout" | sed 's/^/    /' || ready=0

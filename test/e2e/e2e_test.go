@@ -8,7 +8,9 @@
 // scrapes the manager's metrics as the chart serves them (HTTPS, 401 without a
 // token, 403 without RBAC, 200 with the metrics-reader ClusterRole), takes the
 // sample EventStreams into charts/eventstream-streams the way the README's
-// upgrade steps say, upgrades both charts and checks that no EventStream is
+// upgrade steps say, puts and gets a value and an object in the sample
+// EventKeyValue and EventObjectStore buckets (and sees a bucket deleted out
+// of band recreated), upgrades both charts and checks that no EventStream is
 // recreated and no message lost (deletionPolicy Retain and Delete), and
 // uninstalls both charts with nothing left terminating.
 //
@@ -155,6 +157,7 @@ func TestE2E(t *testing.T) {
 		{"07c_schemas_validated_end_to_end", s.schemasEndToEnd},
 		{"07d_dead_letters_redriven_by_eventreplay", s.redriveEndToEnd},
 		{"07e_prometheus_evaluates_dashboard_and_alerts", s.prometheusEvaluatesDashboardAndAlerts},
+		{"07f_keyvalue_and_objectstore_samples", s.bucketSamples},
 		{"08a_delete_retain", s.deleteRetain},
 		{"08b_delete_delete", s.deleteDelete},
 		{"09_install_yaml_server_dry_run", s.dryRunInstaller},

@@ -9,7 +9,9 @@
 //
 // Scenarios (-scenarios, comma-separated): convergence (run whenever one of
 // floor, steady, memory, drift is: it creates the objects they use), floor,
-// steady, memory, drift, burst (in an environment of its own), library.
+// steady, memory, drift, buckets (EventKeyValues and EventObjectStores: floor,
+// convergence and steady state, in an environment of its own), burst (in an
+// environment of its own), library.
 // See docs/performance.md for how each figure is measured.
 package main
 
@@ -43,7 +45,7 @@ import (
 
 var (
 	runs            = flag.Int("runs", 3, "runs (each with a fresh API server, nats-server and manager); medians are reported")
-	quick           = flag.Bool("quick", false, "small sizes: 100 EventStreams, 100 EventConsumers, 10 drift deletions")
+	quick           = flag.Bool("quick", false, "small sizes: 100 EventStreams, 100 EventConsumers, 10 drift deletions, 100 EventKeyValues, 20 EventObjectStores")
 	sizesFlag       = flag.String("sizes", "100,1000", "EventStream counts for the convergence scenario (the largest is used by steady state and drift)")
 	nConsumers      = flag.Int("consumers", 1000, "EventConsumers to converge (0: none)")
 	nConsStreams    = flag.Int("consumer-streams", 10, "EventStreams the consumers are spread over")
@@ -54,7 +56,10 @@ var (
 	steadyIntervals = flag.Int("steady-intervals", 3, "resync intervals counted in the steady state")
 	driftResync     = flag.Duration("drift-resync", time.Minute, "the manager's --resync-interval for the drift scenario")
 	timeout         = flag.Duration("timeout", 5*time.Minute, "limit of each convergence (reported as timeout)")
-	scenarios       = flag.String("scenarios", "convergence,floor,steady,memory,drift,burst,library", "scenarios to run")
+	scenarios       = flag.String("scenarios", "convergence,floor,steady,memory,drift,buckets,burst,library", "scenarios to run")
+	nKeyValues      = flag.Int("keyvalues", 1000, "buckets scenario: EventKeyValues to converge (-quick: 100)")
+	nObjectStores   = flag.Int("objectstores", 100, "buckets scenario: EventObjectStores to converge (-quick: 20)")
+	bucketsRuns     = flag.Int("buckets-runs", 1, "buckets scenario: in how many of the -runs it runs")
 	burstSize       = flag.Int("burst-size", 10000, "burst scenario: EventStreams whose JetStream streams are all deleted at once (-quick: 500)")
 	burstParallel   = flag.Int("burst-parallel", 64, "burst scenario: goroutines deleting the streams")
 	burstRuns       = flag.Int("burst-runs", 1, "burst scenario: in how many of the -runs it runs (it is long: 10000 streams took 7 min on 2 cores at load average 4-8, 14 min at 16-19)")
@@ -77,6 +82,12 @@ func main() {
 	logf.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.Level(zapcore.ErrorLevel)))
 	if *quick {
 		*sizesFlag, *nConsumers, *nDrift = "100", 100, 10
+		if !flagSet("keyvalues") {
+			*nKeyValues = 100
+		}
+		if !flagSet("objectstores") {
+			*nObjectStores = 20
+		}
 		if !flagSet("burst-size") {
 			*burstSize = 500
 		}
@@ -99,7 +110,7 @@ func main() {
 	}
 	mainRun := has("convergence") || has("floor") || has("steady") || has("memory") || has("drift")
 	var assets string
-	if mainRun || has("burst") { // the library scenario needs neither
+	if mainRun || has("burst") || has("buckets") { // the library scenario needs neither
 		for _, b := range []string{"bin/manager", "bin/nats-server"} {
 			if _, err := os.Stat(filepath.Join(root, b)); err != nil {
 				fatalf("%s missing: run `make build nats-server` (make bench does)", b)
@@ -118,15 +129,24 @@ func main() {
 	}
 
 	began := time.Now()
-	if mainRun || has("burst") {
-		fmt.Printf("eventstream-operator benchmark: %d run(s), sizes %v, %d consumers on %d streams, parallel %d, workers %d\n",
-			*runs, sizes, *nConsumers, *nConsStreams, *parallel, *workers)
+	if mainRun || has("burst") || has("buckets") {
+		fmt.Printf("eventstream-operator benchmark: scenarios %s, %d run(s), parallel %d, workers %d", *scenarios, *runs, *parallel, *workers)
+		if mainRun {
+			fmt.Printf(", sizes %v, %d consumers on %d streams", sizes, *nConsumers, *nConsStreams)
+		}
+		if has("buckets") {
+			fmt.Printf(", %d EventKeyValues and %d EventObjectStores (in %d run(s))", *nKeyValues, *nObjectStores, min(*bucketsRuns, *runs))
+		}
+		if has("burst") {
+			fmt.Printf(", a burst of %d (in %d run(s))", *burstSize, min(*burstRuns, *runs))
+		}
+		fmt.Println()
 	} else {
 		fmt.Printf("eventstream-operator benchmark: scenarios %s\n", *scenarios)
 	}
 	fmt.Printf("machine: %d CPUs (nproc), %s, load average at start %s\n", runtime.NumCPU(), memTotal(), loadavg())
 
-	var results, bursts []vals
+	var results, buckets, bursts []vals
 	for r := 1; r <= *runs && ctx.Err() == nil; r++ {
 		dir := filepath.Join(base, fmt.Sprintf("run-%d", r))
 		_ = os.MkdirAll(dir, 0o755)
@@ -145,6 +165,24 @@ func main() {
 				}
 			}
 			fmt.Fprintf(os.Stderr, "run %d done in %s (load %s)\n", r, time.Since(t).Round(time.Second), loadavg())
+		}
+		if has("buckets") && *nKeyValues+*nObjectStores > 0 && r <= *bucketsRuns && ctx.Err() == nil {
+			bdir := filepath.Join(dir, "buckets")
+			_ = os.MkdirAll(bdir, 0o755)
+			t := time.Now()
+			fmt.Fprintf(os.Stderr, "run %d/%d: buckets, %d EventKeyValues and %d EventObjectStores (load %s)...\n", r, *runs, *nKeyValues, *nObjectStores, loadavg())
+			v, err := bucketsRun(ctx, root, assets, bdir, *nKeyValues, *nObjectStores)
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "run %d buckets: %v\n", r, err)
+			}
+			if v != nil {
+				v["buckets run wall s"] = time.Since(t).Seconds()
+				buckets = append(buckets, v)
+				if *verbose {
+					printAll(fmt.Sprintf("run %d buckets: every value", r), []vals{v}, "")
+				}
+			}
+			fmt.Fprintf(os.Stderr, "run %d buckets done in %s (load %s)\n", r, time.Since(t).Round(time.Second), loadavg())
 		}
 		if has("burst") && *burstSize > 0 && r <= *burstRuns && ctx.Err() == nil {
 			bdir := filepath.Join(dir, "burst")
@@ -170,6 +208,9 @@ func main() {
 	}
 	if len(bursts) > 0 {
 		reportBurst(bursts)
+	}
+	if len(buckets) > 0 {
+		reportBuckets(buckets, *nKeyValues, *nObjectStores)
 	}
 	if has("library") && ctx.Err() == nil {
 		library(ctx, root)

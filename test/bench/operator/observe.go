@@ -147,8 +147,9 @@ func watchLoop(ctx context.Context, c client.WithWatch, newList func() client.Ob
 	}
 }
 
-// writeCounter counts, from the API server's side, every change to
-// EventStreams, EventConsumers and events.k8s.io Events in all namespaces,
+// writeCounter counts, from the API server's side, every change to the
+// watched kinds (EventStreams, EventConsumers and events.k8s.io Events, or
+// the bucket kinds and Events) in all namespaces,
 // and remembers which fields the MODIFIED events changed.
 type writeCounter struct {
 	mu      sync.Mutex
@@ -158,15 +159,24 @@ type writeCounter struct {
 	objects map[string]struct{} // kind/ns/name modified
 }
 
-func startWriteCounter(ctx context.Context, c client.WithWatch) *writeCounter {
+// watchedKind is a kind the writeCounter watches.
+type watchedKind struct {
+	kind string
+	list func() client.ObjectList
+}
+
+// streamKinds are what the main scenarios' steady state watches.
+var streamKinds = []watchedKind{
+	{"EventStream", func() client.ObjectList { return &eventsv1.EventStreamList{} }},
+	{"EventConsumer", func() client.ObjectList { return &eventsv1.EventConsumerList{} }},
+	{"Event", func() client.ObjectList { return &k8sevents.EventList{} }},
+}
+
+// startWriteCounter watches kinds (streamKinds when none are given).
+func startWriteCounter(ctx context.Context, c client.WithWatch, kinds ...watchedKind) *writeCounter {
 	wc := &writeCounter{counts: map[string]int{}, last: map[string][]byte{}, changed: map[string]int{}, objects: map[string]struct{}{}}
-	kinds := []struct {
-		kind string
-		list func() client.ObjectList
-	}{
-		{"EventStream", func() client.ObjectList { return &eventsv1.EventStreamList{} }},
-		{"EventConsumer", func() client.ObjectList { return &eventsv1.EventConsumerList{} }},
-		{"Event", func() client.ObjectList { return &k8sevents.EventList{} }},
+	if len(kinds) == 0 {
+		kinds = streamKinds
 	}
 	var wg sync.WaitGroup
 	for _, k := range kinds {

@@ -14,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
@@ -65,11 +66,17 @@ var (
 )
 
 func isReady(o runtime.Object) bool {
+	if u, ok := o.(*unstructured.Unstructured); ok {
+		return unstructuredReady(u)
+	}
 	co, ok := o.(client.Object)
 	return ok && fixtures.IsReady(co)
 }
 
 func listFor(o client.Object) func() client.ObjectList {
+	if u, ok := o.(*unstructured.Unstructured); ok {
+		return unstructuredList(u.GetKind())
+	}
 	if _, ok := o.(*eventsv1.EventConsumer); ok {
 		return func() client.ObjectList { return &eventsv1.EventConsumerList{} }
 	}
@@ -338,11 +345,14 @@ type steadyResult struct {
 	cpu                cpuSnapshot
 }
 
-func (e *env) steady(ctx context.Context, resync time.Duration, intervals, streams, consumers int) steadyResult {
+// steady counts what happens over intervals resync intervals: JetStream
+// requests, changes to the watched kinds (streamKinds if none) and the API
+// server's and the manager's counters.
+func (e *env) steady(ctx context.Context, resync time.Duration, intervals, streams, consumers int, kinds ...watchedKind) steadyResult {
 	r := steadyResult{intervals: intervals, streams: streams, consumers: consumers}
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	wc := startWriteCounter(wctx, e.c)
+	wc := startWriteCounter(wctx, e.c, kinds...)
 	api0, mgr0, cpu0 := e.apiserverMetrics(ctx), e.managerMetrics(), e.cpu()
 	e.mon.take()
 	t0 := time.Now()
@@ -501,7 +511,14 @@ func addManager(v vals, prefix string, m metrics, nStreams, nConsumers, nAll int
 		}
 		return float64(max(nStreams, 1))
 	}
-	for _, ctl := range []string{"eventstream", "eventconsumer"} {
+	addManagerOf(v, prefix, m, []string{"eventstream", "eventconsumer", "eventkeyvalue", "eventobjectstore"}, per, nAll)
+}
+
+// addManagerOf summarises the manager's metrics of the controllers ctls;
+// per(name) is the denominator of the per-object figures of a controller
+// or of a JetStream operation, nAll of the Kubernetes client requests.
+func addManagerOf(v vals, prefix string, m metrics, ctls []string, per func(name string) float64, nAll int) {
+	for _, ctl := range ctls {
 		is := withLabel("controller", ctl)
 		if c := m.sum("controller_runtime_reconcile_total", is); c > 0 {
 			v[prefix+"manager "+ctl+" reconciles /obj"] = c / per(ctl)
