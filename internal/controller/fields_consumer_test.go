@@ -96,11 +96,15 @@ var consumerRoundTrips = map[string]consumerRoundTrip{
 	"MaxDeliver": {func(s *eventsv1.EventConsumerSpec) { s.MaxDeliver = 7 },
 		func(c jetstream.ConsumerConfig) bool { return c.MaxDeliver == 7 }},
 	"BackOff": {func(s *eventsv1.EventConsumerSpec) { s.Backoff = []eventsv1.Duration{"1s", "2s"} },
-		func(c jetstream.ConsumerConfig) bool { return slices.Equal(c.BackOff, []time.Duration{time.Second, 2 * time.Second}) }},
+		func(c jetstream.ConsumerConfig) bool {
+			return slices.Equal(c.BackOff, []time.Duration{time.Second, 2 * time.Second})
+		}},
 	"FilterSubject": {func(s *eventsv1.EventConsumerSpec) { s.FilterSubjects = []string{"orders.one"} },
 		func(c jetstream.ConsumerConfig) bool { return c.FilterSubject == "orders.one" }},
 	"FilterSubjects": {func(s *eventsv1.EventConsumerSpec) { s.FilterSubjects = []string{"orders.a", "orders.b.*"} },
-		func(c jetstream.ConsumerConfig) bool { return slices.Equal(c.FilterSubjects, []string{"orders.a", "orders.b.*"}) }},
+		func(c jetstream.ConsumerConfig) bool {
+			return slices.Equal(c.FilterSubjects, []string{"orders.a", "orders.b.*"})
+		}},
 	"ReplayPolicy": {func(s *eventsv1.EventConsumerSpec) { s.ReplayPolicy = eventsv1.ReplayOriginal },
 		func(c jetstream.ConsumerConfig) bool { return c.ReplayPolicy == jetstream.ReplayOriginalPolicy }},
 	"RateLimit": {func(s *eventsv1.EventConsumerSpec) { s.DeliverSubject, s.RateLimitBps = "deliver.rate", 8000 },
@@ -139,7 +143,9 @@ var consumerRoundTrips = map[string]consumerRoundTrip{
 	}},
 	"PriorityGroups": {func(s *eventsv1.EventConsumerSpec) {
 		s.PriorityPolicy, s.PriorityGroups = eventsv1.PriorityOverflow, []string{"jobs", "batch/2"}
-	}, func(c jetstream.ConsumerConfig) bool { return slices.Equal(c.PriorityGroups, []string{"jobs", "batch/2"}) }},
+	}, func(c jetstream.ConsumerConfig) bool {
+		return slices.Equal(c.PriorityGroups, []string{"jobs", "batch/2"})
+	}},
 	"DeliverSubject": {func(s *eventsv1.EventConsumerSpec) { s.DeliverSubject = "deliver.rt" },
 		func(c jetstream.ConsumerConfig) bool { return c.DeliverSubject == "deliver.rt" }},
 	"DeliverGroup": {func(s *eventsv1.EventConsumerSpec) { s.DeliverSubject, s.DeliverGroup = "deliver.group", "workers" },
