@@ -619,11 +619,11 @@ func (s *suite) checkJetStream() error {
 				"ack wait", c.AckWait, time.Minute,
 				"ack policy", c.AckPolicy, jetstream.AckExplicitPolicy)
 		}},
-		{"AUTH_EVENTS", "audit-push", func(c jetstream.ConsumerConfig) []string {
+		{"DDMRP_EVENTS", "planning-push", func(c jetstream.ConsumerConfig) []string {
 			return diffs(
-				"filter subjects", filters(c), []string{"auth.user.>"},
-				"deliver subject", c.DeliverSubject, "push.audit.auth",
-				"deliver group", c.DeliverGroup, "auditors",
+				"filter subjects", filters(c), []string{"ddmrp.buffer.>"},
+				"deliver subject", c.DeliverSubject, "push.planning.ddmrp",
+				"deliver group", c.DeliverGroup, "planners",
 				"flow control", c.FlowControl, true,
 				"idle heartbeat", c.IdleHeartbeat, 5*time.Second,
 				"max deliver", c.MaxDeliver, 5)
