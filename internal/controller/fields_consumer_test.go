@@ -297,3 +297,37 @@ func TestConsumerImmutableChangeIsStalledNamingTheField(t *testing.T) {
 		})
 	}
 }
+
+// TestConsumerPauseEndsInSync: a pauseUntil already past, or one that
+// ends, leaves the consumer in sync (no update loop: JetStream keeps an
+// ended pause and drops a past one), and status.state.paused follows.
+func TestConsumerPauseEndsInSync(t *testing.T) {
+	_, r, js, evs := ordersFixture(t)
+	ctx := context.Background()
+	past := genConsumer("paused-past", "orders", func(c *eventsv1.EventConsumer) {
+		c.Spec.PauseUntil = &metav1.Time{Time: time.Now().Add(-time.Hour)}
+	})
+	soon := time.Now().Add(1500 * time.Millisecond).Truncate(time.Second).Add(time.Second)
+	ending := genConsumer("paused-ending", "orders", func(c *eventsv1.EventConsumer) {
+		c.Spec.PauseUntil = &metav1.Time{Time: soon}
+	})
+	for _, evc := range []*eventsv1.EventConsumer{past, ending} {
+		if res, err := r.reconcileConsumer(ctx, js, evc, evs); err != nil || res.reason != eventsv1.ReasonCreated {
+			t.Fatalf("%s: create: %+v, %v", evc.Name, res, err)
+		}
+	}
+	if past.Status.State.Paused || !ending.Status.State.Paused {
+		t.Fatalf("paused: past %v, ending %v; want false, true", past.Status.State.Paused, ending.Status.State.Paused)
+	}
+	time.Sleep(time.Until(soon) + 200*time.Millisecond)
+	for _, evc := range []*eventsv1.EventConsumer{past, ending} {
+		for range 2 {
+			if res, err := r.reconcileConsumer(ctx, js, evc, evs); err != nil || res.reason != eventsv1.ReasonInSync {
+				t.Fatalf("%s: %+v, %v; want InSync (no update)", evc.Name, res, err)
+			}
+		}
+		if evc.Status.State.Paused {
+			t.Errorf("%s: status.state.paused after the pause ended", evc.Name)
+		}
+	}
+}
