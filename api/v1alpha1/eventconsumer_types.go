@@ -256,9 +256,10 @@ type EventConsumerSpec struct {
 	MaxRequestExpires Duration `json:"maxRequestExpires,omitempty"`
 
 	// MaxRequestMaxBytes bounds the bytes one pull request may ask for
-	// (unset: unlimited). Pull consumers only.
+	// (unset: unlimited; at most 2147483647). Pull consumers only.
 	// +optional
 	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=2147483647
 	MaxRequestMaxBytes int64 `json:"maxRequestMaxBytes,omitempty"`
 
 	// PriorityPolicy shares a pull consumer's messages between the clients
