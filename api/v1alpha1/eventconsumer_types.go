@@ -27,6 +27,27 @@ const (
 	AckNone     AckPolicy = "None"
 )
 
+// ReplayPolicy is the pace at which messages are delivered.
+// +kubebuilder:validation:Enum=Instant;Original
+type ReplayPolicy string
+
+const (
+	ReplayInstant  ReplayPolicy = "Instant"
+	ReplayOriginal ReplayPolicy = "Original"
+)
+
+// PriorityPolicy is how a pull consumer shares messages between the
+// clients of its priority groups.
+// +kubebuilder:validation:Enum=None;Overflow;Pinned;Prioritized
+type PriorityPolicy string
+
+const (
+	PriorityNone        PriorityPolicy = "None"
+	PriorityOverflow    PriorityPolicy = "Overflow"
+	PriorityPinned      PriorityPolicy = "Pinned"
+	PriorityPrioritized PriorityPolicy = "Prioritized"
+)
+
 // DeadLetter configures the operator's dead-letter forwarding for a consumer.
 type DeadLetter struct {
 	// Subject receives every dead letter of this consumer. Empty: each goes to
@@ -37,7 +58,25 @@ type DeadLetter struct {
 	Subject string `json:"subject,omitempty"`
 }
 
-// EventConsumerSpec declares a durable pull consumer on an EventStream.
+// EventConsumerSpec declares a durable consumer on an EventStream: a pull
+// consumer, or a push consumer when deliverSubject is set.
+// +kubebuilder:validation:XValidation:rule="has(self.deliverSubject) == has(oldSelf.deliverSubject)",message="deliverSubject cannot be set or removed: JetStream cannot turn a pull consumer into a push consumer or back; delete and recreate the EventConsumer",fieldPath=".deliverSubject"
+// +kubebuilder:validation:XValidation:rule="(has(self.flowControl) && self.flowControl) == (has(oldSelf.flowControl) && oldSelf.flowControl)",message="flowControl is immutable: JetStream cannot change it; delete and recreate the EventConsumer",fieldPath=".flowControl"
+// +kubebuilder:validation:XValidation:rule="has(self.idleHeartbeat) == has(oldSelf.idleHeartbeat) && (!has(self.idleHeartbeat) || self.idleHeartbeat == oldSelf.idleHeartbeat)",message="idleHeartbeat is immutable: JetStream cannot change it; delete and recreate the EventConsumer",fieldPath=".idleHeartbeat"
+// +kubebuilder:validation:XValidation:rule="has(self.maxWaiting) == has(oldSelf.maxWaiting) && (!has(self.maxWaiting) || self.maxWaiting == oldSelf.maxWaiting)",message="maxWaiting is immutable: JetStream cannot change it; delete and recreate the EventConsumer",fieldPath=".maxWaiting"
+// +kubebuilder:validation:XValidation:rule="has(self.deliverSubject) || !has(self.deliverGroup)",message="deliverGroup is for push consumers: set deliverSubject",fieldPath=".deliverGroup"
+// +kubebuilder:validation:XValidation:rule="has(self.deliverSubject) || !has(self.flowControl) || !self.flowControl",message="flowControl is for push consumers: set deliverSubject",fieldPath=".flowControl"
+// +kubebuilder:validation:XValidation:rule="has(self.deliverSubject) || !has(self.idleHeartbeat)",message="idleHeartbeat is for push consumers: set deliverSubject",fieldPath=".idleHeartbeat"
+// +kubebuilder:validation:XValidation:rule="has(self.deliverSubject) || !has(self.rateLimitBps) || self.rateLimitBps == 0",message="rateLimitBps is for push consumers: set deliverSubject",fieldPath=".rateLimitBps"
+// +kubebuilder:validation:XValidation:rule="!has(self.flowControl) || !self.flowControl || has(self.idleHeartbeat)",message="flowControl needs idleHeartbeat",fieldPath=".flowControl"
+// +kubebuilder:validation:XValidation:rule="!has(self.deliverSubject) || !has(self.maxWaiting)",message="maxWaiting is for pull consumers; this one is a push consumer (deliverSubject is set)",fieldPath=".maxWaiting"
+// +kubebuilder:validation:XValidation:rule="!has(self.deliverSubject) || !has(self.maxRequestBatch)",message="maxRequestBatch is for pull consumers; this one is a push consumer (deliverSubject is set)",fieldPath=".maxRequestBatch"
+// +kubebuilder:validation:XValidation:rule="!has(self.deliverSubject) || !has(self.maxRequestExpires)",message="maxRequestExpires is for pull consumers; this one is a push consumer (deliverSubject is set)",fieldPath=".maxRequestExpires"
+// +kubebuilder:validation:XValidation:rule="!has(self.deliverSubject) || !has(self.maxRequestMaxBytes)",message="maxRequestMaxBytes is for pull consumers; this one is a push consumer (deliverSubject is set)",fieldPath=".maxRequestMaxBytes"
+// +kubebuilder:validation:XValidation:rule="!has(self.deliverSubject) || !has(self.priorityPolicy) || self.priorityPolicy == 'None'",message="priorityPolicy is for pull consumers; this one is a push consumer (deliverSubject is set)",fieldPath=".priorityPolicy"
+// +kubebuilder:validation:XValidation:rule="!has(self.deliverSubject) || !has(self.maxAckPending) || self.maxAckPending <= 0 || self.ackPolicy != 'None'",message="maxAckPending needs acknowledgements on a push consumer (ackPolicy None)",fieldPath=".maxAckPending"
+// +kubebuilder:validation:XValidation:rule="(has(self.priorityPolicy) && self.priorityPolicy != 'None') == (has(self.priorityGroups) && size(self.priorityGroups) > 0)",message="priorityGroups are required with, and only with, a priorityPolicy other than None",fieldPath=".priorityGroups"
+// +kubebuilder:validation:XValidation:rule="!has(self.pinnedTTL) || (has(self.priorityPolicy) && self.priorityPolicy == 'Pinned')",message="pinnedTTL is only allowed with priorityPolicy Pinned",fieldPath=".pinnedTTL"
 // +kubebuilder:validation:XValidation:rule="self.streamRef == oldSelf.streamRef",message="streamRef is immutable: a consumer cannot move to another stream",fieldPath=".streamRef"
 // +kubebuilder:validation:XValidation:rule="has(self.durableName) == has(oldSelf.durableName) && (!has(self.durableName) || self.durableName == oldSelf.durableName)",message="durableName is immutable: JetStream cannot rename a consumer",fieldPath=".durableName"
 // +kubebuilder:validation:XValidation:rule="has(self.optStartSeq) == has(oldSelf.optStartSeq) && (!has(self.optStartSeq) || self.optStartSeq == oldSelf.optStartSeq)",message="optStartSeq is immutable",fieldPath=".optStartSeq"
@@ -153,6 +192,101 @@ type EventConsumerSpec struct {
 	// +kubebuilder:validation:XValidation:rule="self.all(k, !k.startsWith('events.giia.io/') && !k.startsWith('_nats.'))",message="keys starting with events.giia.io/ or _nats. are reserved"
 	Metadata map[string]string `json:"metadata,omitempty"`
 
+	// ReplayPolicy: Instant delivers as fast as the consumer takes them;
+	// Original at the pace they were published. Immutable.
+	// +kubebuilder:default=Instant
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="replayPolicy is immutable: JetStream cannot change it; delete and recreate the EventConsumer"
+	// +optional
+	ReplayPolicy ReplayPolicy `json:"replayPolicy,omitempty"`
+
+	// HeadersOnly delivers the headers of each message without its body
+	// (its size in the Nats-Msg-Size header).
+	// +optional
+	HeadersOnly bool `json:"headersOnly,omitempty"`
+
+	// SampleFrequency is the percentage of acknowledgements JetStream
+	// samples into its CONSUMER.ACK advisories ("50" or "50%"; unset: none).
+	// +optional
+	// +kubebuilder:validation:MaxLength=4
+	// +kubebuilder:validation:XValidation:rule="self.matches('^(100|[1-9][0-9]?)%?$')",message="must be a percentage from 1 to 100, such as 50 or 50%"
+	SampleFrequency string `json:"sampleFrequency,omitempty"`
+
+	// DeliverSubject makes this a push consumer: JetStream sends messages
+	// to this subject (no wildcards, not one of the stream's). Unset: a
+	// pull consumer. It can change, but not be set or removed.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=255
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[^.*> \\t]+([.][^.*> \\t]+)*$')",message="must be a NATS subject without wildcards"
+	DeliverSubject string `json:"deliverSubject,omitempty"`
+
+	// DeliverGroup is the queue group of the push consumer's subscribers:
+	// each message goes to one of them.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=255
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[A-Za-z0-9_-]+$')",message="must be a queue group name: only letters, digits, '_' and '-'"
+	DeliverGroup string `json:"deliverGroup,omitempty"`
+
+	// FlowControl makes a push consumer wait for its subscriber to keep up.
+	// Needs idleHeartbeat. Immutable.
+	// +optional
+	FlowControl bool `json:"flowControl,omitempty"`
+
+	// IdleHeartbeat is how often a push consumer with nothing to deliver
+	// sends a heartbeat (at least 100ms). Immutable.
+	// +optional
+	IdleHeartbeat Duration `json:"idleHeartbeat,omitempty"`
+
+	// RateLimitBps bounds a push consumer's delivery rate, in bits per
+	// second (unset: unlimited).
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	RateLimitBps int64 `json:"rateLimitBps,omitempty"`
+
+	// MaxRequestBatch bounds the messages one pull request may ask for
+	// (unset: unlimited). Pull consumers only.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	MaxRequestBatch int32 `json:"maxRequestBatch,omitempty"`
+
+	// MaxRequestExpires bounds how long a pull request may wait (at least
+	// 1ms; unset: unlimited). Pull consumers only.
+	// +optional
+	MaxRequestExpires Duration `json:"maxRequestExpires,omitempty"`
+
+	// MaxRequestMaxBytes bounds the bytes one pull request may ask for
+	// (unset: unlimited; at most 2147483647). Pull consumers only.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=2147483647
+	MaxRequestMaxBytes int64 `json:"maxRequestMaxBytes,omitempty"`
+
+	// PriorityPolicy shares a pull consumer's messages between the clients
+	// of its priorityGroups: Overflow (to clients asking past a pending
+	// threshold), Pinned (to one pinned client at a time), Prioritized (by
+	// the priority of each request). None or unset: no priority groups.
+	// +optional
+	PriorityPolicy PriorityPolicy `json:"priorityPolicy,omitempty"`
+
+	// PriorityGroups of the pull consumer, required with a priorityPolicy:
+	// names of 1 to 16 letters, digits, '-', '_', '/' or '='.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:Pattern=`^[a-zA-Z0-9/_=-]{1,16}$`
+	PriorityGroups []string `json:"priorityGroups,omitempty"`
+
+	// PinnedTTL unpins a client that sent no pull request for this long,
+	// with priorityPolicy Pinned (unset: JetStream's 2m).
+	// +optional
+	PinnedTTL Duration `json:"pinnedTTL,omitempty"`
+
+	// PauseUntil pauses deliveries until this time; removing it, or a time
+	// already past, resumes them.
+	// +optional
+	PauseUntil *metav1.Time `json:"pauseUntil,omitempty"`
+
 	// DeadLetter, when set, makes the operator republish every message
 	// JetStream gives up on (max deliveries reached, or terminated) to a
 	// dead-letter subject. Absent: no dead-lettering.
@@ -178,6 +312,10 @@ type EventConsumerState struct {
 	NumWaiting int64 `json:"numWaiting"`
 	// DeadLettered is how many messages the operator dead-lettered.
 	DeadLettered int64 `json:"deadLettered"`
+	// Paused is true while JetStream holds deliveries back (spec.pauseUntil
+	// is in the future).
+	// +optional
+	Paused bool `json:"paused,omitempty"`
 }
 
 // EventConsumerStatus is what the operator last saw.
@@ -206,7 +344,8 @@ type EventConsumerStatus struct {
 	State *EventConsumerState `json:"state,omitempty"`
 }
 
-// EventConsumer is a durable JetStream pull consumer managed by the operator.
+// EventConsumer is a durable JetStream consumer (pull, or push with
+// spec.deliverSubject) managed by the operator.
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=evc,categories=jetstream
@@ -217,6 +356,7 @@ type EventConsumerStatus struct {
 // +kubebuilder:printcolumn:name="AckPending",type=integer,JSONPath=`.status.state.numAckPending`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
+// +kubebuilder:printcolumn:name="Paused",type=boolean,JSONPath=`.status.state.paused`,priority=1
 // +kubebuilder:printcolumn:name="DeadLettered",type=integer,JSONPath=`.status.state.deadLettered`,priority=1
 // +kubebuilder:printcolumn:name="DeadLetterStored",type=string,JSONPath=`.status.conditions[?(@.type=="DeadLetterStored")].status`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`

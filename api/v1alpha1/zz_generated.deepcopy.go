@@ -155,6 +155,15 @@ func (in *EventConsumerSpec) DeepCopyInto(out *EventConsumerSpec) {
 			(*out)[key] = val
 		}
 	}
+	if in.PriorityGroups != nil {
+		in, out := &in.PriorityGroups, &out.PriorityGroups
+		*out = make([]string, len(*in))
+		copy(*out, *in)
+	}
+	if in.PauseUntil != nil {
+		in, out := &in.PauseUntil, &out.PauseUntil
+		*out = (*in).DeepCopy()
+	}
 	if in.DeadLetter != nil {
 		in, out := &in.DeadLetter, &out.DeadLetter
 		*out = new(DeadLetter)

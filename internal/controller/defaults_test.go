@@ -6,11 +6,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"sigs.k8s.io/yaml"
 
 	"github.com/giia/eventstream-operator/pkg/events"
+	"github.com/giia/eventstream-operator/pkg/events/admin"
 )
 
 // The CRD markers must spell the house defaults as literals; this keeps them
@@ -50,6 +52,9 @@ func TestCRDDefaultsAreTheLibraryDefaults(t *testing.T) {
 	}
 	if got := stringDefault(t, consumerSpec, "maxDeliver"); got != "3" || events.DefaultMaxDeliver != 3 {
 		t.Errorf("EventConsumer spec.maxDeliver defaults to %s, the library to %d", got, events.DefaultMaxDeliver)
+	}
+	if got, lib := stringDefault(t, consumerSpec, "replayPolicy"), admin.NewConsumerConfig("x").ReplayPolicy; got != "Instant" || lib != jetstream.ReplayInstantPolicy {
+		t.Errorf("EventConsumer spec.replayPolicy defaults to %s, the library to %v", got, lib)
 	}
 }
 

@@ -195,6 +195,7 @@ func consumerState(info *jetstream.ConsumerInfo, prev *eventsv1.EventConsumerSta
 		NumAckPending:  int64(info.NumAckPending),
 		NumRedelivered: int64(info.NumRedelivered),
 		NumWaiting:     int64(info.NumWaiting),
+		Paused:         info.Paused,
 	}
 	if prev != nil {
 		st.DeadLettered = prev.DeadLettered

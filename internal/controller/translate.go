@@ -3,6 +3,9 @@ package controller
 import (
 	"fmt"
 	"maps"
+	"math"
+	"slices"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -235,6 +238,9 @@ func consumerConfig(evc *eventsv1.EventConsumer) (admin.ConsumerConfig, error) {
 			return cfg, &events.ValidationError{Field: "inactiveThreshold", Reason: err.Error()}
 		}
 	}
+	if err := consumerDelivery(s, &cfg); err != nil {
+		return cfg, err
+	}
 	cfg.Metadata = maps.Clone(s.Metadata)
 	if cfg.Metadata == nil {
 		cfg.Metadata = map[string]string{}
@@ -242,4 +248,65 @@ func consumerConfig(evc *eventsv1.EventConsumer) (admin.ConsumerConfig, error) {
 	cfg.Metadata[eventsv1.OwnerMetadataKey] = evc.OwnerMarker()
 	cfg.Metadata[eventsv1.UIDMetadataKey] = string(evc.UID)
 	return cfg, cfg.Validate()
+}
+
+// consumerDelivery translates how the consumer delivers: replay, push and
+// pull settings, priority groups and pause.
+func consumerDelivery(s eventsv1.EventConsumerSpec, cfg *admin.ConsumerConfig) error {
+	switch s.ReplayPolicy {
+	case eventsv1.ReplayInstant, "":
+		cfg.ReplayPolicy = jetstream.ReplayInstantPolicy
+	case eventsv1.ReplayOriginal:
+		cfg.ReplayPolicy = jetstream.ReplayOriginalPolicy
+	default:
+		return &events.ValidationError{Field: "replayPolicy", Reason: fmt.Sprintf("unknown replay policy %q", s.ReplayPolicy)}
+	}
+	switch s.PriorityPolicy {
+	case eventsv1.PriorityNone, "":
+		cfg.PriorityPolicy = jetstream.PriorityPolicyNone
+	case eventsv1.PriorityOverflow:
+		cfg.PriorityPolicy = jetstream.PriorityPolicyOverflow
+	case eventsv1.PriorityPinned:
+		cfg.PriorityPolicy = jetstream.PriorityPolicyPinned
+	case eventsv1.PriorityPrioritized:
+		cfg.PriorityPolicy = jetstream.PriorityPolicyPrioritized
+	default:
+		return &events.ValidationError{Field: "priorityPolicy", Reason: fmt.Sprintf("unknown priority policy %q", s.PriorityPolicy)}
+	}
+	durations := []struct {
+		field string
+		in    eventsv1.Duration
+		out   *time.Duration
+	}{
+		{"idleHeartbeat", s.IdleHeartbeat, &cfg.IdleHeartbeat},
+		{"maxRequestExpires", s.MaxRequestExpires, &cfg.MaxRequestExpires},
+		{"pinnedTTL", s.PinnedTTL, &cfg.PinnedTTL},
+	}
+	for _, d := range durations {
+		v, err := d.in.Get()
+		if err != nil {
+			return &events.ValidationError{Field: d.field, Reason: err.Error()}
+		}
+		*d.out = v
+	}
+	if s.RateLimitBps < 0 {
+		return &events.ValidationError{Field: "rateLimitBps", Reason: "must not be negative"}
+	}
+	if s.MaxRequestMaxBytes < 0 || s.MaxRequestMaxBytes > math.MaxInt32 {
+		return &events.ValidationError{Field: "maxRequestMaxBytes", Reason: fmt.Sprintf("must be between 0 (unlimited) and %d", math.MaxInt32)}
+	}
+	cfg.HeadersOnly = s.HeadersOnly
+	cfg.SampleFrequency = s.SampleFrequency
+	cfg.DeliverSubject = s.DeliverSubject
+	cfg.DeliverGroup = s.DeliverGroup
+	cfg.FlowControl = s.FlowControl
+	cfg.RateLimitBps = uint64(s.RateLimitBps)
+	cfg.MaxRequestBatch = int(s.MaxRequestBatch)
+	cfg.MaxRequestMaxBytes = int(s.MaxRequestMaxBytes)
+	cfg.PriorityGroups = slices.Clone(s.PriorityGroups)
+	if s.PauseUntil != nil {
+		t := s.PauseUntil.UTC()
+		cfg.PauseUntil = &t
+	}
+	return nil
 }

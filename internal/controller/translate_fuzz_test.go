@@ -112,6 +112,10 @@ var fzConsumerFields = map[string]bool{
 	"optStartSeq": true, "optStartTime": true, "ackPolicy": true, "ackWait": true,
 	"maxDeliver": true, "backoff": true, "maxAckPending": true, "maxWaiting": true,
 	"replicas": true, "memoryStorage": true, "inactiveThreshold": true, "metadata": true,
+	"replayPolicy": true, "headersOnly": true, "sampleFrequency": true, "deliverSubject": true,
+	"deliverGroup": true, "flowControl": true, "idleHeartbeat": true, "rateLimitBps": true,
+	"maxRequestBatch": true, "maxRequestExpires": true, "maxRequestMaxBytes": true,
+	"priorityPolicy": true, "priorityGroups": true, "pinnedTTL": true, "pauseUntil": true,
 }
 
 // fzCheckTypedError checks err is a ValidationError naming a field in fields.
@@ -312,15 +316,34 @@ const (
 	fzcMaxWaiting
 	fzcMemoryStorage
 	fzcDeadLetter
+	fzcFlowControl
+	fzcHeadersOnly
+)
+
+// Bits of the consumer fuzzer's more argument.
+const (
+	fzcPauseUntil = 1 << iota
 )
 
 func FuzzConsumerConfig(f *testing.F) {
 	f.Add("analytics-auth", "", "", "auth.>", "All", int64(0), int64(0), "Explicit", "30s", int32(3),
-		"5s,30s,2m", int32(0), int32(0), int32(0), "", "", uint8(0))
+		"5s,30s,2m", int32(0), int32(0), int32(0), "", "", uint8(0),
+		"", "", "", int64(0), "", "", "", "", "", int32(0), "", int64(0), int64(0), uint8(0))
+	// A push consumer with every push setting, and a paused pull consumer
+	// with priority groups.
+	f.Add("push", "", "", "", "All", int64(0), int64(0), "Explicit", "10s", int32(3),
+		"", int32(0), int32(0), int32(0), "", "", uint8(fzcFlowControl|fzcHeadersOnly),
+		"deliver.push", "workers", "5s", int64(8000), "50%", "Original", "", "", "", int32(0), "", int64(0), int64(0), uint8(0))
+	f.Add("pull", "", "", "", "All", int64(0), int64(0), "Explicit", "10s", int32(3),
+		"", int32(0), int32(0), int32(0), "", "", uint8(0),
+		"", "", "", int64(0), "7", "", "Pinned", "jobs,batch", "30s", int32(10), "1m", int64(4096), int64(4102444800e9), uint8(fzcPauseUntil))
 
 	f.Fuzz(func(t *testing.T, name, durableName, description, filterSubjects, deliverPolicy string,
 		optStartSeq, optStartTime int64, ackPolicy, ackWait string, maxDeliver int32, backoff string,
 		maxAckPending, maxWaiting, replicas int32, inactiveThreshold, metadata string, flags uint8,
+		deliverSubject, deliverGroup, idleHeartbeat string, rateLimitBps int64, sampleFrequency, replayPolicy,
+		priorityPolicy, priorityGroups, pinnedTTL string, maxRequestBatch int32, maxRequestExpires string,
+		maxRequestMaxBytes, pauseUntil int64, more uint8,
 	) {
 		evc := &eventsv1.EventConsumer{
 			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "tenant", UID: types.UID("uid-" + name)},
@@ -337,9 +360,28 @@ func FuzzConsumerConfig(f *testing.F) {
 				MemoryStorage:     flags&fzcMemoryStorage != 0,
 				InactiveThreshold: eventsv1.Duration(inactiveThreshold),
 				Metadata:          fzKeyValues(metadata),
+
+				DeliverSubject:     deliverSubject,
+				DeliverGroup:       deliverGroup,
+				FlowControl:        flags&fzcFlowControl != 0,
+				IdleHeartbeat:      eventsv1.Duration(idleHeartbeat),
+				RateLimitBps:       rateLimitBps,
+				HeadersOnly:        flags&fzcHeadersOnly != 0,
+				SampleFrequency:    sampleFrequency,
+				ReplayPolicy:       eventsv1.ReplayPolicy(replayPolicy),
+				PriorityPolicy:     eventsv1.PriorityPolicy(priorityPolicy),
+				PriorityGroups:     fzSplit(priorityGroups, ","),
+				PinnedTTL:          eventsv1.Duration(pinnedTTL),
+				MaxRequestBatch:    maxRequestBatch,
+				MaxRequestExpires:  eventsv1.Duration(maxRequestExpires),
+				MaxRequestMaxBytes: maxRequestMaxBytes,
 			},
 		}
 		s := &evc.Spec
+		if more&fzcPauseUntil != 0 {
+			ts := metav1.NewTime(time.Unix(0, pauseUntil))
+			s.PauseUntil = &ts
+		}
 		for _, b := range fzSplit(backoff, ",") {
 			s.Backoff = append(s.Backoff, eventsv1.Duration(b))
 		}

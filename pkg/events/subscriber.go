@@ -353,10 +353,10 @@ func defaultBackOff(maxDeliver int) []time.Duration {
 // bindConsumer returns the existing durable consumer or creates it.
 func bindConsumer(ctx context.Context, js jetstream.JetStream, stream, name string, cfg SubscriberConfig) (jetstream.Consumer, error) {
 	cons, err := js.Consumer(ctx, stream, name)
+	if errors.Is(err, jetstream.ErrNotPullConsumer) { // nats.go refuses to bind a push consumer as a pull one
+		return nil, &ValidationError{Field: "consumer", Reason: fmt.Sprintf("%q is a push consumer (it has a deliverSubject); SubscribeDurable reads pull consumers only", name)}
+	}
 	if err == nil {
-		if cons.CachedInfo().Config.DeliverSubject != "" {
-			return nil, &ValidationError{Field: "consumer", Reason: fmt.Sprintf("%q is a push consumer; a pull consumer is required", name)}
-		}
 		return cons, nil
 	}
 	if !errors.Is(err, jetstream.ErrConsumerNotFound) {

@@ -602,3 +602,30 @@ func TestSubscribeValidation(t *testing.T) {
 		t.Errorf("missing stream: %v", err)
 	}
 }
+
+// A push consumer (an EventConsumer with deliverSubject) cannot be read by
+// SubscribeDurable: it fails at once naming the consumer, rather than hang.
+func TestSubscribeDurableRefusesAPushConsumer(t *testing.T) {
+	t.Parallel()
+	env := setupSub(t)
+	ctx := ctxT(t, 10*time.Second)
+	if _, err := env.js.CreatePushConsumer(ctx, events.StreamAuth, jetstream.ConsumerConfig{
+		Durable: "pushed", AckPolicy: jetstream.AckExplicitPolicy, DeliverSubject: "deliver.pushed",
+	}); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	sub, err := events.SubscribeDurable(ctx, env.js, events.StreamAuth, "pushed",
+		func(context.Context, *events.Event) error { return nil }, events.SubscriberConfig{})
+	if err == nil {
+		_ = sub.Stop(ctx)
+		t.Fatal("SubscribeDurable accepted a push consumer")
+	}
+	var verr *events.ValidationError
+	if !errors.As(err, &verr) || verr.Field != "consumer" || !strings.Contains(err.Error(), "push consumer") || !strings.Contains(err.Error(), "pushed") {
+		t.Fatalf("SubscribeDurable = %v, want a ValidationError naming the push consumer", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("SubscribeDurable took %v to refuse", d)
+	}
+}

@@ -51,6 +51,7 @@ import (
 	"github.com/giia/eventstream-operator/internal/testutil/natsproc"
 	"github.com/giia/eventstream-operator/internal/testutil/repo"
 	"github.com/giia/eventstream-operator/pkg/events"
+	"github.com/giia/eventstream-operator/pkg/events/admin"
 )
 
 const (
@@ -594,7 +595,7 @@ func (s *suite) checkJetStream() error {
 	}
 	logf(s.t, s.start, "checked %d streams", len(sampleStreams))
 
-	// The three sample consumers, as declared.
+	// The four sample consumers (three pull, one push), as declared.
 	consumers := []struct {
 		stream, name string
 		check        func(c jetstream.ConsumerConfig) []string
@@ -621,18 +622,27 @@ func (s *suite) checkJetStream() error {
 				"ack wait", c.AckWait, time.Minute,
 				"ack policy", c.AckPolicy, jetstream.AckExplicitPolicy)
 		}},
+		{"DDMRP_EVENTS", "planning-push", func(c jetstream.ConsumerConfig) []string {
+			return diffs(
+				"filter subjects", filters(c), []string{"ddmrp.buffer.>"},
+				"deliver subject", c.DeliverSubject, "push.planning.ddmrp",
+				"deliver group", c.DeliverGroup, "planners",
+				"flow control", c.FlowControl, true,
+				"idle heartbeat", c.IdleHeartbeat, 5*time.Second,
+				"max deliver", c.MaxDeliver, 5)
+		}},
 	}
 	cuids, err := s.uids("evc")
 	if err != nil {
 		return err
 	}
 	for _, want := range consumers {
-		cons, err := s.js.Consumer(ctx, want.stream, want.name)
+		info, err := admin.GetConsumerInfo(ctx, s.js, want.stream, want.name) // pull or push
 		if err != nil {
 			problems = append(problems, fmt.Sprintf("consumer %s/%s: %v", want.stream, want.name, err))
 			continue
 		}
-		c := cons.CachedInfo().Config
+		c := info.Config
 		d := want.check(c)
 		if c.Durable != want.name {
 			d = append(d, fmt.Sprintf("durable name is %q", c.Durable))

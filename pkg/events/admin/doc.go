@@ -6,9 +6,11 @@
 //   - comparing a declared stream or consumer with the server's (DiffStream,
 //     DiffConsumer) and telling in advance whether JetStream can apply a
 //     change in place (CheckStreamUpdate, CheckConsumerUpdate);
-//   - declared durable consumers (ConsumerConfig, CreateConsumer,
-//     UpdateConsumer, DeleteConsumer, GetConsumerInfo); a service binds to
-//     or creates its consumer with events.SubscribeDurable instead;
+//   - declared durable consumers, pull or push (ConsumerConfig with every
+//     JetStream consumer setting, CreateConsumer, UpdateConsumer — which
+//     also pauses or resumes through JetStream's pause API —, DeleteConsumer,
+//     GetConsumerInfo); a service binds to or creates its pull consumer with
+//     events.SubscribeDurable instead;
 //   - declared KeyValue and ObjectStore buckets (KeyValueConfig,
 //     ObjectStoreConfig: Validate, Stream — the bucket's stream exactly as
 //     nats.go builds it — CreateKeyValue, UpdateKeyValue, DiffKeyValue,
