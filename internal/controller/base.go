@@ -147,14 +147,21 @@ type connectionNotAllowedError struct {
 	refused *natsconn.URLNotAllowedError
 	domain  string
 	domains domainPolicy
+	// field names what named the domain: spec.domain (empty) or a mirror's
+	// or source's domain or external.apiPrefix.
+	field string
 }
 
 func (e *connectionNotAllowedError) Error() string {
 	switch {
 	case e.domain != "":
-		return fmt.Sprintf("spec.domain %q is not a JetStream domain this operator may use on its own NATS connection "+
-			"(--jetstream-domains: %s), so nothing was sent; remove spec.domain, ask the administrator to allow the domain, "+
-			"or name a server whose credentials reach it in spec.connection", e.domain, e.domains)
+		field := e.field
+		if field == "" {
+			field = "spec.domain"
+		}
+		return fmt.Sprintf("%s %q is not a JetStream domain this operator may use on its own NATS connection "+
+			"(--jetstream-domains: %s), so nothing was sent; remove %s, ask the administrator to allow the domain, "+
+			"or name a server whose credentials reach it in spec.connection", field, e.domain, e.domains, field)
 	case e.refused == nil:
 		return fmt.Sprintf("per-resource connections are disabled in this operator (--allow-resource-connections=false), "+
 			"so spec.connection (Secret %q) was not used and nothing was dialled; remove spec.connection to use the operator's NATS, "+
@@ -191,6 +198,48 @@ func (p domainPolicy) String() string {
 		return "none"
 	}
 	return strings.Join(p, ",")
+}
+
+// checkSourceDomains refuses, on the operator's own connection (conn nil),
+// a mirror or source in a JetStream domain --jetstream-domains does not
+// allow: JetStream would reach into that domain on the operator's account
+// to copy its messages. A domain is named by `domain` or by an
+// external.apiPrefix of the form $JS.<domain>.API (any other prefix is an
+// account import, which only the account's configuration can grant).
+// field is the JSON path of the first source ("spec.mirror",
+// "spec.sources").
+func (r *reconciler) checkSourceDomains(conn *eventsv1.ConnectionSpec, field string, sources ...eventsv1.StreamSource) error {
+	if conn != nil {
+		return nil
+	}
+	for i, s := range sources {
+		path := field
+		if field != "spec.mirror" {
+			path = fmt.Sprintf("%s[%d]", field, i)
+		}
+		domain, what := s.Domain, path+".domain"
+		if s.External != nil {
+			if d, ok := strings.CutPrefix(s.External.APIPrefix, "$JS."); ok {
+				if d, ok = strings.CutSuffix(d, ".API"); ok && !strings.Contains(d, ".") {
+					domain, what = d, path+".external.apiPrefix"
+				}
+			}
+		}
+		if domain != "" && !r.Domains.allows(domain) {
+			return &connectionNotAllowedError{domain: domain, domains: r.Domains, field: what}
+		}
+	}
+	return nil
+}
+
+// checkStreamSources runs checkSourceDomains on a mirror and sources.
+func (r *reconciler) checkStreamSources(conn *eventsv1.ConnectionSpec, mirror *eventsv1.StreamSource, sources []eventsv1.StreamSource) error {
+	if mirror != nil {
+		if err := r.checkSourceDomains(conn, "spec.mirror", *mirror); err != nil {
+			return err
+		}
+	}
+	return r.checkSourceDomains(conn, "spec.sources", sources...)
 }
 
 // connectionUnresolvable reports an error of jetStreamFor that says where a

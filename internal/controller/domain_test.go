@@ -263,6 +263,27 @@ var _ = Describe("JetStream domains the administrator did not allow", Ordered, f
 		Expect(inJetStream(net.hubJS, evs.JetStreamName())()).To(MatchError(jetstream.ErrStreamNotFound))
 	})
 
+	It("refuses a source or mirror reaching into a domain it does not allow, by domain or by $JS.<domain>.API prefix, and creates nothing", func() {
+		src := newStream(uniqueName("source-domain"), func(e *eventsv1.EventStream) {
+			e.Spec.Subjects = nil
+			e.Spec.Sources = []eventsv1.StreamSource{{Name: "ORDERS"}, {Name: "LEAF_ORDERS", Domain: "leaf"}}
+		})
+		mirror := newStream(uniqueName("mirror-prefix"), func(e *eventsv1.EventStream) {
+			e.Spec.Subjects = nil
+			e.Spec.Mirror = &eventsv1.StreamSource{Name: "LEAF_ORDERS", External: &eventsv1.ExternalStream{APIPrefix: "$JS.leaf.API"}}
+		})
+		for _, tc := range []struct {
+			evs   *eventsv1.EventStream
+			field string
+		}{{src, `spec.sources[1].domain "leaf"`}, {mirror, `spec.mirror.external.apiPrefix "leaf"`}} {
+			Expect(k8s.Create(ctx, tc.evs)).To(Succeed())
+			DeferCleanup(deleteAndWait, tc.evs)
+			Eventually(readyReason(tc.evs)).Should(Equal("False/" + eventsv1.ReasonConnectionNotAllowed))
+			Expect(readyCondition(tc.evs).Message).To(And(ContainSubstring(tc.field), ContainSubstring("--jetstream-domains")))
+			Expect(inJetStream(net.hubJS, tc.evs.JetStreamName())()).To(MatchError(jetstream.ErrStreamNotFound))
+		}
+	})
+
 	It("uses the domain key of a spec.connection Secret, whose credentials bound what it reaches", func() {
 		connectionSecret("leaf-nats", map[string]string{"url": net.hub.URL(), "domain": "leaf"})
 		evs := newStream(uniqueName("secret-domain"), withConnection("leaf-nats"))

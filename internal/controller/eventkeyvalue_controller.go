@@ -72,6 +72,9 @@ func (r *EventKeyValueReconciler) reconcileBucket(ctx context.Context, js jetstr
 	if err != nil {
 		return stepResult{}, classify(err)
 	}
+	if err := r.checkStreamSources(kv.Spec.Connection, kv.Spec.Mirror, kv.Spec.Sources); err != nil {
+		return stepResult{}, classify(err)
+	}
 	id := keyValueID(kv.BucketName())
 	got, err := ensure(ctx, &r.reconciler, keyValueType{}, js, id, desired,
 		newClaimant("EventKeyValue", kv.Namespace, kv.Name, kv.Annotations), kv.Status.BucketName != "", kv)

@@ -80,6 +80,9 @@ func (r *EventStreamReconciler) reconcileStream(ctx context.Context, js jetstrea
 	if err != nil {
 		return stepResult{}, classify(err)
 	}
+	if err := r.checkStreamSources(evs.Spec.Connection, evs.Spec.Mirror, evs.Spec.Sources); err != nil {
+		return stepResult{}, classify(err)
+	}
 	id := streamID(evs)
 	got, err := ensure(ctx, &r.reconciler, streamType{}, js, id, desired,
 		newClaimant("EventStream", evs.Namespace, evs.Name, evs.Annotations), evs.Status.StreamName != "", evs)

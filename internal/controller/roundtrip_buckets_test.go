@@ -247,6 +247,7 @@ func findCondition(conds []metav1.Condition, typ string) *metav1.Condition {
 func TestKeyValueFieldsRoundTrip(t *testing.T) {
 	srv := eventstest.RunJetStream(t)
 	r := &EventKeyValueReconciler{reconciler: *stepReconciler(t, srv, nil)}
+	r.Domains = domainPolicy{"*"} // the sources case names a domain (an administrator allowing any)
 	js := jsOf(t, &r.reconciler)
 	origin := admin.NewKeyValueConfig("RT_ORIGIN")
 	origin.MaxBytes = 1 << 20
@@ -263,6 +264,7 @@ func TestKeyValueFieldsRoundTrip(t *testing.T) {
 func TestObjectStoreFieldsRoundTrip(t *testing.T) {
 	srv := eventstest.RunJetStream(t)
 	r := &EventObjectStoreReconciler{reconciler: *stepReconciler(t, srv, nil)}
+	r.Domains = domainPolicy{"*"} // the sources case names a domain (an administrator allowing any)
 	js := jsOf(t, &r.reconciler)
 	roundTrip(t, reflect.TypeFor[jetstream.ObjectStoreConfig](), objectStoreRoundTrips(), genObjectStore, r.reconcileBucket,
 		func(o *eventsv1.EventObjectStore) statusRef {
