@@ -127,6 +127,30 @@ var _ = Describe("JetStream domains", Ordered, func() {
 		Expect(inJetStream(net.leafJS["leaf"], name)()).To(MatchError(jetstream.ErrStreamNotFound), "Delete policy: removed from the leaf")
 	})
 
+	It("puts an EventKeyValue and an EventObjectStore with domain: leaf in the leaf's JetStream only, and repairs them there", func() {
+		for _, k := range bucketKinds {
+			obj := k.build(uniqueName("leaf-"+strings.ToLower(k.kind)), "default", "")
+			switch o := obj.(type) {
+			case *eventsv1.EventKeyValue:
+				o.Spec.Domain = "leaf"
+			case *eventsv1.EventObjectStore:
+				o.Spec.Domain = "leaf"
+			}
+			Expect(k8s.Create(ctx, obj)).To(Succeed())
+			Eventually(bucketReady(k, obj)).Should(HavePrefix("True/"))
+			bucket, _, _ := k.status(fresh(obj))
+			stream := k.prefix + bucket
+			Expect(inJetStream(net.leafJS["leaf"], stream)()).To(Succeed(), "%s is in the leaf's JetStream", stream)
+			Expect(inJetStream(net.hubJS, stream)()).To(MatchError(jetstream.ErrStreamNotFound), "and not in the hub's")
+
+			Expect(net.leafJS["leaf"].DeleteStream(ctx, stream)).To(Succeed())
+			Eventually(inJetStream(net.leafJS["leaf"], stream), 5*time.Second).Should(Succeed(), "%s recreated in the leaf", stream)
+
+			deleteObjectAndWait(obj)
+			Expect(inJetStream(net.leafJS["leaf"], stream)()).To(MatchError(jetstream.ErrStreamNotFound), "Delete policy: removed from the leaf")
+		}
+	})
+
 	It("refuses a changed or malformed domain at admission, naming spec.domain", func() {
 		evs := newStream(uniqueName("leaf-immutable"), withDomain("leaf"))
 		Expect(k8s.Create(ctx, evs)).To(Succeed())
