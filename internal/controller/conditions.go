@@ -75,6 +75,10 @@ func classify(err error) *stepError {
 // only check something return the zero stepResult.
 type stepResult struct {
 	reason, message string
+	// requeueAfter, when positive and sooner than the resync, is when the
+	// object's state is known to change by itself (a consumer's pause
+	// ends), so that status follows it then rather than at the resync.
+	requeueAfter time.Duration
 }
 
 // setCondition sets one condition. lastTransitionTime moves (to now) only

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -186,7 +187,12 @@ func (r *EventConsumerReconciler) reconcileConsumer(ctx context.Context, js jets
 	// Set once the consumer is known to exist: the finalizer relies on it.
 	evc.Status.ConsumerName = id.consumer
 	evc.Status.State = consumerState(got.info, evc.Status.State)
-	return stepResult{reason: got.reason, message: readyMessage(got.reason, id)}, nil
+	res := stepResult{reason: got.reason, message: readyMessage(got.reason, id)}
+	if got.info.Paused && got.info.PauseRemaining > 0 {
+		// status.state.paused turns false when the pause ends: look then.
+		res.requeueAfter = got.info.PauseRemaining + time.Second
+	}
+	return res, nil
 }
 
 func consumerState(info *jetstream.ConsumerInfo, prev *eventsv1.EventConsumerState) *eventsv1.EventConsumerState {

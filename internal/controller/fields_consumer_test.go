@@ -312,8 +312,15 @@ func TestConsumerPauseEndsInSync(t *testing.T) {
 		c.Spec.PauseUntil = &metav1.Time{Time: soon}
 	})
 	for _, evc := range []*eventsv1.EventConsumer{past, ending} {
-		if res, err := r.reconcileConsumer(ctx, js, evc, evs); err != nil || res.reason != eventsv1.ReasonCreated {
+		res, err := r.reconcileConsumer(ctx, js, evc, evs)
+		if err != nil || res.reason != eventsv1.ReasonCreated {
 			t.Fatalf("%s: create: %+v, %v", evc.Name, res, err)
+		}
+		// A running pause asks to be looked at again when it ends (plus
+		// a second), so that status.state.paused follows it.
+		if want := evc == ending; (res.requeueAfter > 0) != want ||
+			(want && (res.requeueAfter < time.Second || res.requeueAfter > time.Until(soon)+2*time.Second)) {
+			t.Errorf("%s: requeueAfter %v, want it only for the running pause, at its end plus 1s", evc.Name, res.requeueAfter)
 		}
 	}
 	if past.Status.State.Paused || !ending.Status.State.Paused {

@@ -96,6 +96,8 @@ func (r *reconciler) summarizeAndPatch(ctx context.Context, obj, orig client.Obj
 		return ctrl.Result{}, errors.Join(err, perr)
 	}
 	switch {
+	case se == nil && res.requeueAfter > 0:
+		return ctrl.Result{RequeueAfter: min(res.requeueAfter, r.resync())}, nil
 	case se == nil, se.kind == waiting:
 		return ctrl.Result{RequeueAfter: r.resync()}, nil
 	case se.kind == terminal:
