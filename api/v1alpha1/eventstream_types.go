@@ -202,6 +202,7 @@ type EventStreamSpec struct {
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=255
 	// +kubebuilder:validation:XValidation:rule="self.matches('^[A-Za-z0-9_-]+$')",message="must be a JetStream stream name: only letters, digits, '_' and '-'"
+	// +kubebuilder:validation:XValidation:rule="!self.startsWith('KV_') && !self.startsWith('OBJ_')",message="KV_ and OBJ_ name the streams of KeyValue and ObjectStore buckets: declare an EventKeyValue or an EventObjectStore instead"
 	Name string `json:"name,omitempty"`
 
 	// Description of the stream.
@@ -463,6 +464,7 @@ type EventStreamStatus struct {
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=evs,categories=jetstream
 // +kubebuilder:validation:XValidation:rule="has(self.spec.name) || self.metadata.name.matches('^[a-z0-9-]+$')",message="metadata.name contains '.', which a JetStream stream name cannot: set spec.name"
+// +kubebuilder:validation:XValidation:rule="has(self.spec.name) || !(self.metadata.name.startsWith('kv-') || self.metadata.name.startsWith('obj-'))",message="metadata.name would make the stream KV_… or OBJ_…, the names of KeyValue and ObjectStore buckets' streams: set spec.name, or declare an EventKeyValue or an EventObjectStore"
 // +kubebuilder:printcolumn:name="Stream",type=string,JSONPath=`.status.streamName`
 // +kubebuilder:printcolumn:name="Subjects",type=string,JSONPath=`.spec.subjects[*]`
 // +kubebuilder:printcolumn:name="Messages",type=integer,JSONPath=`.status.state.messages`

@@ -2,6 +2,7 @@ package controller_test
 
 import (
 	"context"
+	"strings"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -55,6 +56,22 @@ var _ = Describe("EventStream admission of the JetStream stream settings", func(
 		Entry("a republish without a destination", with("republish", map[string]any{"source": "adm.>"}), "spec.republish.destination", "Required"),
 		Entry("a delete-marker TTL in days", with("subjectDeleteMarkerTTL", "1d", "allowMsgTTL", true, "allowRollup", true), "spec.subjectDeleteMarkerTTL", "days are not supported"),
 	)
+
+	It("keeps the KV_ and OBJ_ stream names to the bucket kinds, by spec.name and by metadata.name", func() {
+		for _, name := range []string{"KV_CONFIG", "OBJ_files"} {
+			err := create(uniqueName("bucketname"), with("name", name))
+			Expect(err).To(HaveOccurred(), name)
+			Expect(err.Error()).To(And(ContainSubstring("spec.name"), ContainSubstring("declare an EventKeyValue or an EventObjectStore")))
+		}
+		for _, prefix := range []string{"kv-", "obj-"} {
+			err := create(uniqueName(prefix+"events"), with())
+			Expect(err).To(HaveOccurred(), prefix)
+			Expect(err.Error()).To(And(ContainSubstring("metadata.name would make the stream KV_… or OBJ_…"), ContainSubstring("set spec.name")))
+			Expect(create(uniqueName(prefix+"events"), with("name", "EVENTS_"+strings.ToUpper(strings.TrimSuffix(prefix, "-"))))).To(Succeed(),
+				"with a spec.name of another form the resource's name does not matter")
+		}
+		Expect(create(uniqueName("kvx"), with("name", "KVX_AND_OBJ_"))).To(Succeed(), "only the prefixes are reserved")
+	})
 
 	It("accepts every setting together where JetStream does", func() {
 		Expect(create(uniqueName("all"), with(

@@ -5,6 +5,7 @@ import (
 	"maps"
 	"math"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -20,6 +21,15 @@ import (
 func streamConfig(evs *eventsv1.EventStream) (events.StreamConfig, error) {
 	s := evs.Spec
 	cfg := events.NewStreamConfig(evs.JetStreamName(), s.Subjects...)
+	// A bucket's stream belongs to its EventKeyValue or EventObjectStore:
+	// an EventStream of the same namespace and name would carry the same
+	// owner marker and fight it (admission refuses this too).
+	for _, prefix := range []string{admin.KeyValueStreamPrefix, admin.ObjectStoreStreamPrefix} {
+		if strings.HasPrefix(cfg.Name, prefix) {
+			return cfg, &events.ValidationError{Field: "name", Reason: fmt.Sprintf(
+				"%s: %s names the streams of KeyValue and ObjectStore buckets; declare an EventKeyValue or an EventObjectStore instead", cfg.Name, prefix)}
+		}
+	}
 	cfg.Description = s.Description
 	var err error
 	if cfg.Retention, err = retention(s.Retention); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -372,5 +373,22 @@ func TestPatchStatusOverAStaleCache(t *testing.T) {
 	}
 	if err := c.Get(ctx, client.ObjectKeyFromObject(evs), got); err != nil || got.ResourceVersion != rv {
 		t.Errorf("an unchanged status was written (%v, resourceVersion %s → %s)", err, rv, got.ResourceVersion)
+	}
+}
+
+// An EventStream whose stream would be a bucket's (KV_…, OBJ_…) is refused
+// by the translation too (an object admitted before the CEL rule existed):
+// with the same owner marker as an EventKeyValue of its namespace and name,
+// it would fight it over the stream.
+func TestStreamConfigRefusesBucketStreamNames(t *testing.T) {
+	for _, name := range []string{"KV_CONFIG", "OBJ_files"} {
+		_, err := streamConfig(genStream("config", func(e *eventsv1.EventStream) { e.Spec.Name = name }))
+		var verr *events.ValidationError
+		if !errors.As(err, &verr) || verr.Field != "name" || !strings.Contains(verr.Reason, "EventKeyValue") {
+			t.Errorf("streamConfig(name %s) = %v, want a ValidationError for name", name, err)
+		}
+	}
+	if _, err := streamConfig(genStream("kvx", func(e *eventsv1.EventStream) { e.Spec.Name = "KVX_EVENTS" })); err != nil {
+		t.Errorf("streamConfig(KVX_EVENTS) = %v, want no error", err)
 	}
 }
