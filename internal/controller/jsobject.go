@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	corev1 "k8s.io/api/core/v1"
@@ -140,33 +139,16 @@ func getJS[C, I any](ctx context.Context, r *reconciler, t jsType[C, I], js jets
 	return call(ctx, t.name()+"_info", func(ctx context.Context) (I, error) { return t.get(ctx, js, id) })
 }
 
-// createJS creates the object, telling the advisory watcher first.
+// createJS creates the object, telling the advisory watcher first. (A
+// create refused while nats-server is still removing a deleted stream's
+// directories, error 10049, is retried by the library's create functions.)
 func createJS[C, I any](ctx context.Context, r *reconciler, t jsType[C, I], js jetstream.JetStream, id jsID, desired C, obj client.Object) (I, error) {
-	for attempt := 0; ; attempt++ {
-		r.expectOwnWrite(id.stream, id.consumer)
-		info, err := call(ctx, "create_"+t.name(), func(ctx context.Context) (I, error) { return t.create(ctx, js, id, desired) })
-		// Right after a stream is deleted, nats-server may still be removing
-		// its directory and refuse a new one of the same name (10049); that
-		// lasts milliseconds, so retry here rather than fail the reconcile.
-		if attempt < 5 && isStoreNotReady(err) {
-			select {
-			case <-time.After(50 * time.Millisecond):
-				continue
-			case <-ctx.Done():
-			}
-		}
-		if err == nil {
-			r.event(obj, corev1.EventTypeNormal, eventsv1.ReasonCreated, "Create", id.String()+" created")
-		}
-		return info, err
+	r.expectOwnWrite(id.stream, id.consumer)
+	info, err := call(ctx, "create_"+t.name(), func(ctx context.Context) (I, error) { return t.create(ctx, js, id, desired) })
+	if err == nil {
+		r.event(obj, corev1.EventTypeNormal, eventsv1.ReasonCreated, "Create", id.String()+" created")
 	}
-}
-
-// isStoreNotReady recognises JetStream API error 10049 ("error creating store
-// for stream").
-func isStoreNotReady(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && apiErr.ErrorCode == 10049
+	return info, err
 }
 
 // release handles the object id of a deleted resource (owner marker

@@ -140,6 +140,7 @@ const (
 	codeMemoryExceeded        = 10028 // JSMemoryResourcesExceededErr
 	codeStorageExceeded       = 10047 // JSStorageResourcesExceededErr
 	codeStreamInvalidConfig   = 10052 // JSStreamInvalidConfigF
+	codeStreamStoreFailed     = 10049 // JSStreamCreateErrF with "error creating store for stream"
 	codeStreamNameInUse       = 10058 // JSStreamNameExistErr
 	codeStreamSubjectOverlap  = 10065 // JSStreamSubjectOverlapErr
 	codeStreamNotFound        = 10059 // JSStreamNotFoundErr

@@ -11,4 +11,5 @@ func redactURL(raw string) string { return shared.RedactURL(raw) }
 func init() {
 	shared.Wrap = wrap
 	shared.ValidateSubject = validateSubject
+	shared.CreateStream = createStreamRequest
 }

@@ -544,7 +544,7 @@ func CreateStream(ctx context.Context, js jetstream.StreamManager, cfg StreamCon
 		open.Sealed = false
 		jcfg = open.JetStream()
 	}
-	s, err := js.CreateStream(ctx, jcfg)
+	s, err := createStreamRequest(ctx, js, jcfg)
 	if err != nil {
 		return nil, wrap("create stream", cfg.Name, err)
 	}
@@ -552,6 +552,28 @@ func CreateStream(ctx context.Context, js jetstream.StreamManager, cfg StreamCon
 		return UpdateStream(ctx, js, cfg)
 	}
 	return s.CachedInfo(), nil
+}
+
+// createStreamRequest sends the create request. nats-server (2.15) removes
+// an account's stream directories when its last stream is deleted, and a
+// create arriving meanwhile fails with error 10049 ("error creating store
+// for stream"; its log says "could not create storage directory … no such
+// file or directory"): that lasts milliseconds, so it is retried a few
+// times, 50 ms apart, rather than reported as a failure that an instant
+// later would not have happened.
+func createStreamRequest(ctx context.Context, js jetstream.StreamManager, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
+	for attempt := 0; ; attempt++ {
+		s, err := js.CreateStream(ctx, cfg)
+		var apiErr *jetstream.APIError
+		if err == nil || attempt == 4 || !errors.As(err, &apiErr) || apiErr.ErrorCode != codeStreamStoreFailed {
+			return s, err
+		}
+		select {
+		case <-time.After(50 * time.Millisecond):
+		case <-ctx.Done():
+			return s, err
+		}
+	}
 }
 
 // UpdateStream validates cfg and applies it to the existing stream. A change

@@ -581,7 +581,7 @@ func CreateObjectStore(ctx context.Context, js jetstream.StreamManager, cfg Obje
 }
 
 func createBucketStream(ctx context.Context, js jetstream.StreamManager, op, bucket string, cfg jetstream.StreamConfig) (*jetstream.StreamInfo, error) {
-	s, err := js.CreateStream(ctx, cfg)
+	s, err := shared.CreateStream(ctx, js, cfg)
 	if err != nil {
 		return nil, shared.Wrap(op, bucket, err)
 	}

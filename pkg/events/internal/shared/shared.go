@@ -5,8 +5,11 @@
 package shared
 
 import (
+	"context"
 	"net/url"
 	"strings"
+
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 var (
@@ -16,6 +19,10 @@ var (
 	Wrap func(op, name string, err error) error
 	// ValidateSubject checks a NATS subject; wildcards allows '*' and '>'.
 	ValidateSubject func(subject string, wildcards bool) error
+	// CreateStream sends one stream create request, retrying the store
+	// errors nats-server returns while it is still removing a deleted
+	// stream's directories (events.createStreamRequest).
+	CreateStream func(ctx context.Context, js jetstream.StreamManager, cfg jetstream.StreamConfig) (jetstream.Stream, error)
 )
 
 // RedactURL hides user information in NATS URLs (a comma-separated list,
