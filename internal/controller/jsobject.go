@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	corev1 "k8s.io/api/core/v1"
@@ -69,6 +70,11 @@ type jsType[C, I any] interface {
 	updateAdvised() bool
 }
 
+// recreateDelay is how long ensure waits before re-creating an object it
+// had seen and found deleted (drift repair): longer than nats-server takes
+// to finish a deletion it has already announced.
+var recreateDelay = 200 * time.Millisecond
+
 // ensured is the outcome of ensure: the object as JetStream reports it and
 // the Ready reason of what was done (Created, Updated, Adopted, InSync).
 type ensured[I any] struct {
@@ -93,6 +99,19 @@ func ensure[C, I any](ctx context.Context, r *reconciler, t jsType[C, I], js jet
 	}
 	info, err := getJS(ctx, r, t, js, id)
 	if errors.Is(err, events.ErrNotFound) {
+		if seen {
+			// Deleted by someone else: nats-server sends the DELETED
+			// advisory before it has finished removing the object, and a
+			// re-create in that window can fail (10049, 10149) or, worse,
+			// get a store whose files the deletion then removes or
+			// revives (seen in e2e and in the controller suite with
+			// nats-server 2.15.2). Let the deletion finish first.
+			select {
+			case <-time.After(recreateDelay):
+			case <-ctx.Done():
+				return ensured[I]{}, ctx.Err()
+			}
+		}
 		info, err = createJS(ctx, r, t, js, id, desired, obj)
 		if err == nil && seen {
 			// It existed, and something other than the operator deleted it.

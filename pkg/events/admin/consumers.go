@@ -499,11 +499,24 @@ func CreateConsumer(ctx context.Context, js jetstream.StreamConsumerManager, str
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	info, err := upsertConsumer(ctx, js, stream, cfg.JetStream(), false)
-	if err != nil {
-		return nil, shared.Wrap("create consumer", stream+"/"+cfg.Durable, err)
+	for attempt := 0; ; attempt++ {
+		info, err := upsertConsumer(ctx, js, stream, cfg.JetStream(), false)
+		// nats-server (2.15) can answer a create of a consumer it is still
+		// deleting with 10149 "consumer does not exist": that lasts
+		// milliseconds, so it is retried a few times, 50 ms apart.
+		var apiErr *jetstream.APIError
+		if err != nil && attempt < 4 && errors.As(err, &apiErr) && apiErr.ErrorCode == 10149 {
+			select {
+			case <-time.After(50 * time.Millisecond):
+				continue
+			case <-ctx.Done():
+			}
+		}
+		if err != nil {
+			return nil, shared.Wrap("create consumer", stream+"/"+cfg.Durable, err)
+		}
+		return info, nil
 	}
-	return info, nil
 }
 
 // UpdateConsumer validates cfg and applies it to the existing consumer; a
