@@ -253,6 +253,9 @@ func (r *EventSchemaReconciler) reconcileRecord(ctx context.Context, js jetstrea
 	} else {
 		rev, err = kvCall(ctx, "kv_create", func(ctx context.Context) (uint64, error) { return kv.Create(ctx, key, value) })
 	}
+	if err != nil && r.Watch != nil && es.Spec.Connection == nil {
+		r.Watch.forgetOwnWrite(key)
+	}
 	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 		// Someone wrote the key since it was read: read it again.
 		return stepResult{}, newStepError(transient, eventsv1.ReasonJetStreamError,

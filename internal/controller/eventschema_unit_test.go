@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"github.com/go-logr/logr"
 	"testing"
 
 	"github.com/giia/eventstream-operator/pkg/events/schemas"
@@ -17,5 +18,26 @@ func TestKeyTypeReversesSchemasKey(t *testing.T) {
 		if got, ok := keyType(key); ok {
 			t.Errorf("keyType(%q) = %q, want no type", key, got)
 		}
+	}
+}
+
+// A write that failed (a compare-and-set lost to someone else's write) has
+// no echo: its expectation is withdrawn, so the next change made out of
+// band is not taken for the operator's own and is repaired at once.
+func TestSchemaWatchForgetsTheOwnWriteThatFailed(t *testing.T) {
+	w := newSchemaWatch(nil, "EVENT_SCHEMAS", logr.Discard())
+	w.expectOwnWrite("user.created.1.0")
+	w.forgetOwnWrite("user.created.1.0")
+	if w.isOwnWrite("user.created.1.0") {
+		t.Fatal("a put after a failed own write was taken for the operator's echo")
+	}
+	w.expectOwnWrite("user.created.1.0")
+	w.expectOwnWrite("user.created.1.0")
+	w.forgetOwnWrite("user.created.1.0")
+	if !w.isOwnWrite("user.created.1.0") {
+		t.Fatal("the echo of the write that succeeded was not recognised")
+	}
+	if w.isOwnWrite("user.created.1.0") {
+		t.Fatal("a second put was taken for an echo after one write succeeded and one failed")
 	}
 }

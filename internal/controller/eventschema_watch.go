@@ -64,6 +64,24 @@ func (w *schemaWatch) expectOwnWrite(key string) {
 	w.own[key] = e
 }
 
+// forgetOwnWrite withdraws one expectation of expectOwnWrite whose write
+// failed (no echo will come): left in place, it would take the next change
+// made out of band for the operator's own and leave it to the resync.
+func (w *schemaWatch) forgetOwnWrite(key string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	e, ok := w.own[key]
+	if !ok {
+		return
+	}
+	if e.n <= 1 {
+		delete(w.own, key)
+		return
+	}
+	e.n--
+	w.own[key] = e
+}
+
 // isOwnWrite reports whether a put of key is the echo of an expected own
 // write, and consumes the expectation. A change out of band that lands in
 // the same moment is repaired at the resync.
